@@ -1,0 +1,230 @@
+"""Conversions between ROS 2 messages and numpy, without cv_bridge.
+
+Images go through ``np.frombuffer`` / ``ndarray.tobytes()`` (assigning an array to ``msg.data``
+is ~80x slower). Joint arrays are always in the profile's joint order; messages carry names, and
+``joint_state_arrays`` reorders by name and rejects missing joints.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PoseStamped, TwistStamped
+from sensor_msgs.msg import Image, JointState
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+# encoding -> (dtype, channels)
+ENCODINGS: dict[str, tuple[np.dtype, int]] = {
+    "rgb8": (np.dtype(np.uint8), 3),
+    "bgr8": (np.dtype(np.uint8), 3),
+    "rgba8": (np.dtype(np.uint8), 4),
+    "bgra8": (np.dtype(np.uint8), 4),
+    "mono8": (np.dtype(np.uint8), 1),
+    "mono16": (np.dtype(np.uint16), 1),
+    "16UC1": (np.dtype(np.uint16), 1),
+    "32FC1": (np.dtype(np.float32), 1),
+}
+
+
+class MessageError(ValueError):
+    """A message that cannot be used (wrong encoding, size, joint names, NaN...)."""
+
+
+# -- time ------------------------------------------------------------------------------------------
+def to_sec(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def to_stamp(seconds: float) -> Time:
+    ns = int(round(seconds * 1e9))
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+# -- images ----------------------------------------------------------------------------------------
+def image_to_array(msg: Image) -> np.ndarray:
+    """Image message -> (H, W, C) or (H, W) array (a copy-free view when the layout allows)."""
+    if msg.encoding not in ENCODINGS:
+        raise MessageError(f"unsupported image encoding {msg.encoding!r} (supported: {', '.join(ENCODINGS)})")
+    dtype, channels = ENCODINGS[msg.encoding]
+    dtype = dtype.newbyteorder(">" if msg.is_bigendian else "<")
+    row_bytes = msg.width * channels * dtype.itemsize
+    if msg.step < row_bytes or len(msg.data) < msg.step * msg.height:
+        raise MessageError(
+            f"image {msg.width}x{msg.height} {msg.encoding}: step {msg.step} / {len(msg.data)} bytes too small"
+        )
+    buf = np.frombuffer(msg.data, dtype=np.uint8, count=msg.step * msg.height).reshape(msg.height, msg.step)
+    pixels = buf[:, :row_bytes].view(dtype)
+    shape = (msg.height, msg.width, channels) if channels > 1 else (msg.height, msg.width)
+    array = pixels.reshape(shape)
+    return array.astype(array.dtype.newbyteorder("="), copy=False)
+
+
+def array_to_image(array: np.ndarray, encoding: str, stamp: Time | None = None, frame_id: str = "") -> Image:
+    """(H, W[, C]) array -> Image message with the given encoding."""
+    if encoding not in ENCODINGS:
+        raise MessageError(f"unsupported image encoding {encoding!r} (supported: {', '.join(ENCODINGS)})")
+    dtype, channels = ENCODINGS[encoding]
+    array = np.asarray(array)
+    if array.ndim == 3 and channels == 1 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    expected_ndim = 3 if channels > 1 else 2
+    if array.ndim != expected_ndim or (channels > 1 and array.shape[2] != channels):
+        raise MessageError(f"{encoding} needs shape (H, W{', %d' % channels if channels > 1 else ''}), got {array.shape}")
+    if array.dtype != dtype:
+        raise MessageError(f"{encoding} needs dtype {dtype}, got {array.dtype}")
+    msg = Image()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = array.shape[:2]
+    msg.encoding = encoding
+    msg.is_bigendian = sys.byteorder == "big"
+    msg.step = msg.width * channels * dtype.itemsize
+    msg.data = np.ascontiguousarray(array).tobytes()
+    return msg
+
+
+# -- joints ----------------------------------------------------------------------------------------
+def joint_state_arrays(msg: JointState, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions, velocities and efforts of ``names`` (missing velocity/effort fields -> NaN)."""
+    index = {n: i for i, n in enumerate(msg.name)}
+    missing = [n for n in names if n not in index]
+    if missing:
+        raise MessageError(f"joint_states lacks joints {missing} (has {list(msg.name)})")
+    order = [index[n] for n in names]
+
+    def pick(values: Sequence[float]) -> np.ndarray:
+        if len(values) != len(msg.name):
+            return np.full(len(names), np.nan)
+        return np.asarray(values, dtype=float)[order]
+
+    return pick(msg.position), pick(msg.velocity), pick(msg.effort)
+
+
+def make_joint_state(
+    names: Sequence[str],
+    position: Sequence[float],
+    velocity: Sequence[float] | None = None,
+    effort: Sequence[float] | None = None,
+    stamp: Time | None = None,
+) -> JointState:
+    msg = JointState()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.name = list(names)
+    msg.position = [float(v) for v in position]
+    msg.velocity = [float(v) for v in velocity] if velocity is not None else []
+    msg.effort = [float(v) for v in effort] if effort is not None else []
+    return msg
+
+
+def make_trajectory(
+    names: Sequence[str], times: Sequence[float], positions: np.ndarray, stamp: Time | None = None
+) -> JointTrajectory:
+    """JointTrajectory whose point k is reached ``times[k]`` seconds after ``stamp``."""
+    positions = np.asarray(positions, dtype=float)
+    if positions.ndim != 2 or positions.shape != (len(times), len(names)):
+        raise MessageError(f"positions must be ({len(times)}, {len(names)}), got {positions.shape}")
+    msg = JointTrajectory()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.joint_names = list(names)
+    for t, q in zip(times, positions):
+        point = JointTrajectoryPoint()
+        point.positions = [float(v) for v in q]
+        ns = int(round(t * 1e9))
+        point.time_from_start.sec, point.time_from_start.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
+        msg.points.append(point)
+    return msg
+
+
+def trajectory_arrays(msg: JointTrajectory, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(times from start (N,), positions (N, len(names))) in ``names`` order; validates the message.
+
+    Joints in ``names`` that the message leaves out are returned as NaN columns, so the caller can
+    hold them; unknown joints, NaN/inf values and non-increasing times raise MessageError.
+    """
+    unknown = [n for n in msg.joint_names if n not in names]
+    if unknown:
+        raise MessageError(f"trajectory names unknown joints {unknown} (robot joints: {list(names)})")
+    if len(set(msg.joint_names)) != len(msg.joint_names):
+        raise MessageError("trajectory names a joint twice")
+    if not msg.points:
+        raise MessageError("trajectory has no points")
+    column = {n: i for i, n in enumerate(msg.joint_names)}
+    times = np.array([p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points])
+    positions = np.full((len(msg.points), len(names)), np.nan)
+    for k, point in enumerate(msg.points):
+        if len(point.positions) != len(msg.joint_names):
+            raise MessageError(f"trajectory point {k} has {len(point.positions)} positions for {len(msg.joint_names)} joints")
+        values = np.asarray(point.positions, dtype=float)
+        if not np.all(np.isfinite(values)):
+            raise MessageError(f"trajectory point {k} contains NaN or inf")
+        for name, value in zip(msg.joint_names, values):
+            positions[k, names.index(name)] = value
+    if np.any(np.diff(times) <= 0):
+        raise MessageError("trajectory time_from_start must increase strictly")
+    return times, positions
+
+
+def command_array(data: Sequence[float], size: int) -> np.ndarray:
+    """Validate a Float64MultiArray command (forward_command_controller semantics)."""
+    values = np.asarray(data, dtype=float)
+    if values.shape != (size,):
+        raise MessageError(f"command has {values.size} values, expected {size} (one per joint, profile order)")
+    if not np.all(np.isfinite(values)):
+        raise MessageError("command contains NaN or inf")
+    return values
+
+
+# -- Cartesian -------------------------------------------------------------------------------------
+def pose_arrays(msg: PoseStamped) -> tuple[np.ndarray, np.ndarray]:
+    """(position (3,), quaternion xyzw (4,), normalised); rejects NaN and zero quaternions."""
+    p, o = msg.pose.position, msg.pose.orientation
+    pos = np.array([p.x, p.y, p.z])
+    quat = np.array([o.x, o.y, o.z, o.w])
+    if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(quat))):
+        raise MessageError("pose contains NaN or inf")
+    norm = float(np.linalg.norm(quat))
+    if norm < 1e-6:
+        raise MessageError("pose orientation is a zero quaternion")
+    return pos, quat / norm
+
+
+def make_pose(position: Sequence[float], quat_xyzw: Sequence[float], frame_id: str, stamp: Time | None = None) -> PoseStamped:
+    msg = PoseStamped()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in position)
+    o = msg.pose.orientation
+    o.x, o.y, o.z, o.w = (float(v) for v in quat_xyzw)
+    return msg
+
+
+def twist_arrays(msg: TwistStamped) -> tuple[np.ndarray, np.ndarray]:
+    """(linear (3,) m/s, angular (3,) rad/s); rejects NaN/inf."""
+    lin, ang = msg.twist.linear, msg.twist.angular
+    v, w = np.array([lin.x, lin.y, lin.z]), np.array([ang.x, ang.y, ang.z])
+    if not (np.all(np.isfinite(v)) and np.all(np.isfinite(w))):
+        raise MessageError("twist contains NaN or inf")
+    return v, w
+
+
+def make_twist(linear: Sequence[float], angular: Sequence[float], frame_id: str, stamp: Time | None = None) -> TwistStamped:
+    msg = TwistStamped()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    t = msg.twist
+    t.linear.x, t.linear.y, t.linear.z = (float(v) for v in linear)
+    t.angular.x, t.angular.y, t.angular.z = (float(v) for v in angular)
+    return msg
+
+
+def finite(values: Sequence[float]) -> bool:
+    return all(math.isfinite(v) for v in values)

@@ -1,0 +1,53 @@
+"""Entry-point plumbing shared by every robot_stack ROS node.
+
+``run_node(factory)`` sets the ROS environment, initialises rclpy with the process arguments
+(``--ros-args`` from a launch file included), builds the node, spins it and shuts down cleanly on
+Ctrl-C/SIGTERM. A ``UserError`` raised while building or running becomes one log line and exit 2.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from robot_stack.errors import UserError
+from robot_stack.resources import apply_ros_environment
+
+
+def run_node(factory: Callable[[], Any], *, threads: int = 1) -> None:
+    apply_ros_environment()
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+
+    rclpy.init(args=sys.argv)
+    # SIGTERM (from a launch runner or systemd) shuts down like Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    node = None
+    code = 0
+    try:
+        node = factory()
+        executor = MultiThreadedExecutor(threads) if threads > 1 else SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except UserError as err:
+        print(f"[{getattr(node, 'get_name', lambda: 'robot_stack')()}] error: {err}", file=sys.stderr, flush=True)
+        code = 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    sys.exit(code)
+
+
+def declare(node: Any, name: str, default: Any, description: str = "") -> Any:
+    """Declare a ROS parameter with a description and return its value."""
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    return node.declare_parameter(name, default, ParameterDescriptor(description=description)).value

@@ -1,0 +1,86 @@
+"""Where robot_stack's shipped files live (launch files, robot profiles, DDS profile).
+
+In a source checkout (editable install) that is the repository root, so edits to launch and config
+files take effect at once; in an installed package (colcon or pip wheel) it is the ament share
+directory ``<prefix>/share/robot_stack``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from functools import cache
+from pathlib import Path
+
+from robot_stack.errors import UserError
+
+PACKAGE = "robot_stack"
+
+
+@cache
+def share_dir() -> Path:
+    source_root = Path(__file__).resolve().parent.parent
+    if (source_root / "package.xml").is_file() and (source_root / "launch").is_dir():
+        return source_root
+    installed = Path(sys.prefix) / "share" / PACKAGE
+    if installed.is_dir():
+        return installed
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory(PACKAGE))
+    except Exception:  # noqa: BLE001 - any failure means "not installed"
+        raise UserError(f"cannot find the {PACKAGE} share directory; reinstall with scripts/setup.sh") from None
+
+
+def find_config(kind: str, name: str, suffix: str = ".yaml") -> Path:
+    """A shipped config by name (``config/<kind>/<name>.yaml``) or a user's file by path."""
+    candidate = Path(name).expanduser()
+    if candidate.suffix or os.sep in name:
+        if candidate.is_file():
+            return candidate
+        raise UserError(f"{name}: file not found")
+    folder = share_dir() / "config" / kind
+    path = folder / f"{name}{suffix}"
+    if path.is_file():
+        return path
+    known = sorted(p.stem for p in folder.glob(f"*{suffix}"))
+    raise UserError(f"unknown {kind[:-1] if kind.endswith('s') else kind} {name!r} (known: {', '.join(known) or 'none'}; or give a path)")
+
+
+def resolve_path(path: str, relative_to: Path) -> Path:
+    """Resolve a path named in a config: absolute, ``pkg://<python package>/<path>``, or relative."""
+    if path.startswith("pkg://"):
+        package, _, rest = path[len("pkg://"):].partition("/")
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise UserError(f"{path}: Python package {package!r} is not installed (pip install it)")
+        return Path(list(spec.submodule_search_locations)[0]) / rest
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (relative_to / p)
+
+
+def fastdds_profile() -> Path:
+    return share_dir() / "config" / "fastdds.xml"
+
+
+def ros_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for ROS processes: ament prefix, RMW and the shared-memory DDS profile.
+
+    Values the user already set win, except that ``sys.prefix`` is always on AMENT_PREFIX_PATH.
+    """
+    env = dict(os.environ if base is None else base)
+    prefixes = [p for p in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    if sys.prefix not in prefixes:
+        prefixes.insert(0, sys.prefix)
+    env["AMENT_PREFIX_PATH"] = os.pathsep.join(prefixes)
+    env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(fastdds_profile()))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def apply_ros_environment() -> None:
+    """Set :func:`ros_environment` in this process (call before ``rclpy.init``)."""
+    os.environ.update(ros_environment())

@@ -1,0 +1,1 @@
+"""Small ROS tools (probes, relays) used by launch files, tests and benchmarks."""
