@@ -20,10 +20,12 @@ name                                       type                                 
 ``<camera>/color/camera_info``             sensor_msgs/CameraInfo                 robot ->
 ``<camera>/depth/image_rect_raw``          sensor_msgs/Image 16UC1 mm / 32FC1 m   robot ->
 ``<camera>/depth/camera_info``             sensor_msgs/CameraInfo                 robot ->
-``estop``                                  std_msgs/Bool, latched                 both
+``estop``                                  std_msgs/Bool (true engages the stop)  -> robot
+``estop/state``                            std_msgs/Bool, latched                 robot ->
 ``teleop/intervention``                    std_msgs/Bool (human has control)      teleop ->
 ``/diagnostics``                           diagnostic_msgs/DiagnosticArray        robot ->
-``estop/set`` (srv)                        std_srvs/SetBool (true = stop)         -> robot
+``estop/set`` (srv)                        std_srvs/SetBool (true = stop, false = -> robot
+                                           release; the stop is latched until then)
 ``reset`` (srv)                            std_srvs/Trigger (twin: reset scene)   -> robot
 ``pause`` (srv)                            std_srvs/SetBool                       -> robot
 ``task_success`` (srv)                     std_srvs/Trigger (twin)                -> robot
@@ -101,7 +103,8 @@ class Contract:
         self.ee_pose = Topic("ee_pose", PoseStamped, STATE_QOS)
         self.target_pose = Topic("cartesian/target_pose", PoseStamped, COMMAND_QOS)
         self.target_twist = Topic("cartesian/target_twist", TwistStamped, COMMAND_QOS)
-        self.estop = Topic("estop", Bool, LATCHED_QOS)
+        self.estop = Topic("estop", Bool, COMMAND_QOS)
+        self.estop_state = Topic("estop/state", Bool, LATCHED_QOS)
         self.intervention = Topic("teleop/intervention", Bool, COMMAND_QOS)
         self.diagnostics = Topic("/diagnostics", DiagnosticArray, STATE_QOS)
         self.estop_service = Service("estop/set", SetBool)

@@ -7,7 +7,6 @@ is ~80x slower). Joint arrays are always in the profile's joint order; messages 
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Sequence
 
@@ -226,5 +225,5 @@ def make_twist(linear: Sequence[float], angular: Sequence[float], frame_id: str,
     return msg
 
 
-def finite(values: Sequence[float]) -> bool:
-    return all(math.isfinite(v) for v in values)
+
+

@@ -1,0 +1,84 @@
+"""Safety rules every arm command passes through, whatever the backend.
+
+* joint position limits (profile), gripper range between ``open`` and ``closed``;
+* a per-tick step limit from the joint velocity limits (a far target is approached, never jumped to);
+* NaN/inf targets are rejected (the caller holds instead);
+* Cartesian targets are clamped to the profile's workspace box;
+* a latched e-stop: while set, the arm holds where it was when the stop came;
+* a watchdog for streamed commands: older than ``watchdog_periods`` control periods -> stale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from robot_stack.profile import RobotProfile
+
+GRIPPER_SPEED_PER_S = 2.0
+"""Gripper full-range strokes per second used as its step limit (the profile has no velocity for it)."""
+
+
+@dataclass
+class SafetyStats:
+    rejected_non_finite: int = 0
+    clamped_position: int = 0
+    rate_limited: int = 0
+    clamped_workspace: int = 0
+    stale_events: int = 0
+
+
+@dataclass
+class ArmSafety:
+    profile: RobotProfile
+    estopped: bool = False
+    estop_reason: str = ""
+    stats: SafetyStats = field(default_factory=SafetyStats)
+
+    def __post_init__(self) -> None:
+        p = self.profile
+        lower, upper, speed = list(p.lower), list(p.upper), list(p.velocity_limits)
+        if p.gripper:
+            lo, hi = sorted((p.gripper.open, p.gripper.closed))
+            lower.append(lo)
+            upper.append(hi)
+            speed.append(GRIPPER_SPEED_PER_S * (hi - lo))
+        self.lower, self.upper = np.array(lower), np.array(upper)
+        self.max_step = np.array(speed) * p.control_period
+
+    def limit(self, target: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        """A safe next position command: ``target`` clamped to limits, at most one step from ``previous``."""
+        target = np.asarray(target, dtype=float)
+        if target.shape != self.lower.shape:
+            raise ValueError(f"expected {self.lower.size} joint targets, got shape {target.shape}")
+        if not np.all(np.isfinite(target)):
+            self.stats.rejected_non_finite += 1
+            raise ValueError("joint target contains NaN or inf")
+        clipped = np.clip(target, self.lower, self.upper)
+        if np.any(clipped != target):
+            self.stats.clamped_position += 1
+        previous = np.clip(np.asarray(previous, dtype=float), self.lower, self.upper)
+        step = clipped - previous
+        bounded = np.clip(step, -self.max_step, self.max_step)
+        if np.any(bounded != step):
+            self.stats.rate_limited += 1
+        return np.clip(previous + bounded, self.lower, self.upper)
+
+    def clamp_workspace(self, position: np.ndarray) -> np.ndarray:
+        ws = self.profile.workspace
+        if ws is None:
+            return np.asarray(position, dtype=float)
+        clamped = np.clip(position, ws.lower, ws.upper)
+        if np.any(clamped != position):
+            self.stats.clamped_workspace += 1
+        return clamped
+
+    def is_stale(self, last_command_time: float | None, now: float) -> bool:
+        if last_command_time is None:
+            return False
+        return now - last_command_time > self.profile.control.watchdog_periods * self.profile.control_period
+
+    def set_estop(self, on: bool, reason: str = "") -> None:
+        self.estopped = on
+        self.estop_reason = reason if on else ""
