@@ -223,7 +223,3 @@ def make_twist(linear: Sequence[float], angular: Sequence[float], frame_id: str,
     t.linear.x, t.linear.y, t.linear.z = (float(v) for v in linear)
     t.angular.x, t.angular.y, t.angular.z = (float(v) for v in angular)
     return msg
-
-
-
-
