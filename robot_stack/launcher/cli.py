@@ -1,0 +1,110 @@
+"""``robot-stack launch``: run a ROS 2 XML launch file (the subset in docs/launch.md)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from robot_stack.cli import add_command
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = add_command(
+        subparsers,
+        "launch",
+        "run a ROS 2 XML launch file (like ros2 launch)",
+        "Run a standard ROS 2 XML launch file without the launch/launch_ros packages: the same argv,\n"
+        "namespaces, remaps and parameter files that 'ros2 launch' produces, output prefixed with\n"
+        "[name-N], respawn, and Ctrl-C stopping every process (SIGINT, then SIGTERM, then SIGKILL).\n"
+        "Processes get the shipped Fast DDS shared-memory profile unless FASTDDS_DEFAULT_PROFILES_FILE\n"
+        "is set. Exit code: 0, 1 if a process without respawn exited non-zero, 2 for a bad launch file.\n\n"
+        "examples:\n"
+        "  robot-stack launch robot_stack <name>.launch.xml robot:=so101   # from the package share\n"
+        "  robot-stack launch path/to/file.launch.xml --show-args          # list arguments\n"
+        "  robot-stack launch path/to/file.launch.xml robot:=panda --print # dry run: argv + env",
+    )
+    _add_arguments(p, argparse.REMAINDER)
+    p.set_defaults(handler=_run, _parser=p)
+
+
+def _add_arguments(p: argparse.ArgumentParser, nargs: str) -> None:
+    p.add_argument("target", nargs=nargs, metavar="FILE | PACKAGE FILE | name:=value",
+                   help="a launch file path, or a package and a launch file name, then launch arguments")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("-s", "--show-args", action="store_true", help="list the launch arguments and exit")
+    mode.add_argument("-p", "--print", dest="dry_run", action="store_true",
+                      help="print each process's argv and environment changes without starting anything")
+    p.add_argument("--sigint-timeout", type=float, default=5.0, metavar="S",
+                   help="seconds to wait after SIGINT before SIGTERM on shutdown")
+    p.add_argument("--sigterm-timeout", type=float, default=5.0, metavar="S",
+                   help="seconds to wait after SIGTERM before SIGKILL on shutdown")
+
+
+def _reparse(args: argparse.Namespace) -> argparse.Namespace:
+    """Options may follow the file and name:=value arguments (argparse stops at the first positional)."""
+    parser = argparse.ArgumentParser(prog=args._parser.prog, description=args._parser.description,
+                                     formatter_class=args._parser.formatter_class)
+    _add_arguments(parser, "+")
+    leading = {k: v for k, v in vars(args).items() if k in ("show_args", "dry_run", "sigint_timeout", "sigterm_timeout")}
+    parsed = parser.parse_intermixed_args(args.target)
+    for key, value in leading.items():
+        if value != parser.get_default(key):
+            setattr(parsed, key, value)
+    if parsed.show_args and parsed.dry_run:
+        parser.error("--show-args and --print cannot be combined")
+    return parsed
+
+
+def _run(args: argparse.Namespace) -> int:
+    from robot_stack.errors import UserError
+    from robot_stack.launcher.runner import LaunchRunner, format_plan, parse_cli_args, resolve_launch_file, warn
+
+    if not args.target:
+        args._parser.error("give a launch file (FILE or PACKAGE FILE)")
+    args = _reparse(args)
+    positional = [t for t in args.target if ":=" not in t]
+    if len(positional) not in (1, 2) or any(":=" not in t for t in args.target[len(positional):]):
+        raise UserError("expected FILE or PACKAGE FILE, then name:=value arguments")
+    path = resolve_launch_file(*positional)
+    runner = LaunchRunner(path, parse_cli_args(args.target[len(positional):]),
+                          sigint_timeout=args.sigint_timeout, sigterm_timeout=args.sigterm_timeout)
+    if args.show_args:
+        infos = runner.declared_args()
+        if not infos:
+            print("No arguments.")
+        else:
+            print("Arguments (pass arguments as '<name>:=<value>'):\n")
+        for info in infos:
+            print(f"    '{info.name}':{'  (conditional)' if info.conditional else ''}")
+            print(f"        {info.description or 'no description given'}")
+            print(f"        (default: {info.default!r})" if info.default is not None else "        (required)")
+            print()
+        return 0
+    for name in runner.undeclared_args():
+        warn(f"argument {name!r} is not declared in {path.name} (still set as a launch configuration)")
+    if args.dry_run:
+        print(format_plan(runner.plan()))
+        return 0
+
+    runner.start()
+    supervisor = runner.supervisor
+    assert supervisor is not None
+    signals = {"count": 0}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        signals["count"] += 1
+        if signals["count"] == 1:
+            supervisor.shutdown(f"{signal.Signals(signum).name} received")
+        else:
+            supervisor.kill()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    code = None
+    while code is None:
+        code = runner.wait(0.2)
+    if supervisor.failure is not None:
+        label, rc = supervisor.failure
+        print(f"robot-stack launch: {label} exited with code {rc}; stopped the launch", file=sys.stderr)
+    return code
