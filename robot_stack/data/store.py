@@ -1,0 +1,497 @@
+"""Crash-safe, append-only episode store in the diffusion_policy ReplayBuffer layout (zarr 3).
+
+Layout (plain zarr 3, readable without robot_stack when the default codecs are used)::
+
+    <store>/zarr.json          root group; attrs["robot_stack"] = format version + commit record
+    <store>/data/<key>         arrays concatenated over time (T, ...)
+    <store>/meta/episode_ends  int64 cumulative episode ends
+
+Crash safety (kill -9 at any moment, power loss with ``fsync=True``):
+
+* every file is written to ``<name>.<uuid>.partial``, flushed (fsync'd) and renamed over the
+  target, so each chunk and each ``zarr.json`` is always either its old or its new version;
+* an episode's arrays are written first; the commit point is ONE atomic rewrite of the root
+  ``zarr.json`` whose attrs carry the commit record (episode ends, keys, episode metadata);
+  ``meta/episode_ends`` is then derived from it;
+* opening a store for writing repairs what a crash left behind: data beyond the last committed
+  end is truncated (one line on stderr), stray ``.partial`` files and uncommitted arrays are
+  removed and ``meta/episode_ends`` is rewritten from the commit record. Opening read-only changes
+  nothing and shows only committed episodes.
+
+Images are ``uint8 (T, H, W, 3)`` with one frame per chunk; low-dimensional arrays are chunked over
+time and compressed losslessly (Blosc zstd).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+from zarr.storage import LocalStore
+
+from robot_stack import __version__
+from robot_stack.errors import UserError
+
+FORMAT_VERSION = 1
+ATTRS_KEY = "robot_stack"
+LOWDIM_CHUNK = 1024
+IMAGE_CAPACITY_STEP = 256
+IMAGE_CODECS = ("blosc", "jpeg")
+
+
+# -- durable zarr store ------------------------------------------------------------------------------
+def _durable_put(path: Path, data: Any, exclusive: bool, fsync: bool) -> int:
+    """Write ``path`` via a fsync'd temporary file and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
+    try:
+        with tmp.open("wb") as f:
+            n = f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        if exclusive:
+            os.link(tmp, path)
+            tmp.unlink()
+        else:
+            tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return n
+
+
+class DurableLocalStore(LocalStore):
+    """zarr's LocalStore with every write fsync'd before its atomic rename.
+
+    zarr 3.1's LocalStore already writes through a temporary file and ``replace`` (safe against a
+    process crash); this adds ``fsync`` so that a power cut cannot reorder data behind the commit.
+    """
+
+    def __init__(self, root: Path | str, *, read_only: bool = False, fsync: bool = True) -> None:
+        super().__init__(root, read_only=read_only)
+        self.fsync = fsync
+
+    def with_read_only(self, read_only: bool = False) -> DurableLocalStore:
+        return type(self)(self.root, read_only=read_only, fsync=self.fsync)
+
+    async def _set(self, key: str, value: Any, exclusive: bool = False) -> None:
+        if not self._is_open:
+            await self._open()
+        self._check_writable()
+        await asyncio.to_thread(_durable_put, self.root / key, value.as_buffer_like(), exclusive, self.fsync)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- metadata ----------------------------------------------------------------------------------------
+@dataclass
+class EpisodeInfo:
+    """Metadata of one committed episode (stored in the commit record)."""
+
+    length: int
+    task: str = ""
+    operator: str = ""
+    success: bool | None = None
+    profile: str = ""
+    """Key into the store's profiles (``EpisodeStore.profile(i)`` returns the dict)."""
+    calibration: dict[str, str] = field(default_factory=dict)
+    software_version: str = __version__
+    started: float = 0.0
+    """Wall-clock start, UNIX seconds."""
+    late_frames: dict[str, int] = field(default_factory=dict)
+    missing_frames: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EpisodeInfo:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _is_image(shape: Sequence[int], dtype: np.dtype) -> bool:
+    return dtype == np.uint8 and len(shape) == 3 and shape[-1] in (1, 3, 4)
+
+
+def _codecs_for(step_shape: tuple[int, ...], dtype: np.dtype, image_codec: str) -> dict[str, Any]:
+    if _is_image(step_shape, dtype):
+        if image_codec == "jpeg":
+            from robot_stack.data.jpeg import JpegCodec
+
+            return {"chunks": (1, *step_shape), "serializer": JpegCodec(), "compressors": None}
+        return {"chunks": (1, *step_shape), "compressors": [BloscCodec(cname="lz4", clevel=1, shuffle="noshuffle")]}
+    return {
+        "chunks": (LOWDIM_CHUNK, *step_shape),
+        "compressors": [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=dtype.itemsize)],
+    }
+
+
+# -- the store ---------------------------------------------------------------------------------------
+class EpisodeStore:
+    """Open (``mode="r"``) or open-or-create (``mode="a"``) an episode store at ``path``."""
+
+    def __init__(self, path: str | Path, mode: str = "r", *, image_codec: str = "blosc", fsync: bool = True):
+        if mode not in ("r", "a"):
+            raise ValueError("mode must be 'r' or 'a'")
+        if image_codec not in IMAGE_CODECS:
+            raise UserError(f"unknown image codec {image_codec!r} (use one of {', '.join(IMAGE_CODECS)})")
+        self.path = Path(path)
+        self.mode = mode
+        self.image_codec = image_codec
+        self.writable = mode == "a"
+        root_json = self.path / "zarr.json"
+        if not root_json.exists():
+            if not self.writable:
+                hint = " (it looks like a zarr store of another layout)" if self.path.is_dir() and any(self.path.iterdir()) else ""
+                raise UserError(f"{self.path}: no episode store here{hint}; check the path or record one first")
+            if self.path.exists() and any(self.path.iterdir()):
+                raise UserError(f"{self.path}: folder exists and is not an episode store; choose an empty or new folder")
+        self._zstore = DurableLocalStore(self.path, read_only=not self.writable, fsync=fsync)
+        if not root_json.exists():
+            record = {"format_version": FORMAT_VERSION, "episode_ends": [], "keys": {}, "episodes": [], "profiles": {}}
+            zarr.create_group(self._zstore, attributes={ATTRS_KEY: record}, zarr_format=3)
+        try:
+            self._root = zarr.open_group(self._zstore, mode="r+" if self.writable else "r", zarr_format=3)
+            record = dict(self._root.attrs.get(ATTRS_KEY) or {})
+        except (json.JSONDecodeError, ValueError, KeyError, TypeError, OSError) as err:
+            raise UserError(f"{self.path}: corrupt episode store ({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
+        if not record:
+            raise UserError(f"{self.path}: a zarr group but not a robot_stack episode store (no '{ATTRS_KEY}' attrs)")
+        version = record.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise UserError(
+                f"{self.path}: written by a newer robot_stack (store format {version}; this version reads up to "
+                f"{FORMAT_VERSION}): upgrade robot_stack"
+            )
+        self._record = record
+        self._arrays: dict[str, Any] = {}
+        self._writer: EpisodeWriter | None = None
+        if self.writable:
+            self._repair()
+
+    # -- committed view ------------------------------------------------------------------------
+    @property
+    def episode_ends(self) -> np.ndarray:
+        return np.asarray(self._record["episode_ends"], dtype=np.int64)
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self._record["episode_ends"])
+
+    @property
+    def n_steps(self) -> int:
+        ends = self._record["episode_ends"]
+        return int(ends[-1]) if ends else 0
+
+    @property
+    def keys(self) -> dict[str, dict[str, Any]]:
+        """Committed keys -> {"shape": per-step shape, "dtype": str}."""
+        return dict(self._record["keys"])
+
+    @property
+    def episodes(self) -> list[EpisodeInfo]:
+        return [EpisodeInfo.from_json(e) for e in self._record["episodes"]]
+
+    def profile(self, episode: int) -> dict[str, Any] | None:
+        key = self._record["episodes"][episode].get("profile", "")
+        return self._record.get("profiles", {}).get(key)
+
+    def episode_slice(self, episode: int) -> slice:
+        ends = self._record["episode_ends"]
+        if not -len(ends) <= episode < len(ends):
+            raise UserError(f"{self.path}: no episode {episode} (store has {len(ends)} episodes: 0..{len(ends) - 1})")
+        episode %= len(ends)
+        return slice(int(ends[episode - 1]) if episode else 0, int(ends[episode]))
+
+    def array(self, key: str) -> Any:
+        """The zarr array ``data/<key>`` (may extend beyond the committed end while recording)."""
+        if key not in self._record["keys"]:
+            raise UserError(f"{self.path}: no key {key!r} (keys: {', '.join(self._record['keys']) or 'none'})")
+        if key not in self._arrays:
+            self._arrays[key] = self._root[f"data/{key}"]
+        return self._arrays[key]
+
+    def episode(self, episode: int, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        s = self.episode_slice(episode)
+        return {k: self.array(k)[s] for k in (keys or self._record["keys"])}
+
+    def sample(self, episode: int, start: int, length: int, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """Steps ``start .. start+length`` of one episode (random access for training)."""
+        s = self.episode_slice(episode)
+        if start < 0 or length < 1 or s.start + start + length > s.stop:
+            raise UserError(f"episode {episode} has {s.stop - s.start} steps; window {start}+{length} does not fit")
+        a = s.start + start
+        return {k: self.array(k)[a : a + length] for k in (keys or self._record["keys"])}
+
+    def windows(self, length: int) -> np.ndarray:
+        """Global start indices of every ``length``-step window that stays within one episode."""
+        starts, prev = [], 0
+        for end in self._record["episode_ends"]:
+            if end - prev >= length:
+                starts.append(np.arange(prev, end - length + 1, dtype=np.int64))
+            prev = end
+        return np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
+
+    def load_window(self, start: int, length: int, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        return {k: self.array(k)[start : start + length] for k in (keys or self._record["keys"])}
+
+    def nbytes_stored(self) -> int:
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+    # -- writing -------------------------------------------------------------------------------
+    def begin_episode(self) -> EpisodeWriter:
+        """Start writing an episode; it becomes visible only when its writer commits."""
+        if not self.writable:
+            raise UserError(f"{self.path}: opened read-only")
+        if self._writer is not None and not self._writer.closed:
+            raise RuntimeError("an episode is already being written to this store")
+        self._writer = EpisodeWriter(self)
+        return self._writer
+
+    def append_episode(self, data: Mapping[str, np.ndarray], **info: Any) -> int:
+        """Write and commit a whole episode at once; returns its index."""
+        writer = self.begin_episode()
+        try:
+            writer.extend(data)
+            return writer.commit(**info)
+        except BaseException:
+            writer.discard()
+            raise
+
+    def _ensure_array(self, key: str, step_shape: tuple[int, ...], dtype: np.dtype) -> Any:
+        known = self._record["keys"].get(key)
+        if known is not None:
+            if tuple(known["shape"]) != step_shape or np.dtype(known["dtype"]) != dtype:
+                raise UserError(
+                    f"{self.path}: key {key!r} is stored as {known['dtype']} {tuple(known['shape'])} per step, "
+                    f"got {dtype} {step_shape}"
+                )
+        if key in self._arrays:
+            return self._arrays[key]
+        path = f"data/{key}"
+        if path in self._root:
+            arr = self._root[path]
+            if tuple(arr.shape[1:]) != step_shape or arr.dtype != dtype:  # left over from a failed episode
+                del self._root[path]
+            else:
+                self._arrays[key] = arr
+                return arr
+        arr = self._root.create_array(
+            path, shape=(0, *step_shape), dtype=dtype, fill_value=0, **_codecs_for(step_shape, dtype, self.image_codec)
+        )
+        self._arrays[key] = arr
+        return arr
+
+    def _commit(self, lengths: dict[str, int], infos: dict[str, Any], profile: Mapping[str, Any] | None) -> int:
+        record = json.loads(json.dumps(self._record))
+        n = next(iter(lengths.values()))
+        end = self.n_steps + n
+        new_keys = {k: {"shape": list(a.shape[1:]), "dtype": str(a.dtype)} for k, a in self._arrays.items() if k in lengths}
+        if record["keys"] and set(new_keys) != set(record["keys"]):
+            missing = sorted(set(record["keys"]) - set(new_keys))
+            extra = sorted(set(new_keys) - set(record["keys"]))
+            raise UserError(f"{self.path}: episode keys differ from the store's (missing {missing}, extra {extra})")
+        if profile is not None:
+            text = json.dumps(profile, sort_keys=True)
+            pkey = hashlib.sha1(text.encode()).hexdigest()[:12]
+            record.setdefault("profiles", {})[pkey] = json.loads(text)
+            infos["profile"] = pkey
+        info = EpisodeInfo(length=n, **infos)
+        record["keys"] = new_keys
+        record["episode_ends"].append(end)
+        record["episodes"].append(info.to_json())
+        self._root.attrs.put({**dict(self._root.attrs), ATTRS_KEY: record})  # the commit point
+        if self._zstore.fsync:
+            _fsync_dir(self.path)
+        self._record = record
+        self._write_episode_ends()
+        return len(record["episode_ends"]) - 1
+
+    def _write_episode_ends(self) -> None:
+        ends = self.episode_ends
+        path = "meta/episode_ends"
+        if "meta" not in self._root:
+            self._root.create_group("meta")
+        if path not in self._root:
+            arr = self._root.create_array(path, shape=(0,), dtype=np.int64, chunks=(65536,), fill_value=0)
+        else:
+            arr = self._root[path]
+        if arr.shape != ends.shape:
+            arr.resize(ends.shape)
+        if ends.size:
+            arr[:] = ends
+
+    def _truncate_to_committed(self) -> int:
+        """Cut every array back to the committed end; returns how many steps were discarded."""
+        end, cut = self.n_steps, 0
+        data = self._root["data"] if "data" in self._root else None
+        if data is None:
+            return 0
+        for key in list(data.array_keys()):
+            if key not in self._record["keys"]:
+                cut = max(cut, data[key].shape[0])
+                del data[key]
+                self._arrays.pop(key, None)
+                continue
+            arr = data[key]
+            if arr.shape[0] > end:
+                cut = max(cut, arr.shape[0] - end)
+                arr.resize((end, *arr.shape[1:]))
+            elif arr.shape[0] < end:
+                raise UserError(f"{self.path}: corrupt store: data/{key} has {arr.shape[0]} steps, committed {end}")
+        self._arrays.clear()
+        return cut
+
+    def _repair(self) -> None:
+        for stray in self.path.rglob("*.partial"):
+            stray.unlink(missing_ok=True)
+        for key in self._record["keys"]:
+            if f"data/{key}" not in self._root:
+                raise UserError(f"{self.path}: corrupt store: committed key {key!r} has no array data/{key}")
+        cut = self._truncate_to_committed()
+        if cut:
+            print(
+                f"robot_stack.data: {self.path}: discarded {cut} uncommitted steps after episode "
+                f"{self.n_episodes - 1} (an interrupted recording)",
+                file=sys.stderr,
+            )
+        ends = self._root["meta/episode_ends"][:] if "meta/episode_ends" in self._root else np.zeros(0, np.int64)
+        if not np.array_equal(ends, self.episode_ends):
+            self._write_episode_ends()
+
+    # -- maintenance -----------------------------------------------------------------------------
+    def copy_episode_to(self, dest: EpisodeStore, episode: int, chunk: int = 256) -> int:
+        """Append one committed episode of this store to ``dest`` (streamed, constant memory)."""
+        s = self.episode_slice(episode)
+        info = self.episodes[episode].to_json()
+        info.pop("length", None)
+        profile = self.profile(episode)
+        info.pop("profile", None)
+        writer = dest.begin_episode()
+        try:
+            for a in range(s.start, s.stop, chunk):
+                b = min(a + chunk, s.stop)
+                writer.extend({k: self.array(k)[a:b] for k in self._record["keys"]})
+            return writer.commit(profile=profile, **info)
+        except BaseException:
+            writer.discard()
+            raise
+
+
+class EpisodeWriter:
+    """Writes one episode: images go to disk as they arrive, low-dim steps are buffered in memory."""
+
+    def __init__(self, store: EpisodeStore):
+        self.store = store
+        self.start = store.n_steps
+        self.length = 0
+        self.closed = False
+        self.failed: BaseException | None = None
+        self._lowdim: dict[str, list[np.ndarray]] = {}
+        self._images: dict[str, Any] = {}
+        self._capacity: dict[str, int] = {}
+        self.started = time.time()
+
+    def append(self, step: Mapping[str, Any]) -> None:
+        """Add one time step: ``{key: value}`` with the same keys every step."""
+        self.extend({k: np.asarray(v)[None] for k, v in step.items()})
+
+    def extend(self, steps: Mapping[str, np.ndarray]) -> None:
+        """Add ``n`` time steps: ``{key: array (n, ...)}``."""
+        if self.closed:
+            raise RuntimeError("episode already committed or discarded")
+        steps = {k: np.asarray(v) for k, v in steps.items()}
+        ns = {v.shape[0] for v in steps.values()}
+        if len(ns) != 1:
+            raise ValueError(f"all keys need the same number of steps, got {ns}")
+        n = ns.pop()
+        expected = set(self._lowdim) | set(self._images)
+        if self.length and set(steps) != expected:
+            raise ValueError(f"step keys {sorted(steps)} differ from the episode's {sorted(expected)}")
+        try:
+            for key, value in steps.items():
+                if _is_image(value.shape[1:], value.dtype):
+                    self._write_images(key, value)
+                else:
+                    self._lowdim.setdefault(key, []).append(np.array(value, copy=True))
+        except BaseException as err:
+            self.failed = err
+            raise
+        self.length += n
+
+    def _write_images(self, key: str, frames: np.ndarray) -> None:
+        arr = self._images.get(key)
+        if arr is None:
+            arr = self._images[key] = self.store._ensure_array(key, tuple(frames.shape[1:]), frames.dtype)
+            self._capacity[key] = arr.shape[0]
+        a = self.start + self.length
+        b = a + frames.shape[0]
+        if b > self._capacity[key]:
+            self._capacity[key] = b + IMAGE_CAPACITY_STEP
+            arr.resize((self._capacity[key], *arr.shape[1:]))
+        arr[a:b] = frames
+
+    def commit(self, profile: Mapping[str, Any] | None = None, **info: Any) -> int:
+        """Write the buffered arrays and commit atomically; returns the episode index."""
+        if self.closed:
+            raise RuntimeError("episode already committed or discarded")
+        if self.failed is not None:
+            raise RuntimeError(f"episode failed while writing ({self.failed}); discard it")
+        if self.length == 0:
+            raise UserError("cannot save an empty episode (no steps recorded)")
+        try:
+            if "timestamp" in self._lowdim:
+                ts = np.concatenate(self._lowdim["timestamp"])
+                if np.any(np.diff(ts) <= 0):
+                    raise ValueError("timestamps of an episode must increase strictly")
+            end = self.start + self.length
+            lengths = {}
+            for key, parts in self._lowdim.items():
+                values = np.concatenate(parts)
+                arr = self.store._ensure_array(key, tuple(values.shape[1:]), values.dtype)
+                arr.resize((end, *values.shape[1:]))
+                arr[self.start : end] = values
+                lengths[key] = self.length
+            for key, arr in self._images.items():
+                if arr.shape[0] != end:
+                    arr.resize((end, *arr.shape[1:]))
+                lengths[key] = self.length
+            info.setdefault("started", self.started)
+            index = self.store._commit(lengths, dict(info), profile)
+        except BaseException as err:
+            self.failed = err
+            raise
+        self.closed = True
+        return index
+
+    def discard(self) -> None:
+        """Drop this episode's data (best effort; a later open truncates whatever remains)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._lowdim.clear()
+        try:
+            self.store._truncate_to_committed()
+        except OSError:
+            pass
