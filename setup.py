@@ -27,6 +27,8 @@ NODES = {
     "twin_node": "robot_stack.sim.twin_node:main",
     "expert_node": "robot_stack.sim.expert_node:main",
     "topic_probe": "robot_stack.tools.topic_probe:main",
+    "realsense_node": "robot_stack.drivers.camera.realsense_node:main",
+    "opencv_camera_node": "robot_stack.drivers.camera.opencv_node:main",
 }
 
 names, dirs = packages()
