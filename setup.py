@@ -29,6 +29,9 @@ NODES = {
     "topic_probe": "robot_stack.tools.topic_probe:main",
     "realsense_node": "robot_stack.drivers.camera.realsense_node:main",
     "opencv_camera_node": "robot_stack.drivers.camera.opencv_node:main",
+    "servo_arm_node": "robot_stack.drivers.servo.node:main",
+    "servo_bus_emulator": "robot_stack.drivers.servo.emulator:main",
+    "teleop_node": "robot_stack.drivers.teleop.node:main",
 }
 
 names, dirs = packages()

@@ -68,13 +68,18 @@ def fastdds_profile() -> Path:
 def ros_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for ROS processes: ament prefix, RMW and the shared-memory DDS profile.
 
-    Values the user already set win, except that ``sys.prefix`` is always on AMENT_PREFIX_PATH.
+    Values the user already set win, except that ``sys.prefix`` is always on AMENT_PREFIX_PATH and
+    its ``bin`` on PATH.
     """
     env = dict(os.environ if base is None else base)
     prefixes = [p for p in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
     if sys.prefix not in prefixes:
         prefixes.insert(0, sys.prefix)
     env["AMENT_PREFIX_PATH"] = os.pathsep.join(prefixes)
+    bin_dir = str(Path(sys.prefix) / "bin")  # console scripts of this environment (pip installs)
+    paths = env.get("PATH", os.defpath).split(os.pathsep)
+    if bin_dir not in paths:
+        env["PATH"] = os.pathsep.join([bin_dir, *paths])
     env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
     env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(fastdds_profile()))
     env.setdefault("PYTHONUNBUFFERED", "1")

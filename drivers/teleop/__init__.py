@@ -1,0 +1,1 @@
+"""Teleoperation devices and the teleop node that turns them into contract commands."""
