@@ -21,7 +21,7 @@ PACKAGE = "robot_stack"
 @cache
 def share_dir() -> Path:
     source_root = Path(__file__).resolve().parent.parent
-    if (source_root / "package.xml").is_file() and (source_root / "launch").is_dir():
+    if (source_root / "package.xml").is_file() and (source_root / "config").is_dir():
         return source_root
     installed = Path(sys.prefix) / "share" / PACKAGE
     if installed.is_dir():
