@@ -27,7 +27,7 @@ from robot_stack.camera_info import Intrinsics
 from robot_stack.contract import Contract
 from robot_stack.drivers.camera.clock import ClockOffset
 from robot_stack.drivers.camera.publisher import CameraPublisher
-from robot_stack.drivers.camera.settings import CameraSettings, declare_camera_settings
+from robot_stack.drivers.camera.settings import CameraSettings, declare_camera_settings, declare_text
 from robot_stack.errors import UserError
 from robot_stack.node import declare, run_node
 
@@ -145,7 +145,7 @@ class RealSenseNode(Node):
         super().__init__("realsense_node", **node_kwargs)
         self.rs = rs = import_realsense()
         self.settings: CameraSettings = declare_camera_settings(self)
-        self.serial = str(declare(self, "serial", "", "device serial number (a string; empty: the only connected device)"))
+        self.serial = declare_text(self, "serial", "", "device serial number, quoted (empty: the only connected device)")
         self.bag = declare(self, "bag", "", "play a RealSense recording (.bag / .db3) instead of a device")
         self.loop = declare(self, "loop", False, "restart the recording when it ends")
         self.align_depth = declare(self, "align_depth", True, "align depth to the color image (depth then uses the color intrinsics)")

@@ -74,3 +74,21 @@ def declare_camera_settings(node: Any) -> CameraSettings:
     if calib is not None and not calib.is_file():
         raise UserError(f"camera {spec.name!r}: intrinsics file {calib} not found (fix the path or calibrate the camera)")
     return CameraSettings(profile=profile, spec=spec, qos=qos, intrinsics=calib)
+
+
+def declare_text(node: Any, name: str, default: str, description: str, *, numbers_ok: bool = False) -> str:
+    """A string parameter that also accepts a number from the command line (``device:=0``).
+
+    With ``numbers_ok=False`` a number is a one-line error instead: serial numbers must be quoted
+    (``serial:="'017322071'"``), or YAML turns them into integers and drops leading zeros.
+    """
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    value = node.declare_parameter(name, default, ParameterDescriptor(description=description, dynamic_typing=True)).value
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return value
+    if numbers_ok and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise UserError(f"{name}: pass it as a string, e.g. {name}:=\"'{value}'\" (a bare number loses leading zeros)")
