@@ -61,12 +61,18 @@ class Action:
             self.execute(ctx)
 
     def enabled(self, ctx: Context) -> bool:
-        if self.if_ is not None and not to_bool(self.eval(self.if_, ctx), "if"):
+        if self.if_ is not None and not self.flag(self.if_, ctx, "if"):
             return False
-        return not (self.unless is not None and to_bool(self.eval(self.unless, ctx), "unless"))
+        return not (self.unless is not None and self.flag(self.unless, ctx, "unless"))
 
     def execute(self, ctx: Context) -> None:
         raise NotImplementedError
+
+    def flag(self, template: Template, ctx: Context, what: str) -> bool:
+        try:
+            return to_bool(self.eval(template, ctx), what)
+        except UserError as err:
+            raise self.element.error(str(err)) from None
 
     def eval(self, template: Template, ctx: Context) -> str:
         try:
@@ -318,7 +324,7 @@ def make_process(action: Executable | Node, ctx: Context, argv: list[str], node_
     output = ev(opts.output) if opts.output is not None else "screen"
     if output not in ("screen", "log", "both"):
         raise action.element.error(f"output {output!r} must be screen, log or both")
-    respawn = to_bool(ev(opts.respawn), "respawn") if opts.respawn is not None else False
+    respawn = action.flag(opts.respawn, ctx, "respawn") if opts.respawn is not None else False
     delay = 0.0
     if opts.respawn_delay is not None:
         text = ev(opts.respawn_delay)

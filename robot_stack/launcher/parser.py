@@ -23,7 +23,7 @@ PROCESS_ATTRS = ("cwd", "launch-prefix", "output", "respawn", "respawn_delay")
 def load(path: Path) -> list[A.Action]:
     """Read and check a launch file; returns its top-level actions."""
     root = document.read(path)
-    _check(root, required=(), optional=("version",), children=tuple(_BUILDERS))
+    _check(root, required=(), optional=("version",), children=None)
     return [parse_action(child) for child in root.children]
 
 
@@ -35,7 +35,9 @@ def parse_action(element: Element) -> A.Action:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def _check(element: Element, required: tuple[str, ...], optional: tuple[str, ...], children: tuple[str, ...] = ()) -> None:
+def _check(element: Element, required: tuple[str, ...], optional: tuple[str, ...],
+           children: tuple[str, ...] | None = ()) -> None:
+    """Required and allowed attributes; ``children`` are the allowed child tags (None: actions)."""
     for name in required:
         if name not in element.attrs:
             raise element.error(f"missing required attribute {name!r}")
@@ -43,7 +45,7 @@ def _check(element: Element, required: tuple[str, ...], optional: tuple[str, ...
     for name in element.attrs:
         if name not in allowed:
             raise element.error(f"unknown attribute {name!r} (allowed: {', '.join(sorted(allowed)) or 'none'})")
-    for child in element.children:
+    for child in element.children if children is not None else ():
         if child.tag not in children:
             where = f"(allowed: {', '.join(f'<{c}>' for c in children)})" if children else "(it takes no children)"
             raise child.error(f"not allowed inside <{element.tag}> {where}")
@@ -134,7 +136,7 @@ def _push_ros_namespace(e: Element) -> A.Action:
 
 
 def _group(e: Element) -> A.Action:
-    _check(e, (), ("scoped", "forwarding", *CONDITIONS), children=tuple(_BUILDERS))
+    _check(e, (), ("scoped", "forwarding", *CONDITIONS), children=None)
     return A.Group(**_base(e), scoped=_literal_bool(e, "scoped", True), forwarding=_literal_bool(e, "forwarding", True),
                    actions=[parse_action(c) for c in e.children])
 

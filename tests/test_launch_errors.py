@@ -1,0 +1,101 @@
+"""Malformed launch files fail before anything starts, with one line: <file>:<line>: <element>: <problem>."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from robot_stack.errors import UserError
+from robot_stack.launcher import LaunchRunner
+
+FILES = Path(__file__).resolve().parent / "launch_files"
+ROBOT_STACK = str(Path(sys.prefix) / "bin" / "robot-stack")
+
+
+def line_of(path: Path, marker: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if marker in line)
+
+
+@pytest.mark.parametrize(
+    ("name", "marker", "element", "problem"),
+    [
+        ("bad_attribute", "nmae=", "node", "unknown attribute 'nmae' (allowed: "),
+        ("bad_missing_arg", 'name="port"', "arg", "missing required argument 'port' (serial port of the arm); pass port:=<value>"),
+        ("bad_substitution", "$(vr", "executable", "cmd: bad substitution in 'echo $(vr robot)': unknown substitution $(vr)"),
+        ("bad_element", "<nodes", "nodes", "unknown element (supported: <arg>, <let>"),
+        ("bad_eval", "__import__", "let", "function call is not allowed"),
+    ],
+)
+def test_error_names_file_line_and_element(name: str, marker: str, element: str, problem: str) -> None:
+    path = FILES / f"{name}.launch.xml"
+    runner = LaunchRunner(path)
+    with pytest.raises(UserError) as info:
+        runner.start()
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}:{line_of(path, marker)}: <{element}>: ")
+    assert problem in message
+    assert runner.supervisor is None  # nothing was started
+
+
+def test_error_in_included_file_points_into_that_file() -> None:
+    runner = LaunchRunner(FILES / "bad_include.launch.xml")
+    with pytest.raises(UserError, match=rf"^{FILES / 'bad_attribute.launch.xml'}:4: <node>: unknown attribute 'nmae'"):
+        runner.start()
+    assert runner.supervisor is None  # the valid <executable> before the include did not start
+
+
+def test_missing_arg_given_on_the_command_line_is_fine() -> None:
+    specs = LaunchRunner(FILES / "bad_missing_arg.launch.xml", {"port": "/dev/ttyACM0"}).plan()
+    assert specs[0].argv == ["echo", "/dev/ttyACM0"]
+
+
+def test_invalid_xml_and_wrong_root(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.launch.xml"
+    broken.write_text("<launch>\n  <arg name='a' default='1'>\n</launch>\n")
+    with pytest.raises(UserError, match=rf"^{broken}:3: invalid XML \(mismatched tag\)$"):
+        LaunchRunner(broken).plan()
+    root = tmp_path / "root.launch.xml"
+    root.write_text("<launchfile/>\n")
+    with pytest.raises(UserError, match=r":1: <launchfile>: the root element must be <launch>"):
+        LaunchRunner(root).plan()
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ('<node exec="x" if="true" unless="false"/>', "'if' and 'unless' cannot be used together"),
+        ('<executable cmd="echo" respawn_delay="-1"/>', "respawn_delay '-1' must be a number of seconds >= 0"),
+        ('<executable cmd="echo" if="maybe"/>', "if 'maybe' is not a boolean"),
+        ('<node pkg="robot_stack" exec="no_such_exec"/>', "executable 'no_such_exec' of package 'robot_stack' not found"),
+        ('<node pkg="robot_stack" exec="topic_probe" name="bad name"/>', "invalid node name 'bad name'"),
+        ('<node exec="x"><param name="p"/></node>', "<param>: missing required attribute 'value'"),
+        ('<node exec="x"><remap from="a"/></node>', "<remap>: missing required attribute 'to'"),
+        ('<group ns="x"/>', "unknown attribute 'ns'"),
+        ('<include file="nowhere.launch.xml"/>', "use $(dirname)/..."),
+        ('<node exec="x"><param from="/no/such.yaml"/></node>', "parameter file '/no/such.yaml' not found"),
+        ('<executable cmd="echo"><param name="a" value="1"/></executable>', "not allowed inside <executable>"),
+    ],
+)
+def test_other_problems(tmp_path: Path, body: str, problem: str) -> None:
+    path = tmp_path / "case.launch.xml"
+    path.write_text(f"<launch>\n  {body}\n</launch>\n")
+    with pytest.raises(UserError) as info:
+        LaunchRunner(path).plan()
+    assert str(info.value).startswith(f"{path}:2: <")
+    assert problem in str(info.value)
+
+
+def test_cli_prints_one_line_and_exits_2() -> None:
+    path = FILES / "bad_attribute.launch.xml"
+    result = subprocess.run([ROBOT_STACK, "launch", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"robot-stack: error: {path}:4: <node>: unknown attribute 'nmae' "
+        "(allowed: args, cwd, exec, exec_name, if, launch-prefix, name, namespace, output, pkg, respawn, "
+        "respawn_delay, ros_args, unless)"
+    ]
