@@ -20,6 +20,9 @@ name                                       type                                 
 ``<camera>/color/camera_info``             sensor_msgs/CameraInfo                 robot ->
 ``<camera>/depth/image_rect_raw``          sensor_msgs/Image 16UC1 mm / 32FC1 m   robot ->
 ``<camera>/depth/camera_info``             sensor_msgs/CameraInfo                 robot ->
+``object_poses``                           geometry_msgs/PoseArray (base frame;   robot ->
+                                           task objects then targets; the twin,
+                                           or a perception node on hardware)
 ``estop``                                  std_msgs/Bool (true engages the stop)  -> robot
 ``estop/state``                            std_msgs/Bool, latched                 robot ->
 ``teleop/intervention``                    std_msgs/Bool (human has control)      teleop ->
@@ -86,7 +89,7 @@ class Contract:
 
     def __init__(self, profile: RobotProfile):
         from diagnostic_msgs.msg import DiagnosticArray
-        from geometry_msgs.msg import PoseStamped, TwistStamped
+        from geometry_msgs.msg import PoseArray, PoseStamped, TwistStamped
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Bool, Float64MultiArray
         from std_srvs.srv import SetBool, Trigger
@@ -103,6 +106,7 @@ class Contract:
         self.ee_pose = Topic("ee_pose", PoseStamped, STATE_QOS)
         self.target_pose = Topic("cartesian/target_pose", PoseStamped, COMMAND_QOS)
         self.target_twist = Topic("cartesian/target_twist", TwistStamped, COMMAND_QOS)
+        self.object_poses = Topic("object_poses", PoseArray, STATE_QOS)
         self.estop = Topic("estop", Bool, COMMAND_QOS)
         self.estop_state = Topic("estop/state", Bool, LATCHED_QOS)
         self.intervention = Topic("teleop/intervention", Bool, COMMAND_QOS)
