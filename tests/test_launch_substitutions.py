@@ -142,6 +142,10 @@ def test_cmdline_splitting_keeps_substitution_results_whole() -> None:
     assert split("--out=$(var rate)hz next") == ["--out=10hz", "next"]
     assert split("  a   b  ") == ["a", "b"]
     assert split("a $(var empty) b") == ["a", "", "b"]
+    assert split("sh -c 'sleep 1 && echo $x' end") == ["sh", "-c", "sleep 1 && echo $x", "end"]
+    assert split("$(var rate) $(var rate)") == ["10", "10"]
+    with pytest.raises(UserError, match="quotes cannot span a substitution"):
+        split("sh -c 'echo $(var rate)'")
 
 
 def test_parameter_values_are_yaml_typed_like_launch_ros() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,6 +72,12 @@ class Action:
     def flag(self, template: Template, ctx: Context, what: str) -> bool:
         try:
             return to_bool(self.eval(template, ctx), what)
+        except UserError as err:
+            raise self.element.error(str(err)) from None
+
+    def split(self, template: Template, ctx: Context) -> list[str]:
+        try:
+            return split_cmdline(template, lambda t: evaluate(t, ctx.scope))
         except UserError as err:
             raise self.element.error(str(err)) from None
 
@@ -203,7 +210,7 @@ class Executable(Action):
     options: ProcessOptions = field(default_factory=ProcessOptions)
 
     def execute(self, ctx: Context) -> None:
-        argv = split_cmdline(self.cmd, lambda t: self.eval(t, ctx))
+        argv = self.split(self.cmd, ctx)
         if not argv:
             raise self.element.error("cmd is empty")
         ctx.processes.append(make_process(self, ctx, argv, node_name=None))
@@ -244,9 +251,9 @@ class Node(Action):
                 raise self.element.error(str(err)) from None
         argv = [executable]
         if self.args is not None:
-            argv += split_cmdline(self.args, ev)
+            argv += self.split(self.args, ctx)
         if self.ros_args is not None:
-            argv += ["--ros-args", *split_cmdline(self.ros_args, ev)]
+            argv += ["--ros-args", *self.split(self.ros_args, ctx)]
         argv.append("--ros-args")
         name = ev(self.name) if self.name is not None else None
         if name is not None:
@@ -320,7 +327,7 @@ def make_process(action: Executable | Node, ctx: Context, argv: list[str], node_
     opts = action.options
     ev = lambda t: action.eval(t, ctx)  # noqa: E731
     if opts.launch_prefix is not None:
-        argv = split_cmdline(opts.launch_prefix, ev) + argv
+        argv = action.split(opts.launch_prefix, ctx) + argv
     output = ev(opts.output) if opts.output is not None else "screen"
     if output not in ("screen", "log", "both"):
         raise action.element.error(f"output {output!r} must be screen, log or both")
@@ -354,35 +361,41 @@ def make_process(action: Executable | Node, ctx: Context, argv: list[str], node_
 
 
 def split_cmdline(template: Template, ev: Callable[[Template], str]) -> list[str]:
-    """Split a command line as ros2 launch does: literal text splits on whitespace, substitution
-    results never split (a value with spaces stays one argument)."""
+    """Split a command line as ros2 launch does: literal text is split like a shell (shlex, so quotes
+    work within it), substitution results are never split (a value with spaces stays one argument)."""
     args: list[str] = []
     current: list[str] = []
     pending = False  # current holds something (possibly an empty substitution result)
+
+    def flush() -> None:
+        nonlocal current, pending
+        if pending:
+            args.append("".join(current))
+        current, pending = [], False
+
     for part in template:
-        if isinstance(part, str):
-            pieces = part.split()
-            if not pieces:
-                if pending and part:
-                    args.append("".join(current))
-                    current, pending = [], False
-                continue
-            if part[0].isspace() and pending:
-                args.append("".join(current))
-                current, pending = [], False
-            current.append(pieces[0])
-            pending = True
-            for piece in pieces[1:]:
-                args.append("".join(current))
-                current = [piece]
-            if part[-1].isspace():
-                args.append("".join(current))
-                current, pending = [], False
-        else:
+        if not isinstance(part, str):
             current.append(ev((part,)))
             pending = True
-    if pending:
-        args.append("".join(current))
+            continue
+        try:
+            pieces = shlex.split(part)
+        except ValueError as err:
+            raise UserError(f"cannot split {part.strip()!r} ({err}; quotes cannot span a substitution)") from None
+        if not pieces:
+            if part:
+                flush()
+            continue
+        if part[0].isspace():
+            flush()
+        current.append(pieces[0])
+        pending = True
+        for piece in pieces[1:]:
+            flush()
+            current, pending = [piece], True
+        if part[-1].isspace():
+            flush()
+    flush()
     return args
 
 
