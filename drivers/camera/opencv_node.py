@@ -78,6 +78,7 @@ class OpenCvCameraNode(Node):
         self.reconnect_period = declare(self, "reconnect_period", 1.0, "seconds between reopening attempts of a live camera")
         if self.fourcc and self.fourcc not in FOURCCS:
             raise UserError(f"fourcc: {self.fourcc!r} is not one of {', '.join(FOURCCS)}")
+        self.cap, self.kind = open_capture(self.device)
         spec = self.settings.spec
         intrinsics = Intrinsics.load(self.settings.intrinsics) if self.settings.intrinsics else None
         if intrinsics is None:
@@ -89,7 +90,6 @@ class OpenCvCameraNode(Node):
         contract = Contract(self.settings.profile)
         self.diagnostics = contract.publisher(self, contract.diagnostics)
 
-        self.cap, self.kind = open_capture(self.device)
         self.state = "streaming"
         self.reconnects = 0
         self.file_fps = 0.0
