@@ -27,11 +27,13 @@ NODES = {
     "twin_node": "robot_stack.sim.twin_node:main",
     "expert_node": "robot_stack.sim.expert_node:main",
     "topic_probe": "robot_stack.tools.topic_probe:main",
+    "recorder_node": "robot_stack.data.recorder:main",
     "realsense_node": "robot_stack.drivers.camera.realsense_node:main",
     "opencv_camera_node": "robot_stack.drivers.camera.opencv_node:main",
     "servo_arm_node": "robot_stack.drivers.servo.node:main",
     "servo_bus_emulator": "robot_stack.drivers.servo.emulator:main",
     "teleop_node": "robot_stack.drivers.teleop.node:main",
+    "policy_server": "robot_stack.policies.server:main",
 }
 
 names, dirs = packages()

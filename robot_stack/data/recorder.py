@@ -1,0 +1,552 @@
+"""``recorder_node``: record episodes from the contract's topics into an :class:`EpisodeStore`.
+
+    recorder_node --ros-args -p profile:=so101 -p store:=data/pick.zarr -p record_rate_hz:=10.0
+
+Sampling. Every stream is sampled on a fixed grid of tick times ``t0 + k / record_rate_hz``
+(ROS time; ``record_rate_hz`` defaults to the profile's control rate). A tick is assembled
+``latency_s`` after its time, so that messages captured before the tick have arrived. For each
+tick the recorder takes, per stream, the newest message whose capture stamp (``header.stamp``)
+is at or before the tick. A message older than its tolerance (``tolerance_s``; default 1.5 of the
+stream's nominal period) is still used but counted as *late*; gaps in a camera's capture stamps
+are counted as *missing* frames; both are reported live and stored in the episode metadata.
+Nothing is dropped silently: if the writer falls behind so far that its queue is full, the step
+is counted as *dropped*.
+
+Stored keys (see docs/data.md): ``timestamp``, ``joint_pos``, ``joint_vel``, ``action``,
+``intervention``, ``ee_pose`` (when ``ee_pose`` was published before the episode started) and
+``<camera>_image`` + ``<camera>_stamp`` for each camera.
+
+``action`` is the commanded absolute joint position (arm joints then gripper) at the tick: the
+latest point that is due of the latest ``joint_trajectory`` (a trajectory's first point counts
+from its arrival; a new trajectory replaces the remaining points of the previous one), or the
+latest ``commands`` / gripper ``commands`` message, whichever came last per joint. Joints never
+commanded in the episode take the measured position (counted as ``action_fallback_steps``).
+
+Episodes are controlled with the ``episode/start``, ``episode/save`` and ``episode/discard``
+Trigger services; ``task``, ``operator`` and ``success`` parameters are read when saving.
+Frames are written by a writer thread through a bounded queue, so the next episode can start as
+soon as ``save`` returns.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robot_stack.errors import UserError
+
+WRITE_BATCH = 8
+
+
+@dataclass
+class StreamStats:
+    """Live counters of one input stream."""
+
+    received: int = 0
+    late: int = 0
+    missing: int = 0
+    bad: int = 0
+    last_stamp: float | None = None
+    recent: deque = field(default_factory=lambda: deque(maxlen=400))
+
+    def rate(self, now: float) -> float:
+        while self.recent and now - self.recent[0] > 2.0:
+            self.recent.popleft()
+        return len(self.recent) / 2.0
+
+
+class History:
+    """Recent (stamp, value) pairs of one stream; nearest-earlier lookup by stamp."""
+
+    def __init__(self, seconds: float, rate_hz: float):
+        self.items: deque[tuple[float, Any]] = deque(maxlen=max(8, int(seconds * rate_hz * 1.5)))
+        self.lock = threading.Lock()
+
+    def add(self, stamp: float, value: Any) -> None:
+        with self.lock:
+            self.items.append((stamp, value))
+
+    def at(self, t: float) -> tuple[float, Any] | None:
+        with self.lock:
+            for stamp, value in reversed(self.items):
+                if stamp <= t:
+                    return stamp, value
+        return None
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+class CommandTracker:
+    """The commanded joint target at any tick time (see module docstring for the exact rule)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.current = np.full(n, np.nan)
+        self.pending: list[tuple[float, int, np.ndarray, bool]] = []  # (time, seq, values, from_trajectory)
+        self.lock = threading.Lock()
+        self._seq = 0
+
+    def add(self, t: float, values: np.ndarray, trajectory: bool = False) -> None:
+        with self.lock:
+            self._seq += 1
+            self.pending.append((t, self._seq, values, trajectory))
+            self.pending.sort(key=lambda e: (e[0], e[1]))
+
+    def add_trajectory(self, received: float, due: np.ndarray, points: np.ndarray) -> None:
+        with self.lock:  # a new trajectory replaces the remaining points of the previous one
+            self.pending = [e for e in self.pending if not (e[3] and e[0] >= received)]
+        for k, (t, q) in enumerate(zip(due, points)):
+            self.add(received if k == 0 else max(float(t), received), q, trajectory=True)
+
+    def at(self, t: float) -> np.ndarray:
+        with self.lock:
+            while self.pending and self.pending[0][0] <= t:
+                _, _, values, _ = self.pending.pop(0)
+                mask = ~np.isnan(values)
+                self.current[mask] = values[mask]
+            return self.current.copy()
+
+
+
+def _to_rgb(array: np.ndarray, encoding: str) -> np.ndarray:
+    if encoding == "bgr8":
+        return np.ascontiguousarray(array[:, :, ::-1])
+    if encoding == "mono8":
+        return np.repeat(array[:, :, None], 3, axis=2)
+    return np.array(array, copy=True) if not array.flags.c_contiguous else array
+
+
+def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
+    from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+    from rclpy.node import Node
+
+    from robot_stack import convert
+    from robot_stack.contract import Contract
+    from robot_stack.data.store import EpisodeStore
+    from robot_stack.node import declare
+    from robot_stack.profile import load_profile
+    from robot_stack.typed_config import to_dict
+
+    class Recorder(Node):
+        def __init__(self) -> None:
+            super().__init__("recorder")
+            profile = load_profile(declare(self, "profile", "so101", "robot profile name or YAML path"))
+            cams = declare(self, "cameras", "", "comma-separated cameras to record (empty: all of the profile's)")
+            if cams.strip():
+                profile = profile.with_cameras([c.strip() for c in cams.split(",") if c.strip()])
+            self.profile = profile
+            self.contract = Contract(profile)
+            self.rate = float(declare(self, "record_rate_hz", 0.0, "sampling rate, Hz (0: profile control rate)"))
+            self.rate = self.rate if self.rate > 0 else profile.control.rate_hz
+            self.latency = float(declare(self, "latency_s", 0.1, "assemble a tick this long after its time"))
+            tolerance = float(declare(self, "tolerance_s", 0.0, "max age of a sample at a tick (0: 1.5 periods)"))
+            store_path = declare(self, "store", "data/episodes.zarr", "episode store folder (created if missing)")
+            codec = declare(self, "image_codec", "blosc", "image codec: blosc (lossless lz4) or jpeg")
+            fsync = bool(declare(self, "fsync", True, "fsync every file (survives power loss)"))
+            self.queue_s = float(declare(self, "queue_s", 3.0, "writer queue length, seconds of steps"))
+            declare(self, "task", "", "task description stored with each episode")
+            declare(self, "operator", "", "operator name stored with each episode")
+            declare(self, "success", True, "success flag stored with the next saved episode")
+            self.show_progress = bool(declare(self, "progress", sys.stdout.isatty(), "live progress table"))
+            if self.latency < 0 or self.queue_s <= 0:
+                raise UserError("latency_s must be >= 0 and queue_s > 0")
+
+            self.names = profile.all_joint_names
+            self.n = len(self.names)
+            self.tol = {"joint_states": tolerance or 1.5 / profile.control.rate_hz, "ee_pose": tolerance or 1.5 / profile.control.rate_hz}
+            for cam in profile.cameras:
+                self.tol[cam.name] = tolerance or 1.5 / cam.fps
+            keep = self.latency + max(self.tol.values()) + 1.0
+            self.joints = History(keep, profile.control.rate_hz * 2)
+            self.ee = History(keep, profile.control.rate_hz * 2)
+            self.frames = {c.name: History(keep, c.fps * 2) for c in profile.cameras}
+            self.intervention = History(keep, 100.0)
+            self.commands = CommandTracker(self.n)
+            self.stats = {name: StreamStats() for name in ["joint_states", "ee_pose", *self.frames]}
+
+            self.store = EpisodeStore(store_path, "a", image_codec=codec, fsync=fsync)
+            self.queue: queue.Queue = queue.Queue(maxsize=max(4, int(self.queue_s * self.rate)))
+            self.lock = threading.Lock()
+            self.episode: dict[str, Any] | None = None  # the episode being recorded (tick thread's view)
+            self.saved = self.store.n_episodes
+            self.last_message = ""
+            self.writer = threading.Thread(target=self._write_loop, name="episode-writer", daemon=True)
+            self.writer.start()
+
+            c = self.contract
+            sensors = ReentrantCallbackGroup()
+            self.create_subscription(c.joint_states.type, c.joint_states.name, self._on_joint_states, c.joint_states.qos, callback_group=sensors)
+            self.create_subscription(c.ee_pose.type, c.ee_pose.name, self._on_ee_pose, c.ee_pose.qos, callback_group=sensors)
+            self.create_subscription(c.intervention.type, c.intervention.name, self._on_intervention, c.intervention.qos, callback_group=sensors)
+            self.create_subscription(c.joint_trajectory.type, c.joint_trajectory.name, self._on_trajectory, c.joint_trajectory.qos, callback_group=sensors)
+            self.create_subscription(c.joint_commands.type, c.joint_commands.name, self._on_commands, c.joint_commands.qos, callback_group=sensors)
+            if c.gripper_commands is not None:
+                t = c.gripper_commands
+                self.create_subscription(t.type, t.name, self._on_gripper, t.qos, callback_group=sensors)
+            for name, topics in c.cameras.items():
+                self.create_subscription(
+                    topics.image.type, topics.image.name, lambda m, n=name: self._on_image(n, m), topics.image.qos,
+                    callback_group=sensors,
+                )
+            services = MutuallyExclusiveCallbackGroup()
+            for name, handler in (("start", self._start), ("save", self._save), ("discard", self._discard)):
+                srv = c.episode_services[name]
+                self.create_service(srv.type, srv.name, handler, callback_group=services)
+            self.create_timer(min(0.02, 0.5 / self.rate), self._tick, callback_group=MutuallyExclusiveCallbackGroup())
+            self.create_timer(0.5 if self.show_progress else 5.0, self._progress, callback_group=MutuallyExclusiveCallbackGroup())
+            self._live = None
+            if self.show_progress:
+                from rich.live import Live
+
+                self._live = Live(self._table(), refresh_per_second=2, transient=False)
+                self._live.start()
+            self.get_logger().info(
+                f"recording {profile.name} at {self.rate:g} Hz into {store_path} "
+                f"({self.store.n_episodes} episodes there); cameras: {', '.join(self.frames) or 'none'}"
+            )
+
+        # -- inputs ------------------------------------------------------------------------------
+        def _now(self) -> float:
+            return self.get_clock().now().nanoseconds * 1e-9
+
+        def _count(self, name: str, stamp: float) -> None:
+            s = self.stats[name]
+            s.received += 1
+            s.recent.append(time.monotonic())
+
+        def _on_joint_states(self, msg: Any) -> None:
+            try:
+                pos, vel, _ = convert.joint_state_arrays(msg, self.names)
+            except convert.MessageError as err:
+                self.stats["joint_states"].bad += 1
+                self.get_logger().warning(f"ignoring joint_states: {err}", throttle_duration_sec=5.0)
+                return
+            stamp = convert.to_sec(msg.header.stamp)
+            self._count("joint_states", stamp)
+            self.joints.add(stamp, (pos.astype(np.float32), vel.astype(np.float32)))
+
+        def _on_ee_pose(self, msg: Any) -> None:
+            try:
+                pos, quat = convert.pose_arrays(msg)
+            except convert.MessageError as err:
+                self.stats["ee_pose"].bad += 1
+                self.get_logger().warning(f"ignoring ee_pose: {err}", throttle_duration_sec=5.0)
+                return
+            stamp = convert.to_sec(msg.header.stamp)
+            self._count("ee_pose", stamp)
+            self.ee.add(stamp, np.concatenate([pos, quat]).astype(np.float32))
+
+        def _on_image(self, name: str, msg: Any) -> None:
+            cam = self.profile.camera(name)
+            if msg.width != cam.width or msg.height != cam.height or msg.encoding not in ("rgb8", "bgr8", "mono8"):
+                self.stats[name].bad += 1
+                self.get_logger().warning(
+                    f"ignoring {name} image {msg.width}x{msg.height} {msg.encoding}: profile says "
+                    f"{cam.width}x{cam.height} rgb8/bgr8/mono8", throttle_duration_sec=5.0,
+                )
+                return
+            stamp = convert.to_sec(msg.header.stamp)
+            s = self.stats[name]
+            if s.last_stamp is not None and self.episode is not None:
+                gap = stamp - s.last_stamp
+                missed = int(round(gap * cam.fps)) - 1
+                if gap > 1.5 / cam.fps and missed > 0:
+                    s.missing += missed
+            s.last_stamp = stamp
+            self._count(name, stamp)
+            self.frames[name].add(stamp, msg)
+
+        def _on_intervention(self, msg: Any) -> None:
+            self.intervention.add(self._now(), bool(msg.data))
+
+        def _on_trajectory(self, msg: Any) -> None:
+            try:
+                times, points = convert.trajectory_arrays(msg, self.names)
+            except convert.MessageError as err:
+                self.get_logger().warning(f"ignoring joint_trajectory: {err}", throttle_duration_sec=5.0)
+                return
+            received = self._now()
+            start = convert.to_sec(msg.header.stamp) or received
+            self.commands.add_trajectory(received, start + times, points)
+
+        def _on_commands(self, msg: Any) -> None:
+            try:
+                values = convert.command_array(msg.data, len(self.profile.joint_names))
+            except convert.MessageError as err:
+                self.get_logger().warning(f"ignoring commands: {err}", throttle_duration_sec=5.0)
+                return
+            self.commands.add(self._now(), np.concatenate([values, np.full(self.n - values.size, np.nan)]))
+
+        def _on_gripper(self, msg: Any) -> None:
+            try:
+                values = convert.command_array(msg.data, 1)
+            except convert.MessageError as err:
+                self.get_logger().warning(f"ignoring gripper commands: {err}", throttle_duration_sec=5.0)
+                return
+            full = np.full(self.n, np.nan)
+            full[-1] = values[0]
+            self.commands.add(self._now(), full)
+
+        # -- the tick (control thread) -----------------------------------------------------------
+        def _tick(self) -> None:
+            with self.lock:
+                ep = self.episode
+                if ep is None:
+                    return
+                horizon = self._now() - self.latency
+                while ep["next"] <= horizon and (ep["end"] is None or ep["next"] <= ep["end"]):
+                    self._sample(ep, ep["next"])
+                    ep["k"] += 1
+                    ep["next"] = ep["t0"] + ep["k"] / self.rate
+                if ep["end"] is not None and ep["next"] > ep["end"]:
+                    ep["done"].set()
+
+        def _sample(self, ep: dict[str, Any], t: float) -> None:
+            joint = self.joints.at(t)
+            frames = {name: h.at(t) for name, h in self.frames.items()}
+            action = self.commands.at(t)
+            if joint is None or any(f is None for f in frames.values()):
+                if ep["steps"] == 0:
+                    ep["warmup"] += 1  # a stream has nothing captured before the first ticks: start later
+                else:
+                    ep["dropped"] += 1  # (only if a stream's history was overrun; counted, never silent)
+                return
+            stamp_j, (pos, vel) = joint
+            if t - stamp_j > self.tol["joint_states"]:
+                self.stats["joint_states"].late += 1
+                ep["late"]["joint_states"] += 1
+            nan = np.isnan(action)
+            if nan.any():
+                action[nan] = pos[nan]
+                ep["fallback"] += 1
+            step: dict[str, Any] = {
+                "timestamp": np.float64(t),
+                "joint_pos": pos,
+                "joint_vel": np.nan_to_num(vel, nan=0.0),
+                "action": action.astype(np.float32),
+            }
+            intervention = self.intervention.at(t)
+            step["intervention"] = np.bool_(intervention[1] if intervention else False)
+            if ep["ee"]:
+                pose = self.ee.at(t)
+                if pose is None or t - pose[0] > self.tol["ee_pose"]:
+                    self.stats["ee_pose"].late += 1
+                    ep["late"]["ee_pose"] += 1
+                step["ee_pose"] = pose[1] if pose is not None else np.full(7, np.nan, np.float32)
+            for name, (stamp, msg) in frames.items():
+                if t - stamp > self.tol[name]:
+                    self.stats[name].late += 1
+                    ep["late"][name] += 1
+                step[f"{name}_image"] = msg
+                step[f"{name}_stamp"] = np.float64(stamp)
+            try:
+                self.queue.put_nowait(("step", ep["id"], step))
+                ep["steps"] += 1
+            except queue.Full:
+                ep["dropped"] += 1
+                self.get_logger().error("writer queue full: a step was dropped (disk too slow?)", throttle_duration_sec=2.0)
+
+        # -- episode services --------------------------------------------------------------------
+        def _start(self, request: Any, response: Any) -> Any:
+            missing = [n for n, h in (("joint_states", self.joints), *self.frames.items()) if not h]
+            with self.lock:
+                if self.episode is not None:
+                    response.success, response.message = False, f"already recording episode {self.episode['id']}"
+                    return response
+                if missing:
+                    topics = [self.contract.joint_states.name if n == "joint_states" else self.contract.camera(n).image.name for n in missing]
+                    response.success, response.message = False, f"no messages yet on {', '.join(topics)}"
+                    return response
+                now = self._now()
+                ep_id = self.saved
+                self.episode = {
+                    "id": ep_id, "t0": now, "k": 0, "next": now, "end": None, "done": threading.Event(),
+                    "steps": 0, "warmup": 0, "dropped": 0, "fallback": 0, "ee": bool(self.ee),
+                    "late": {n: 0 for n in self.stats}, "missing0": {n: self.stats[n].missing for n in self.frames},
+                    "started": time.time(),
+                }
+                self.queue.put(("begin", ep_id, None))
+            response.success, response.message = True, f"recording episode {ep_id}"
+            self.get_logger().info(response.message)
+            return response
+
+        def _finish(self, save: bool, response: Any) -> Any:
+            with self.lock:
+                ep = self.episode
+                if ep is None:
+                    response.success, response.message = False, "not recording (call episode/start first)"
+                    return response
+                ep["end"] = self._now()
+            if not ep["done"].wait(timeout=self.latency + 5.0):
+                self.get_logger().warning("the last ticks of the episode were not assembled in time")
+            with self.lock:
+                self.episode = None
+            done = threading.Event()
+            result: dict[str, Any] = {}
+            info = self._episode_info(ep) if save else None
+            self.queue.put(("commit" if save else "discard", ep["id"], (info, done, result)))
+            if not done.wait(timeout=120.0):
+                response.success, response.message = False, "writer did not finish in 120 s"
+                return response
+            response.success = bool(result.get("ok"))
+            response.message = result.get("message", "")
+            if response.success and save:
+                self.saved += 1
+            (self.get_logger().info if response.success else self.get_logger().error)(response.message)
+            self.last_message = response.message
+            return response
+
+        def _save(self, request: Any, response: Any) -> Any:
+            return self._finish(True, response)
+
+        def _discard(self, request: Any, response: Any) -> Any:
+            return self._finish(False, response)
+
+        def _episode_info(self, ep: dict[str, Any]) -> dict[str, Any]:
+            calibration = {"joints": self.profile.hardware.calibration or ""}
+            calibration.update({c.name: c.intrinsics or "" for c in self.profile.cameras})
+            return {
+                "task": self.get_parameter("task").value,
+                "operator": self.get_parameter("operator").value,
+                "success": bool(self.get_parameter("success").value),
+                "profile": to_dict(self.profile),
+                "calibration": calibration,
+                "started": ep["started"],
+                "late_frames": {k: v for k, v in ep["late"].items() if k in self.frames or v},
+                "missing_frames": {n: self.stats[n].missing - ep["missing0"][n] for n in self.frames},
+                "extra": {
+                    "record_rate_hz": self.rate,
+                    "tolerance_s": self.tol,
+                    "dropped_steps": ep["dropped"],
+                    "action_fallback_steps": ep["fallback"],
+                    "warmup_ticks": ep["warmup"],
+                },
+            }
+
+        # -- writer thread -----------------------------------------------------------------------
+        def _write_loop(self) -> None:
+            writer = None
+            failed: BaseException | None = None
+            batch: list[dict[str, Any]] = []
+
+            def flush() -> None:
+                nonlocal failed
+                if not batch or writer is None or failed is not None:
+                    batch.clear()
+                    return
+                try:
+                    arrays: dict[str, list] = {}
+                    for step in batch:
+                        for key, value in step.items():
+                            if key.endswith("_image"):
+                                value = _to_rgb(convert.image_to_array(value), value.encoding)
+                            arrays.setdefault(key, []).append(value)
+                    writer.extend({k: np.stack(v) for k, v in arrays.items()})
+                except BaseException as err:  # noqa: BLE001 - e.g. ENOSPC: fail this episode, keep going
+                    failed = err
+                    self.get_logger().error(f"episode failed while writing: {err}")
+                batch.clear()
+
+            while True:
+                kind, ep_id, payload = self.queue.get()
+                if kind == "stop":
+                    flush()
+                    if writer is not None:
+                        writer.discard()
+                    return
+                if kind == "begin":
+                    failed = None
+                    writer = self.store.begin_episode()
+                elif kind == "step":
+                    batch.append(payload)
+                    if len(batch) >= WRITE_BATCH or self.queue.empty():
+                        flush()
+                elif kind in ("commit", "discard"):
+                    flush()
+                    info, done, result = payload
+                    try:
+                        if kind == "discard" or failed is not None:
+                            writer.discard()
+                            result["ok"] = kind == "discard"
+                            result["message"] = (
+                                f"discarded episode {ep_id}" if kind == "discard"
+                                else f"episode {ep_id} failed and was discarded: {failed}"
+                            )
+                        else:
+                            profile = info.pop("profile")
+                            t0 = time.monotonic()
+                            index = writer.commit(profile=profile, **info)
+                            n = self.store.episodes[index].length
+                            result["ok"] = True
+                            result["message"] = (
+                                f"saved episode {index} ({n} steps, {n / self.rate:.1f} s; "
+                                f"late {sum(info['late_frames'].values())}, missing {sum(info['missing_frames'].values())}, "
+                                f"dropped {info['extra']['dropped_steps']}; commit {1000 * (time.monotonic() - t0):.0f} ms)"
+                            )
+                    except BaseException as err:  # noqa: BLE001
+                        writer.discard()
+                        result["ok"], result["message"] = False, f"episode {ep_id} failed: {err}"
+                    writer = None
+                    done.set()
+
+        # -- progress ----------------------------------------------------------------------------
+        def _table(self) -> Any:
+            from rich.table import Table
+
+            ep = self.episode
+            now = time.monotonic()
+            title = (
+                f"[bold red]● REC[/] episode {ep['id']}  {ep['steps'] / self.rate:6.1f} s  {ep['steps']} steps"
+                if ep else f"idle — {self.saved} episodes saved"
+            )
+            table = Table(title=title, caption=self.last_message)
+            for col in ("stream", "rate Hz", "late", "missing", "bad"):
+                table.add_column(col, justify="right" if col != "stream" else "left")
+            for name, s in self.stats.items():
+                table.add_row(name, f"{s.rate(now):.1f}", str(s.late), str(s.missing), str(s.bad))
+            table.add_row("writer queue", f"{self.queue.qsize()}/{self.queue.maxsize}", "", "", f"dropped {ep['dropped'] if ep else 0}")
+            return table
+
+        def _progress(self) -> None:
+            if self._live is not None:
+                self._live.update(self._table())
+            elif self.episode is not None:
+                ep, now = self.episode, time.monotonic()
+                rates = ", ".join(f"{n} {s.rate(now):.0f} Hz" for n, s in self.stats.items() if s.received)
+                self.get_logger().info(
+                    f"episode {ep['id']}: {ep['steps'] / self.rate:.1f} s, {rates}; late {sum(ep['late'].values())}, "
+                    f"dropped {ep['dropped']}, queue {self.queue.qsize()}"
+                )
+
+        def close(self) -> None:
+            if self._live is not None:
+                self._live.stop()
+            with self.lock:
+                recording = self.episode is not None
+                self.episode = None
+            if recording:
+                self.get_logger().warning("stopped while recording: the unsaved episode is discarded")
+            self.queue.put(("stop", -1, None))
+            self.writer.join(timeout=30.0)
+
+    return Recorder()
+
+
+def main() -> None:
+    from robot_stack.node import run_node
+
+    run_node(make_recorder, threads=4)
+
+
+if __name__ == "__main__":
+    main()
