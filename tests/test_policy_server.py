@@ -1,0 +1,130 @@
+"""policy_server in a real process: timestamped chunks over DDS, silence, intervention, sim sign-off."""
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import wait_for
+from std_msgs.msg import Bool
+from trajectory_msgs.msg import JointTrajectory
+
+from robot_stack import convert
+from robot_stack.contract import Contract
+from robot_stack.errors import UserError
+from robot_stack.policies.chunks import ActionChunks
+from robot_stack.policies.diffusion.checkpoint import save_checkpoint
+from robot_stack.policies.diffusion.config import ShapeMeta, preset
+from robot_stack.policies.diffusion.policy import DiffusionPolicy
+from robot_stack.policies.validation import ValidationRecord, check_validated, policy_hash, wilson_interval
+from robot_stack.profile import load_profile
+from robot_stack.resources import ros_environment
+
+PROFILE = load_profile("so101")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    shape = ShapeMeta(robot="so101", joint_names=tuple(PROFILE.all_joint_names), lowdim_dims={"joint_pos": 6},
+                      action_dim=6)
+    policy = DiffusionPolicy(preset("tiny"), shape)
+    span = np.stack([np.full(6, -1.0), np.full(6, 1.0)])
+    policy.normalizer.fit({"joint_pos": span, "action": span})
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "policy", policy)
+
+
+class JointStatePublisher:
+    def __init__(self, ros, rate=100.0):
+        contract = Contract(PROFILE)
+        self.pub = contract.publisher(ros.node, contract.joint_states)
+        self.ros, self.rate, self.running = ros, rate, True
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while self.running:
+            now = self.ros.node.get_clock().now().nanoseconds * 1e-9
+            self.pub.publish(convert.make_joint_state(PROFILE.all_joint_names, np.zeros(6), np.zeros(6), np.zeros(6),
+                                                      convert.to_stamp(now)))
+            time.sleep(1.0 / self.rate)
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+
+
+def start_server(spawn, checkpoint, *extra):
+    return spawn(["policy_server", "--ros-args", "-p", "robot:=so101", "-p", f"policy:={checkpoint}",
+                  "-p", "inference_steps:=4", *extra], env=ros_environment())
+
+
+def test_server_publishes_future_chunks_and_yields_to_the_operator(ros, spawn, checkpoint):
+    contract = Contract(PROFILE)
+    chunks = ros.collect(JointTrajectory, contract.joint_trajectory.name)
+    intervention = contract.publisher(ros.node, contract.intervention)
+    proc = start_server(spawn, checkpoint)
+    time.sleep(3.0)
+    assert not chunks, "published without observations"
+    joints = JointStatePublisher(ros)
+    try:
+        wait_for(lambda: len(chunks) >= 3, 60, "three action chunks")
+        for received, msg in chunks:
+            stamp = convert.to_sec(msg.header.stamp)
+            first = msg.points[0].time_from_start.sec + msg.points[0].time_from_start.nanosec * 1e-9
+            assert first > 0 and stamp + first > stamp
+            assert list(msg.joint_names) == PROFILE.all_joint_names
+            assert all(np.isfinite(p.positions).all() for p in msg.points)
+        now = ros.node.get_clock().now().nanoseconds * 1e-9
+        assert abs(convert.to_sec(chunks[-1][1].header.stamp) - now) < 2.0  # stamped on the shared clock
+        for _ in range(5):
+            intervention.publish(Bool(data=True))
+            time.sleep(0.05)
+        time.sleep(0.5)
+        count = len(chunks)
+        time.sleep(1.5)
+        assert len(chunks) == count, "the policy kept publishing during an intervention"
+        intervention.publish(Bool(data=False))
+        wait_for(lambda: len(chunks) > count, 10, "chunks after control returned")
+    finally:
+        joints.stop()
+    count = len(chunks)
+    time.sleep(1.5)
+    assert len(chunks) <= count + 1, "published while joint_states was silent"
+    assert proc.poll() is None
+
+
+def test_chunks_drop_past_steps_and_blend_without_jumps():
+    chunks = ActionChunks(blend_steps=3)
+    t = np.arange(8) * 0.1
+    times, actions = chunks.add(t, np.zeros((8, 1)), now=0.25)
+    assert np.allclose(times, t[3:]) and chunks.dropped == 3
+    times, actions = chunks.add(t + 0.4, np.ones((8, 1)), now=0.45)
+    assert np.all(np.diff(actions[:, 0]) >= 0) and actions[0, 0] < 0.5  # fades in, never jumps to the new chunk
+
+
+def test_sim_validation_gate(tmp_path, checkpoint):
+    with pytest.raises(UserError, match="no sim validation record"):
+        check_validated(checkpoint)
+    lo, hi = wilson_interval(45, 50)
+    record = ValidationRecord(policy_hash(checkpoint), "pick_cube", "so101", 50, 45, 0.9, (lo, hi), 0.8, True)
+    record.save(checkpoint)
+    assert check_validated(checkpoint, "pick_cube").success_rate == 0.9
+    with pytest.raises(UserError, match="validated on task 'pick_cube', not 'push'"):
+        check_validated(checkpoint, "push")
+    data = json.loads((checkpoint / "sim_validation.json").read_text())
+    data["policy_sha256"] = "0" * 64
+    (checkpoint / "sim_validation.json").write_text(json.dumps(data))
+    with pytest.raises(UserError, match="weights changed"):
+        check_validated(checkpoint)
+    (checkpoint / "sim_validation.json").unlink()
+
+
+def test_server_refuses_unvalidated_checkpoint_in_one_line(spawn, checkpoint):
+    proc = start_server(spawn, checkpoint, "-p", "require_sim_validation:=true")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    errors = [line for line in out.splitlines() if "error" in line]
+    assert errors and "no sim validation record" in errors[0] and "Traceback" not in out
