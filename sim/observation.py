@@ -1,0 +1,67 @@
+"""The observation and action definitions shared by the in-process gym env and the ROS path.
+
+Keys (also the dataset keys the recorder writes under ``data/``):
+
+* ``joint_pos`` (n_all,) float32, rad: ``joint_states`` position, arm joints then gripper;
+* ``joint_vel`` (n_all,) float32, rad/s;
+* ``ee_pose`` (7,) float32: ``ee_pose`` position xyz (m) + quaternion xyzw, base frame;
+* ``object_state`` (k,) float32: the twin's privileged task state (reach: target xyz; pick_cube:
+  cube xyz + quat xyzw; push: block x, y, yaw + target x, y, yaw), published by the twin on
+  ``OBJECT_STATE_TOPIC``;
+* ``<camera>_image`` (H, W, 3) uint8 RGB for each enabled camera.
+
+The action is the absolute joint position target (n_all,) float32 at the policy rate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+
+from robot_stack.arm.safety import ArmSafety
+from robot_stack.profile import RobotProfile
+
+OBJECT_STATE_TOPIC = "sim/object_state"
+"""Twin-only topic (std_msgs/Float64MultiArray): the task's privileged object state (see above)."""
+OBJECT_DIMS = {"reach": 3, "pick_cube": 7, "push": 6}
+
+
+def joint_bounds(profile: RobotProfile) -> tuple[np.ndarray, np.ndarray]:
+    safety = ArmSafety(profile)
+    return safety.lower.astype(np.float32), safety.upper.astype(np.float32)
+
+
+def observation_space(profile: RobotProfile, task_kind: str | None, cameras: list[str]) -> spaces.Dict:
+    lower, upper = joint_bounds(profile)
+    n = lower.size
+    vel = np.concatenate([profile.velocity_limits, [np.inf] * (n - len(profile.joints))]).astype(np.float32) * 2
+    items: dict[str, spaces.Space] = {
+        "joint_pos": spaces.Box(lower - 0.05, upper + 0.05, (n,), np.float32),
+        "joint_vel": spaces.Box(-vel, vel, (n,), np.float32),
+        "ee_pose": spaces.Box(-np.inf, np.inf, (7,), np.float32),
+    }
+    if task_kind is not None:
+        items["object_state"] = spaces.Box(-np.inf, np.inf, (OBJECT_DIMS[task_kind],), np.float32)
+    for name in cameras:
+        cam = profile.camera(name)
+        items[f"{name}_image"] = spaces.Box(0, 255, (cam.height, cam.width, 3), np.uint8)
+    return spaces.Dict(items)
+
+
+def action_space(profile: RobotProfile) -> spaces.Box:
+    lower, upper = joint_bounds(profile)
+    return spaces.Box(lower, upper, (lower.size,), np.float32)
+
+
+def make_observation(position: np.ndarray, velocity: np.ndarray, ee_position: np.ndarray, ee_quat_xyzw: np.ndarray,
+                     object_state: np.ndarray | None = None, images: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    obs = {
+        "joint_pos": np.asarray(position, dtype=np.float32),
+        "joint_vel": np.asarray(velocity, dtype=np.float32),
+        "ee_pose": np.concatenate([ee_position, ee_quat_xyzw]).astype(np.float32),
+    }
+    if object_state is not None:
+        obs["object_state"] = np.asarray(object_state, dtype=np.float32)
+    for name, image in (images or {}).items():
+        obs[f"{name}_image"] = np.ascontiguousarray(image, dtype=np.uint8)
+    return obs

@@ -1,0 +1,197 @@
+"""Scene building: a profile's robot MJCF composed with MjSpec into a task scene.
+
+``build_scene(profile, task)`` loads the robot MJCF (any path, ``pkg://`` path or a
+``menagerie:<robot>/<file>.xml`` name resolved from a local ``mujoco_menagerie`` checkout) and adds a
+table (top at z = 0, the robot base sits on it), a floor, lights, the task's objects and every
+profile camera that the MJCF lacks: a fixed camera looking at the workspace, or, for cameras whose
+name contains ``wrist``/``hand``, a camera mounted just behind the end effector looking along the
+approach direction. The robot base frame is the world frame.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import mujoco
+import numpy as np
+
+from robot_stack.errors import UserError
+from robot_stack.profile import CameraSpec, RobotProfile
+
+TABLE_HEIGHT = 0.75
+FRONT_FOVY = 45.0
+WRIST_FOVY = 70.0
+GRASP_PADS = ("fixed_jaw_pad", "moving_jaw_pad")
+"""Fingertip pads the SO-101 MJCF ships with collisions disabled (bit 2); the twin enables them so
+grasped objects are held by flat faces instead of two mesh points."""
+MENAGERIE_ENV = "MUJOCO_MENAGERIE_PATH"
+
+
+class SceneTask(Protocol):
+    def build(self, spec: mujoco.MjSpec, profile: RobotProfile) -> None: ...
+
+
+@dataclass
+class Scene:
+    model: mujoco.MjModel
+    path: Path
+    """The robot MJCF the scene was built from."""
+    cameras: dict[str, int]
+    """Profile camera name -> MuJoCo camera id."""
+
+
+def resolve_mjcf(profile: RobotProfile) -> Path:
+    """The robot MJCF file named by ``profile.sim.mjcf``.
+
+    ``menagerie:<robot>/<file>.xml`` names a model of mujoco_menagerie; it is looked up in
+    ``$MUJOCO_MENAGERIE_PATH`` (a git clone of google-deepmind/mujoco_menagerie); nothing is
+    downloaded here.
+    """
+    if profile.sim is None:
+        raise UserError(f"robot profile {profile.name!r} has no 'sim' section (needed by the twin)")
+    name = profile.sim.mjcf
+    if name.startswith("menagerie:"):
+        root = os.environ.get(MENAGERIE_ENV)
+        rel = name[len("menagerie:"):]
+        if not root:
+            raise UserError(
+                f"sim.mjcf {name!r}: set {MENAGERIE_ENV} to a clone of "
+                "https://github.com/google-deepmind/mujoco_menagerie")
+        path = Path(root).expanduser() / rel
+    else:
+        path = profile.resolve(name)
+    if not path.is_file():
+        raise UserError(f"{profile.source or profile.name}: sim.mjcf: {path} not found")
+    return path
+
+
+def load_robot_spec(profile: RobotProfile) -> tuple[mujoco.MjSpec, Path]:
+    path = resolve_mjcf(profile)
+    try:
+        spec = mujoco.MjSpec.from_file(str(path))
+        spec.compile()
+    except ValueError as err:
+        raise UserError(f"{path}: MJCF does not compile: {_first_line(err)}") from None
+    return spec, path
+
+
+def _first_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def look_at_quat(position: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> np.ndarray:
+    """MuJoCo camera quaternion (wxyz) at ``position`` looking at ``target`` (camera looks along -z)."""
+    forward = np.asarray(target, float) - np.asarray(position, float)
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, up)
+    if np.linalg.norm(right) < 1e-6:
+        right = np.cross(forward, np.array([1.0, 0.0, 0.0]))
+    right /= np.linalg.norm(right)
+    cam_up = np.cross(right, forward)
+    rot = np.column_stack([right, cam_up, -forward])
+    quat = np.zeros(4)
+    mujoco.mju_mat2Quat(quat, rot.ravel())
+    return quat
+
+
+def workspace_box(profile: RobotProfile) -> tuple[np.ndarray, np.ndarray]:
+    ws = profile.workspace
+    if ws is None:
+        return np.array([0.1, -0.3, 0.0]), np.array([0.5, 0.3, 0.4])
+    return np.array(ws.lower, float), np.array(ws.upper, float)
+
+
+def _add_environment(spec: mujoco.MjSpec, profile: RobotProfile) -> None:
+    lower, upper = workspace_box(profile)
+    world = spec.worldbody
+    spec.option.noslip_iterations = max(spec.option.noslip_iterations, 3)
+    spec.add_texture(name="twin_grid", type=mujoco.mjtTexture.mjTEXTURE_2D, builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
+                     width=256, height=256, rgb1=[0.25, 0.27, 0.3], rgb2=[0.3, 0.32, 0.35])
+    spec.add_material(name="twin_floor", textures=["", "twin_grid"], texrepeat=[4, 4], texuniform=True)
+    world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[4, 4, 0.05], pos=[0, 0, -TABLE_HEIGHT],
+                   material="twin_floor")
+    half = np.maximum(np.abs(lower[:2]), np.abs(upper[:2])) + 0.2
+    world.add_geom(name="table", type=mujoco.mjtGeom.mjGEOM_BOX, size=[half[0], half[1], TABLE_HEIGHT / 2],
+                   pos=[0, 0, -TABLE_HEIGHT / 2], rgba=[0.62, 0.55, 0.45, 1], friction=[1.0, 0.005, 0.0001])
+    center = (lower + upper) / 2
+    world.add_light(name="twin_top", pos=[center[0], center[1], 1.5], dir=[0, 0, -1], diffuse=[0.6, 0.6, 0.6],
+                    specular=[0.2, 0.2, 0.2], castshadow=False)
+    world.add_light(name="twin_side", pos=[center[0] + 1.0, center[1] - 1.0, 1.0], dir=[-0.6, 0.6, -0.5],
+                    diffuse=[0.4, 0.4, 0.4], specular=[0.1, 0.1, 0.1], castshadow=False)
+    spec.visual.headlight.ambient = [0.35, 0.35, 0.35]
+    spec.visual.headlight.diffuse = [0.3, 0.3, 0.3]
+
+
+def _approach_axis(model: mujoco.MjModel, site: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """Body carrying the EE site, the site position in it and the approach direction (body frame)."""
+    body = int(model.site_bodyid[site])
+    pos = model.site_pos[site].copy()
+    norm = np.linalg.norm(pos)
+    approach = pos / norm if norm > 1e-6 else np.array([0.0, 0.0, 1.0])
+    return body, pos, approach
+
+
+def _add_camera(spec: mujoco.MjSpec, robot: mujoco.MjModel, profile: RobotProfile, cam: CameraSpec) -> None:
+    lower, upper = workspace_box(profile)
+    if any(key in cam.name.lower() for key in ("wrist", "hand", "gripper")):
+        assert profile.sim is not None
+        site = mujoco.mj_name2id(robot, mujoco.mjtObj.mjOBJ_SITE, profile.sim.ee_site)
+        body_id, site_pos, approach = _approach_axis(robot, site)
+        side = np.cross(approach, [1.0, 0.0, 0.0])
+        if np.linalg.norm(side) < 1e-3:
+            side = np.cross(approach, [0.0, 1.0, 0.0])
+        side /= np.linalg.norm(side)
+        pos = site_pos - 0.09 * approach + 0.045 * side
+        target = site_pos + 0.06 * approach
+        body = spec.body(robot.body(body_id).name)
+        body.add_camera(name=cam.sim_camera, pos=pos, quat=look_at_quat(pos, target, up=side), fovy=WRIST_FOVY)
+        return
+    span = float(max(upper[0] - lower[0], upper[1] - lower[1]))
+    target = np.array([(lower[0] + upper[0]) / 2, (lower[1] + upper[1]) / 2, 0.05])
+    direction = np.array([1.0, 0.0, 0.75]) / np.linalg.norm([1.0, 0.0, 0.75])
+    pos = target + 1.25 * span * direction
+    spec.worldbody.add_camera(name=cam.sim_camera, pos=pos, quat=look_at_quat(pos, target), fovy=FRONT_FOVY)
+
+
+def check_joints(profile: RobotProfile, model: mujoco.MjModel, where: str) -> None:
+    """Every profile joint and the EE site must exist in the model (one-line error naming the first missing)."""
+    for name in profile.all_joint_names:
+        if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name) < 0:
+            raise UserError(f"{where}: robot profile joint {name!r} is not in the model (check the profile's joint names)")
+    assert profile.sim is not None
+    if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, profile.sim.ee_site) < 0:
+        raise UserError(f"{where}: sim.ee_site {profile.sim.ee_site!r} is not a site of the model")
+
+
+def build_scene(profile: RobotProfile, task: SceneTask | None = None) -> Scene:
+    """Compile the robot, table, lights, the task's objects and the profile's cameras into one model."""
+    spec, path = load_robot_spec(profile)
+    robot = spec.compile()
+    check_joints(profile, robot, str(path))
+    for geom in spec.geoms:
+        if geom.name in GRASP_PADS:
+            geom.contype, geom.conaffinity = 1, 1
+    if robot.nu and not np.any(robot.actuator_biastype == mujoco.mjtBias.mjBIAS_NONE):
+        # Servo-driven arm: real servos hold pose against gravity (integral action, stiff gears);
+        # the MJCF's proportional servos alone sag by centimetres, so compensate gravity on the arm.
+        for body in spec.bodies[1:]:
+            body.gravcomp = 1.0
+    _add_environment(spec, profile)
+    for cam in profile.cameras:
+        if mujoco.mj_name2id(robot, mujoco.mjtObj.mjOBJ_CAMERA, cam.sim_camera) < 0:
+            _add_camera(spec, robot, profile, cam)
+    if profile.cameras:
+        spec.visual.global_.offwidth = max(spec.visual.global_.offwidth, *(c.width for c in profile.cameras))
+        spec.visual.global_.offheight = max(spec.visual.global_.offheight, *(c.height for c in profile.cameras))
+    if task is not None:
+        task.build(spec, profile)
+    try:
+        model = spec.compile()
+    except ValueError as err:
+        raise UserError(f"{path}: scene does not compile: {_first_line(err)}") from None
+    cameras = {c.name: mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, c.sim_camera) for c in profile.cameras}
+    return Scene(model=model, path=path, cameras=cameras)

@@ -1,0 +1,299 @@
+"""Twin tasks: scene objects, seeded reset randomisation, success and a dense progress measure.
+
+Tasks are configured in ``config/tasks/<name>.yaml`` (``TaskConfig``). Object and target regions
+are fractions of the robot profile's workspace box, so one task file serves every robot.
+
+* ``reach``: bring the end-effector site within ``success_distance`` of a random target point.
+* ``pick_cube``: lift a randomly placed cube more than ``lift_height`` (sparse success).
+* ``push``: push a block across the table to a target pose (x, y, yaw; planar, Push-T-like).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+import mujoco
+import numpy as np
+
+from robot_stack import resources
+from robot_stack.profile import RobotProfile
+from robot_stack.typed_config import from_yaml
+from robot_stack.sim.scene import workspace_box
+
+
+@dataclass(frozen=True)
+class ObjectConfig:
+    half_size: tuple[float, float, float] = (0.015, 0.015, 0.015)
+    mass: float = 0.03
+    friction: float = 1.0
+    rgba: tuple[float, float, float, float] = (0.85, 0.2, 0.2, 1.0)
+
+
+@dataclass(frozen=True)
+class Randomization:
+    """Reset and domain randomisation; ranges are [low, high], sampled uniformly per reset."""
+
+    object_x: tuple[float, float] = (0.4, 0.6)
+    """Object x as a fraction of the workspace box (0 = lower bound, 1 = upper bound)."""
+    object_y: tuple[float, float] = (0.4, 0.6)
+    object_yaw: tuple[float, float] = (-0.4, 0.4)
+    """rad"""
+    target_x: tuple[float, float] = (0.4, 0.6)
+    target_y: tuple[float, float] = (0.4, 0.6)
+    target_z: tuple[float, float] = (0.15, 0.45)
+    """Target height as a fraction of the workspace box (reach only)."""
+    target_yaw: tuple[float, float] = (0.0, 0.0)
+    min_separation: float = 0.06
+    """Minimum object-to-target distance, m (push)."""
+    friction_scale: tuple[float, float] = (1.0, 1.0)
+    mass_scale: tuple[float, float] = (1.0, 1.0)
+    camera_pos_jitter: float = 0.0
+    """Max fixed-camera position offset per axis, m."""
+    camera_rot_jitter: float = 0.0
+    """Max fixed-camera rotation, rad."""
+    light_scale: tuple[float, float] = (1.0, 1.0)
+    action_latency: tuple[int, int] = (0, 0)
+    """Delay of position targets, control ticks (integers, inclusive)."""
+    joint_noise: float = 0.0
+    """Max offset of the initial arm joints from home, rad."""
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    kind: Literal["reach", "pick_cube", "push"]
+    episode_seconds: float = 10.0
+    success_distance: float = 0.015
+    """reach: EE-to-target distance, m; push: block-to-target distance, m."""
+    yaw_tolerance: float = 0.3
+    """push: block yaw error, rad (the square block is symmetric every 90 degrees)."""
+    lift_height: float = 0.05
+    """pick_cube: lift above the resting height, m."""
+    object: ObjectConfig = ObjectConfig()
+    randomization: Randomization = Randomization()
+    name: str = ""
+
+
+def load_task_config(name_or_path: str) -> TaskConfig:
+    """``reach``, ``pick_cube``, ``push`` or a path to a task YAML."""
+    path = resources.find_config("tasks", str(name_or_path))
+    cfg = from_yaml(TaskConfig, path)
+    return dataclasses.replace(cfg, name=cfg.name or path.stem)
+
+
+def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    return float(rng.uniform(bounds[0], bounds[1])) if bounds[1] > bounds[0] else float(bounds[0])
+
+
+def _yaw_quat(yaw: float) -> np.ndarray:
+    return np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
+
+
+def _quat_yaw(wxyz: np.ndarray) -> float:
+    w, x, y, z = wxyz
+    return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+
+def _wrap(angle: float, period: float) -> float:
+    return float((angle + period / 2) % period - period / 2)
+
+
+class Task:
+    """Base: workspace-relative sampling and the end-effector site."""
+
+    object_dim = 0
+
+    def __init__(self, config: TaskConfig, profile: RobotProfile):
+        self.config, self.profile = config, profile
+        self.lower, self.upper = workspace_box(profile)
+        self.start_distance = 1.0
+
+    # scene
+    def build(self, spec: mujoco.MjSpec, profile: RobotProfile) -> None:
+        pass
+
+    def bind(self, model: mujoco.MjModel) -> None:
+        assert self.profile.sim is not None
+        self.ee_site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, self.profile.sim.ee_site)
+
+    def sample_xy(self, rng: np.random.Generator, fx: tuple[float, float], fy: tuple[float, float]) -> np.ndarray:
+        lo, hi = self.lower, self.upper
+        return np.array([lo[0] + _uniform(rng, fx) * (hi[0] - lo[0]), lo[1] + _uniform(rng, fy) * (hi[1] - lo[1])])
+
+    def ee_position(self, data: mujoco.MjData) -> np.ndarray:
+        return data.site_xpos[self.ee_site].copy()
+
+    # episode
+    def reset(self, model: mujoco.MjModel, data: mujoco.MjData, rng: np.random.Generator) -> None:
+        pass
+
+    def start(self, data: mujoco.MjData) -> None:
+        """Record the episode's starting measures (after reset and forward kinematics)."""
+
+    def object_state(self, data: mujoco.MjData) -> np.ndarray | None:
+        return None
+
+    def success(self, data: mujoco.MjData) -> bool:
+        raise NotImplementedError
+
+    def progress(self, data: mujoco.MjData) -> float:
+        raise NotImplementedError
+
+    def object_geoms(self, model: mujoco.MjModel) -> list[int]:
+        return []
+
+    def object_bodies(self, model: mujoco.MjModel) -> list[int]:
+        return []
+
+
+class ReachTask(Task):
+    object_dim = 3
+
+    def build(self, spec: mujoco.MjSpec, profile: RobotProfile) -> None:
+        body = spec.worldbody.add_body(name="reach_target", mocap=True, pos=[0.3, 0, 0.1])
+        body.add_geom(name="reach_target", type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[0.012, 0, 0],
+                      rgba=[0.1, 0.9, 0.2, 0.6], contype=0, conaffinity=0)
+
+    def bind(self, model: mujoco.MjModel) -> None:
+        super().bind(model)
+        self.mocap = int(model.body_mocapid[model.body("reach_target").id])
+
+    def reset(self, model, data, rng) -> None:  # noqa: ANN001
+        r = self.config.randomization
+        xy = self.sample_xy(rng, r.target_x, r.target_y)
+        z = self.lower[2] + _uniform(rng, r.target_z) * (self.upper[2] - self.lower[2])
+        data.mocap_pos[self.mocap] = [xy[0], xy[1], z]
+
+    def _distance(self, data) -> float:  # noqa: ANN001
+        return float(np.linalg.norm(self.ee_position(data) - data.mocap_pos[self.mocap]))
+
+    def start(self, data) -> None:  # noqa: ANN001
+        self.start_distance = max(self._distance(data), 1e-6)
+
+    def object_state(self, data):  # noqa: ANN001, ANN201
+        return data.mocap_pos[self.mocap].copy()
+
+    def success(self, data) -> bool:  # noqa: ANN001
+        return self._distance(data) < self.config.success_distance
+
+    def progress(self, data) -> float:  # noqa: ANN001
+        return float(np.clip(1 - self._distance(data) / self.start_distance, 0, 1))
+
+
+class _BoxObjectTask(Task):
+    body_name = "cube"
+
+    def build(self, spec: mujoco.MjSpec, profile: RobotProfile) -> None:
+        o = self.config.object
+        body = spec.worldbody.add_body(name=self.body_name, pos=[0.3, 0, o.half_size[2]])
+        body.add_freejoint(name=self.body_name)
+        body.add_geom(name=self.body_name, type=mujoco.mjtGeom.mjGEOM_BOX, size=list(o.half_size), mass=o.mass,
+                      friction=[o.friction, 0.01, 0.0002], rgba=list(o.rgba), condim=4)
+
+    def bind(self, model: mujoco.MjModel) -> None:
+        super().bind(model)
+        self.body = model.body(self.body_name).id
+        joint = model.joint(self.body_name)
+        self.qadr = int(joint.qposadr[0])
+        self.dadr = int(joint.dofadr[0])
+
+    def object_geoms(self, model: mujoco.MjModel) -> list[int]:
+        return [model.geom(self.body_name).id]
+
+    def object_bodies(self, model: mujoco.MjModel) -> list[int]:
+        return [self.body]
+
+    def place(self, data, xy: np.ndarray, yaw: float) -> None:  # noqa: ANN001
+        data.qpos[self.qadr: self.qadr + 3] = [xy[0], xy[1], self.config.object.half_size[2]]
+        data.qpos[self.qadr + 3: self.qadr + 7] = _yaw_quat(yaw)
+        data.qvel[self.dadr: self.dadr + 6] = 0
+
+    def object_pos(self, data) -> np.ndarray:  # noqa: ANN001
+        return data.qpos[self.qadr: self.qadr + 3].copy()
+
+
+class PickCubeTask(_BoxObjectTask):
+    object_dim = 7
+
+    def reset(self, model, data, rng) -> None:  # noqa: ANN001
+        r = self.config.randomization
+        self.place(data, self.sample_xy(rng, r.object_x, r.object_y), _uniform(rng, r.object_yaw))
+
+    def start(self, data) -> None:  # noqa: ANN001
+        self.rest_z = float(self.object_pos(data)[2])
+        self.start_distance = max(float(np.linalg.norm(self.ee_position(data) - self.object_pos(data))), 1e-6)
+
+    def object_state(self, data):  # noqa: ANN001, ANN201
+        q = data.qpos[self.qadr + 3: self.qadr + 7]
+        return np.concatenate([self.object_pos(data), [q[1], q[2], q[3], q[0]]])
+
+    def lift(self, data) -> float:  # noqa: ANN001
+        return float(self.object_pos(data)[2] - self.rest_z)
+
+    def success(self, data) -> bool:  # noqa: ANN001
+        return self.lift(data) > self.config.lift_height
+
+    def progress(self, data) -> float:  # noqa: ANN001
+        reach = np.clip(1 - np.linalg.norm(self.ee_position(data) - self.object_pos(data)) / self.start_distance, 0, 1)
+        lift = np.clip(self.lift(data) / self.config.lift_height, 0, 1)
+        return float(0.5 * reach + 0.5 * lift)
+
+
+class PushTask(_BoxObjectTask):
+    body_name = "block"
+    object_dim = 6
+
+    def build(self, spec: mujoco.MjSpec, profile: RobotProfile) -> None:
+        super().build(spec, profile)
+        o = self.config.object
+        body = spec.worldbody.add_body(name="push_target", mocap=True, pos=[0.3, 0, 0.0005])
+        body.add_geom(name="push_target", type=mujoco.mjtGeom.mjGEOM_BOX, size=[o.half_size[0], o.half_size[1], 0.0005],
+                      rgba=[0.1, 0.8, 0.2, 0.5], contype=0, conaffinity=0)
+
+    def bind(self, model: mujoco.MjModel) -> None:
+        super().bind(model)
+        self.mocap = int(model.body_mocapid[model.body("push_target").id])
+
+    def reset(self, model, data, rng) -> None:  # noqa: ANN001
+        r = self.config.randomization
+        xy = self.sample_xy(rng, r.object_x, r.object_y)
+        for _ in range(100):
+            goal = self.sample_xy(rng, r.target_x, r.target_y)
+            if np.linalg.norm(goal - xy) >= r.min_separation:
+                break
+        self.place(data, xy, _uniform(rng, r.object_yaw))
+        data.mocap_pos[self.mocap] = [goal[0], goal[1], 0.0005]
+        data.mocap_quat[self.mocap] = _yaw_quat(_uniform(rng, r.target_yaw))
+
+    def start(self, data) -> None:  # noqa: ANN001
+        self.start_distance = max(self.errors(data)[0], 1e-6)
+
+    def block_pose(self, data) -> np.ndarray:  # noqa: ANN001
+        return np.array([*self.object_pos(data)[:2], _quat_yaw(data.qpos[self.qadr + 3: self.qadr + 7])])
+
+    def target_pose(self, data) -> np.ndarray:  # noqa: ANN001
+        return np.array([*data.mocap_pos[self.mocap][:2], _quat_yaw(data.mocap_quat[self.mocap])])
+
+    def errors(self, data) -> tuple[float, float]:  # noqa: ANN001
+        block, target = self.block_pose(data), self.target_pose(data)
+        return float(np.linalg.norm(block[:2] - target[:2])), abs(_wrap(block[2] - target[2], np.pi / 2))
+
+    def object_state(self, data):  # noqa: ANN001, ANN201
+        return np.concatenate([self.block_pose(data), self.target_pose(data)])
+
+    def success(self, data) -> bool:  # noqa: ANN001
+        dist, yaw = self.errors(data)
+        return dist < self.config.success_distance and yaw < self.config.yaw_tolerance
+
+    def progress(self, data) -> float:  # noqa: ANN001
+        return float(np.clip(1 - self.errors(data)[0] / self.start_distance, 0, 1))
+
+
+TASKS = {"reach": ReachTask, "pick_cube": PickCubeTask, "push": PushTask}
+
+
+def make_task(config: TaskConfig | str, profile: RobotProfile) -> Task:
+    if isinstance(config, str):
+        config = load_task_config(config)
+    return TASKS[config.kind](config, profile)
