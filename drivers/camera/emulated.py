@@ -145,9 +145,10 @@ def record_bag(camera: EmulatedRealSense, path: str | Path, frames: int) -> Path
     for sensor in sensors:
         sensor.open(sensor.get_stream_profiles())
         sensor.start(queue)
-    for _ in range(frames):
+    start = time.monotonic()
+    for n in range(frames):  # real-time pacing: the recorder stores arrival times, playback replays them
         camera.inject()
-        time.sleep(1.0 / camera.fps)
+        time.sleep(max(0.0, start + (n + 1) / camera.fps - time.monotonic()))
     time.sleep(0.2)
     for sensor in sensors:
         sensor.stop()
