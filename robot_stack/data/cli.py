@@ -1,0 +1,133 @@
+"""``robot-stack data``: inspect and edit episode stores (info, video, plot, drop, merge)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from robot_stack.cli import add_command
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = add_command(
+        subparsers,
+        "data",
+        "inspect and edit recorded episode stores",
+        "Episode stores are zarr 3 folders in the diffusion_policy layout (data/<key>, meta/episode_ends)\n"
+        "written by recorder_node. Examples:\n"
+        "  robot-stack data info data/pick.zarr --episodes\n"
+        "  robot-stack data video data/pick.zarr 3 -o ep3.mp4\n"
+        "  robot-stack data plot data/pick.zarr -1 -o last.png\n"
+        "  robot-stack data drop data/pick.zarr 2 5-7\n"
+        "  robot-stack data merge all.zarr monday.zarr tuesday.zarr",
+    )
+    sub = p.add_subparsers(dest="data_command", metavar="<action>")
+    p.set_defaults(handler=lambda args: p.print_help() or 2)
+
+    info = add_command(sub, "info", "episodes, steps, rate, keys, shapes and sizes of a store")
+    info.add_argument("store", type=Path, help="episode store folder")
+    info.add_argument("--episodes", action="store_true", help="also list every episode")
+    info.set_defaults(handler=_info)
+
+    video = add_command(sub, "video", "write an MP4 of one episode's cameras (side by side)")
+    video.add_argument("store", type=Path, help="episode store folder")
+    video.add_argument("episode", type=int, help="episode index (negative counts from the end)")
+    video.add_argument("-o", "--output", type=Path, help="output .mp4 (default: <store>_ep<N>.mp4)")
+    video.add_argument("--fps", type=float, help="frame rate (default: the recorded rate)")
+    video.set_defaults(handler=_video)
+
+    plot = add_command(sub, "plot", "plot one episode's joint positions and actions to a PNG")
+    plot.add_argument("store", type=Path, help="episode store folder")
+    plot.add_argument("episode", type=int, help="episode index (negative counts from the end)")
+    plot.add_argument("-o", "--output", type=Path, help="output .png (default: <store>_ep<N>.png)")
+    plot.set_defaults(handler=_plot)
+
+    drop = add_command(sub, "drop", "remove episodes from a store (rewrites it, then swaps atomically)")
+    drop.add_argument("store", type=Path, help="episode store folder")
+    drop.add_argument("episodes", nargs="+", help="episode indices or ranges: 3 5-7 -1")
+    drop.set_defaults(handler=_drop)
+
+    merge = add_command(sub, "merge", "append the episodes of stores to another (created if missing)")
+    merge.add_argument("output", type=Path, help="store to append to")
+    merge.add_argument("inputs", type=Path, nargs="+", help="stores to copy episodes from (keys must match)")
+    merge.set_defaults(handler=_merge)
+
+
+def _open(path: Path):  # noqa: ANN202
+    from robot_stack.data.store import EpisodeStore
+
+    return EpisodeStore(path)
+
+
+def _index(store, episode: int) -> int:  # noqa: ANN001
+    store.episode_slice(episode)  # validates (one-line error)
+    return episode % store.n_episodes
+
+
+def _default_output(store: Path, episode: int, suffix: str) -> Path:
+    return store.with_name(f"{store.name.removesuffix('.zarr')}_ep{episode}{suffix}")
+
+
+def _info(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from robot_stack.data.ops import summary
+
+    store = _open(args.store)
+    s = summary(store)
+    console = Console(soft_wrap=True)
+    console.print(
+        f"[bold]{s['path']}[/]: {s['episodes']} episodes, {s['steps']} steps, {s['fps']:.1f} Hz, "
+        f"{s['duration_s']:.1f} s, {s['success']} successful, {s['bytes'] / 1e6:.1f} MB on disk; "
+        f"late frames {s['late_frames']}, missing frames {s['missing_frames']}"
+    )
+    table = Table("key", "shape", "dtype", "MB")
+    for key, k in s["keys"].items():
+        table.add_row(key, str(k["shape"]), k["dtype"], f"{k['bytes'] / 1e6:.1f}")
+    console.print(table)
+    if args.episodes:
+        ep_table = Table("#", "steps", "task", "operator", "success", "late", "missing", "dropped")
+        for i, e in enumerate(store.episodes):
+            ep_table.add_row(str(i), str(e.length), e.task, e.operator, str(e.success), str(sum(e.late_frames.values())),
+                             str(sum(e.missing_frames.values())), str(e.extra.get("dropped_steps", "")))
+        console.print(ep_table)
+    return 0
+
+
+def _video(args: argparse.Namespace) -> int:
+    from robot_stack.data.ops import write_video
+
+    store = _open(args.store)
+    index = _index(store, args.episode)
+    out = write_video(store, index, args.output or _default_output(args.store, index, ".mp4"), args.fps)
+    print(f"wrote {out}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from robot_stack.data.ops import plot_episode
+
+    store = _open(args.store)
+    index = _index(store, args.episode)
+    out = plot_episode(store, index, args.output or _default_output(args.store, index, ".png"))
+    print(f"wrote {out}")
+    return 0
+
+
+def _drop(args: argparse.Namespace) -> int:
+    from robot_stack.data.ops import drop_episodes, parse_episodes
+
+    store = _open(args.store)
+    episodes = parse_episodes(args.episodes, store.n_episodes)
+    left = drop_episodes(args.store, episodes)
+    print(f"dropped {len(episodes)} episodes ({', '.join(map(str, episodes))}); {left} left in {args.store}")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from robot_stack.data.ops import merge_stores
+
+    added = merge_stores(args.output, args.inputs)
+    print(f"merged {added} episodes into {args.output} ({_open(args.output).n_episodes} episodes now)")
+    return 0

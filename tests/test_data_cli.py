@@ -1,0 +1,81 @@
+"""``robot-stack data``: info, video, plot, drop, merge and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robot_stack.cli import main
+from robot_stack.data.store import EpisodeStore
+from test_data_store import assert_episode_equal, make_episode
+
+PROFILE = {"name": "so101", "joints": [{"name": f"j{i}"} for i in range(6)]}
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    store = EpisodeStore(tmp_path / "demo.zarr", "a")
+    for i, n in enumerate((12, 20, 9, 15)):
+        store.append_episode(make_episode(i, n), task="pick", success=i % 2 == 0, profile=PROFILE)
+    return tmp_path / "demo.zarr"
+
+
+def test_info(store_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["data", "info", str(store_path), "--episodes"]) == 0
+    out = capsys.readouterr().out
+    assert "4 episodes, 56 steps, 100.0 Hz" in out and "2 successful" in out
+    assert "front_image" in out and "(56, 24, 32, 3)" in out and "uint8" in out
+
+
+def test_video_and_plot(store_path: Path, tmp_path: Path) -> None:
+    import imageio.v2 as imageio
+
+    assert main(["data", "video", str(store_path), "1", "-o", str(tmp_path / "ep1.mp4")]) == 0
+    frames = list(imageio.get_reader(tmp_path / "ep1.mp4", "ffmpeg").iter_data())
+    assert len(frames) == 20 and frames[0].shape == (24, 32, 3)
+    assert main(["data", "plot", str(store_path), "-1", "-o", str(tmp_path / "last.png")]) == 0
+    png = imageio.imread(tmp_path / "last.png")
+    assert png.shape[0] > 400 and png.shape[1] > 600
+
+
+def test_drop_and_merge(store_path: Path, tmp_path: Path) -> None:
+    assert main(["data", "drop", str(store_path), "1", "-1"]) == 0
+    store = EpisodeStore(store_path)
+    np.testing.assert_array_equal(store.episode_ends, [12, 21])
+    assert_episode_equal(store, 0, make_episode(0, 12))
+    assert_episode_equal(store, 1, make_episode(2, 9))
+    assert [e.success for e in store.episodes] == [True, True]
+    assert store.profile(1) == PROFILE
+    assert not list(tmp_path.glob("demo.zarr.*")), "drop left temporary folders"
+    out = tmp_path / "all.zarr"
+    assert main(["data", "merge", str(out), str(store_path), str(store_path)]) == 0
+    merged = EpisodeStore(out)
+    assert merged.n_episodes == 4
+    assert_episode_equal(merged, 3, make_episode(2, 9))
+
+
+def test_bad_input_is_one_line(store_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cases = [
+        (["data", "info", str(tmp_path / "missing.zarr")], "no episode store here"),
+        (["data", "video", str(store_path), "7"], "no episode 7"),
+        (["data", "drop", str(store_path), "1-x"], "bad episode list item"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    other = EpisodeStore(tmp_path / "other.zarr", "a")
+    ep = make_episode(0, 5)
+    ep["extra_key"] = np.zeros(5, np.float32)
+    other.append_episode(ep)
+    assert main(["data", "merge", str(tmp_path / "other.zarr"), str(store_path)]) == 2
+    assert "episode keys differ" in capsys.readouterr().err
+    (store_path / "zarr.json").write_text("garbage")
+    proc = subprocess.run([str(Path(sys.executable).parent / "robot-stack"), "data", "info", str(store_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "corrupt episode store" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
