@@ -51,7 +51,7 @@ class BusStats:
 class Bus:
     """One serial bus through the vendor SDK of its protocol (the same calls for both vendors)."""
 
-    def __init__(self, port: str, baudrate: int, protocol: str):
+    def __init__(self, port: str, baudrate: int, protocol: str, timeout_ms: float = 100.0):
         self.protocol = protocol
         if protocol == "dynamixel":
             self.sdk = importlib.import_module("dynamixel_sdk")
@@ -64,6 +64,14 @@ class Bus:
             raise ServoBusError(f"serial port {port} does not exist: check the USB cable, or set port:=... "
                                 "(robot-stack servo scan --port ... lists servos)")
         self.port = self.sdk.PortHandler(port)
+        sdk_timeout = self.port.setPacketTimeout
+
+        def set_packet_timeout(packet_length: int) -> None:
+            # The SDK waits 2 latency timers (~34 ms): too short when a loaded host delays the reply.
+            sdk_timeout(packet_length)
+            self.port.packet_timeout = max(self.port.packet_timeout, timeout_ms)
+
+        self.port.setPacketTimeout = set_packet_timeout
         try:
             opened = self.port.openPort() and self.port.setBaudRate(baudrate)
         except Exception as err:  # noqa: BLE001 - pyserial raises SerialException/OSError variants
@@ -85,7 +93,7 @@ class ServoBusBackend:
 
     def __init__(self, profile: RobotProfile, *, port: str | None = None,
                  calibration: CalibrationFile | str | Path | None = None, retries: int = 3,
-                 clock: Callable[[], float] = time.time, torque_on: bool = True):
+                 timeout_ms: float = 100.0, clock: Callable[[], float] = time.time, torque_on: bool = True):
         hw = profile.hardware
         names = profile.all_joint_names
         if hw.backend not in ("dynamixel", "feetech"):
@@ -111,7 +119,7 @@ class ServoBusBackend:
         self.lower, self.upper = np.maximum(lower, cal_lo), np.minimum(upper, cal_hi)
         self.stats = BusStats()
         self.port_name = port or hw.port
-        self.bus = Bus(self.port_name, hw.baudrate, hw.backend)
+        self.bus = Bus(self.port_name, hw.baudrate, hw.backend, timeout_ms)
         model = self.models[0]
         self.state_start, self.state_len = model.state_block
         self.regs = {n: model.reg(n) for n in ("present_position", "present_velocity", "present_current",
@@ -252,20 +260,21 @@ class ServoBusBackend:
         write = {1: bus.packets.write1ByteTxRx, 2: bus.packets.write2ByteTxRx, 4: bus.packets.write4ByteTxRx}[reg.size]
         raw = int.from_bytes(reg.encode(value), "little")
         for attempt in range(self.retries + 1):
+            self.stats.retries += attempt > 0
             bus.flush()
             result, error = write(bus.port, sid, reg.address, raw)
             if result == bus.ok:
                 self._error_bits(sid, error)
                 return
             self._count(result)
-            self.stats.retries += attempt < self.retries
         raise no_answer(sid, self.port_name)
 
     def _check_servos(self) -> None:
         """Ping every servo (with retries) and check its model number against the profile."""
         bus = self.bus
         for sid, model in zip(self.ids, self.models):
-            for _ in range(self.retries + 1):
+            for attempt in range(self.retries + 1):
+                self.stats.retries += attempt > 0
                 bus.flush()
                 number, result, error = bus.packets.ping(bus.port, sid)
                 if result == bus.ok:
@@ -289,9 +298,10 @@ class ServoBusBackend:
         self._write_register(sid, "effort_limit", model.effort_limit_value(g.effort))
 
 
-def scan(port: str, protocol: str, baudrate: int = 1_000_000, ids: range = range(0, 21)) -> dict[int, str]:
+def scan(port: str, protocol: str, baudrate: int = 1_000_000, ids: range = range(0, 21),
+         timeout_ms: float = 50.0) -> dict[int, str]:
     """Servo IDs answering a ping on ``port`` -> model name (or ``model <number>``)."""
-    bus = Bus(port, baudrate, protocol)
+    bus = Bus(port, baudrate, protocol, timeout_ms)
     found: dict[int, str] = {}
     try:
         for sid in ids:

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import tty
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,6 +147,8 @@ class ServoBusEmulator:
             "instruction_errors": 0, "sync_reads": 0, "sync_writes": 0, "bulk_reads": 0, "goal_writes": 0,
             "out_of_limit_writes": 0, "torque_writes": 0,
         }
+        self.goal_log: deque[tuple[float, list[int]]] = deque(maxlen=500)
+        """(monotonic time, goal ticks in profile order) after every sync write: the bus-side command history."""
         self.master = self.slave = -1
         self.port = ""
         self._stop = threading.Event()
@@ -180,8 +183,9 @@ class ServoBusEmulator:
             goals = {sid: s.get("goal_position") for sid, s in self.servos.items()}
             torque = {sid: s.get("torque_enable") for sid, s in self.servos.items()}
             q = self.data.qpos[self.qadr].tolist()
+            log = list(self.goal_log)
         return {"port": self.port, "protocol": self.protocol, "time": time.monotonic() - self._t0,
-                **self.counters, "goal_ticks": goals, "torque": torque, "joint_positions": q}
+                **self.counters, "goal_ticks": goals, "torque": torque, "joint_positions": q, "goal_log": log}
 
     def write_status(self) -> None:
         if self.status_file is None:
@@ -337,6 +341,7 @@ class ServoBusEmulator:
                 s = self.servos.get(body[i])
                 if s is not None:
                     self._write(s, addr, body[i + 1: i + 1 + length])
+            self.goal_log.append((time.monotonic(), [s.get("goal_position") for s in self.servos.values()]))
             return []
         if dxl and inst == P.BULK_READ and pkt.servo_id == P.BROADCAST_ID:
             self.counters["bulk_reads"] += 1

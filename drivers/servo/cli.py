@@ -1,0 +1,42 @@
+"""``robot-stack servo``: find servos on a bus and run the bus emulator."""
+
+from __future__ import annotations
+
+import argparse
+
+from robot_stack.cli import add_command
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = add_command(subparsers, "servo", "servo-bus arms (Dynamixel, Feetech): scan a bus, emulate one")
+    sub = parser.add_subparsers(dest="servo_command", metavar="<servo command>")
+    scan = add_command(sub, "scan", "list the servo IDs answering on a serial port")
+    scan.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyACM0")
+    scan.add_argument("--protocol", choices=["feetech", "dynamixel"], default="feetech", help="bus protocol")
+    scan.add_argument("--baudrate", type=int, default=1_000_000, help="bus baud rate")
+    scan.add_argument("--max-id", type=int, default=20, help="highest ID to ping (each absent ID costs ~35 ms)")
+    scan.set_defaults(handler=_scan)
+    emulate = add_command(sub, "emulate", "run the servo-bus emulator (same options as servo_bus_emulator)")
+    emulate.add_argument("args", nargs=argparse.REMAINDER, help="emulator options, see servo_bus_emulator --help")
+    emulate.set_defaults(handler=lambda a: __import__("robot_stack.drivers.servo.emulator", fromlist=["main"]).main(a.args))
+    parser.set_defaults(handler=lambda _a: parser.print_help() or 0)
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from robot_stack.drivers.servo.backend import scan
+
+    found = scan(args.port, args.protocol, args.baudrate, range(0, args.max_id + 1))
+    if not found:
+        print(f"no {args.protocol} servo answered on {args.port} (IDs 0-{args.max_id} at {args.baudrate} baud): "
+              "check power, protocol and baud rate")
+        return 1
+    table = Table(title=f"{args.protocol} servos on {args.port}")
+    table.add_column("ID", justify="right")
+    table.add_column("model")
+    for sid, model in found.items():
+        table.add_row(str(sid), model)
+    Console().print(table)
+    return 0
