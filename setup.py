@@ -32,8 +32,6 @@ NODES = {
     "opencv_camera_node": "robot_stack.drivers.camera.opencv_node:main",
     "servo_arm_node": "robot_stack.drivers.servo.node:main",
     "servo_bus_emulator": "robot_stack.drivers.servo.emulator:main",
-    "servo_arm_node": "robot_stack.drivers.servo.node:main",
-    "servo_bus_emulator": "robot_stack.drivers.servo.emulator:main",
     "teleop_node": "robot_stack.drivers.teleop.node:main",
     "policy_server": "robot_stack.policies.server:main",
 }
