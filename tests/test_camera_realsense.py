@@ -83,13 +83,17 @@ def check_intrinsics(info, expected: EmulatedIntrinsics, frame_id: str) -> None:
 
 
 def test_software_device_color_and_raw_depth(ros, tmp_path):
+    from diagnostic_msgs.msg import DiagnosticArray
+
     camera = EmulatedRealSense(serial="801212070001")
     topics = collect_camera(ros)
+    diagnostics = ros.collect(DiagnosticArray, "/diagnostics")
     node = in_process_node(ros, camera, robot=str(profile_with(tmp_path)), camera="front", align_depth=False)
     try:
         time.sleep(1.0)  # discovery
         camera.stream(60)
         wait_for(lambda: len(topics["color"]) >= 40 and len(topics["depth"]) >= 40, 30, "40 color and depth images")
+        wait_for(lambda: any(s.values for _, m in diagnostics for s in m.status if s.message == "streaming"), 10, "diagnostics")
     finally:
         camera.stop()
         node.close()
@@ -114,6 +118,10 @@ def test_software_device_color_and_raw_depth(ros, tmp_path):
     check_intrinsics(topics["info"][-1][1], camera.intrinsics, "front_color_optical_frame")
     check_intrinsics(topics["depth_info"][-1][1], camera.intrinsics, "front_depth_optical_frame")
     assert node.clock.ready
+    status = [s for _, m in diagnostics for s in m.status if s.message == "streaming"][-1]
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.hardware_id == "Intel RealSense D435 (emulated) (serial 801212070001)"
+    assert abs(float(values["clock_offset_ms"]) / 1e3 - node.clock.offset) < 1.0 and int(values["color_frames"]) > 0
     offset = node.clock.offset
     assert abs(offset - (time.time() - camera.timestamp_ms(camera.frame_number) / 1000)) < 5.0
 

@@ -209,7 +209,7 @@ class RealSenseNode(Node):
             try:
                 device = self.rs_context.load_device(str(path))
             except RuntimeError as err:
-                raise UserError(f"bag: cannot play {path}: {err}") from None
+                raise UserError(f"bag: cannot play {path} (not a RealSense recording?): {err}") from None
             device.as_playback().set_real_time(True)
             return device
         return find_device(list(self.rs_context.query_devices()), self.serial)
@@ -299,7 +299,10 @@ class RealSenseNode(Node):
             return False
         if self.loop:
             self._disconnect()
-            self._connect()
+            try:
+                self._connect()
+            except (UserError, RuntimeError) as err:
+                self._lost(f"cannot replay {self.bag}: {err}")
             return True
         if self.state != "finished":
             self.get_logger().info(f"{self.settings.spec.name}: recording {self.bag} finished (loop:=true replays it)")
