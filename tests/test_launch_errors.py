@@ -78,6 +78,9 @@ def test_invalid_xml_and_wrong_root(tmp_path: Path) -> None:
         ('<include file="nowhere.launch.xml"/>', "use $(dirname)/..."),
         ('<node exec="x"><param from="/no/such.yaml"/></node>', "parameter file '/no/such.yaml' not found"),
         ('<executable cmd="echo"><param name="a" value="1"/></executable>', "not allowed inside <executable>"),
+        ('<executable cmd="no_such_command_xyz --flag"/>', "command 'no_such_command_xyz' not found on PATH"),
+        ('<executable cmd="/proc/version"/>', "'/proc/version' is not an executable file"),
+        ('<executable cmd="echo" cwd="/no/such/dir"/>', "cwd '/no/such/dir' is not a directory"),
     ],
 )
 def test_other_problems(tmp_path: Path, body: str, problem: str) -> None:

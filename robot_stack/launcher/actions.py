@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -344,6 +345,13 @@ def make_process(action: Executable | Node, ctx: Context, argv: list[str], node_
     env = dict(ctx.scope.environment)
     for name, value in opts.env:
         env[ev(name)] = ev(value)
+    cwd = ev(opts.cwd) if opts.cwd is not None else None
+    if cwd is not None and not Path(cwd).is_dir():
+        raise action.element.error(f"cwd {cwd!r} is not a directory")
+    if os.sep not in argv[0] and shutil.which(argv[0], path=env.get("PATH", os.defpath)) is None:
+        raise action.element.error(f"command {argv[0]!r} not found on PATH")
+    if os.sep in argv[0] and not os.access(Path(cwd or ".") / argv[0], os.X_OK):
+        raise action.element.error(f"{argv[0]!r} is not an executable file")
     changes: dict[str, str | None] = {k: v for k, v in env.items() if os.environ.get(k) != v}
     changes.update({k: None for k in os.environ if k not in env})
     base = ev(opts.label) if opts.label is not None else os.path.basename(argv[0])
@@ -352,7 +360,7 @@ def make_process(action: Executable | Node, ctx: Context, argv: list[str], node_
         argv=argv,
         env=env,
         env_changes=changes,
-        cwd=ev(opts.cwd) if opts.cwd is not None else None,
+        cwd=cwd,
         respawn=respawn,
         respawn_delay=delay,
         node_name=node_name,

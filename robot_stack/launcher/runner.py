@@ -48,7 +48,7 @@ def resolve_launch_file(file_or_package: str, file: str | None = None) -> Path:
     direct = share / "launch" / file
     if direct.is_file():
         return direct.resolve()
-    found = sorted(p for p in share.rglob(file) if p.is_file() and ".venv" not in p.parts)
+    found = sorted(p for p in (share / "launch").rglob(file) if p.is_file())
     if not found:
         known = sorted(p.name for p in (share / "launch").glob("*.launch.xml"))
         raise UserError(f"no launch file {file!r} in package {file_or_package} (has: {', '.join(known) or 'none'})")

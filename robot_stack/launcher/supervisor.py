@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO
 
+from robot_stack.errors import UserError
 from robot_stack.launcher.actions import ProcessSpec
 
 POLL_S = 0.02
@@ -116,6 +117,13 @@ class Supervisor:
             with self._lock:
                 for proc in self.processes:
                     self._spawn(proc)
+        except OSError as err:
+            proc = next(p for p in self.processes if p.popen is None)
+            self._start_error = UserError(f"{proc.spec.source}: cannot start {proc.spec.label}: {err}")
+            self._started.set()
+            self.shutdown("start failed")
+            self._loop()
+            return
         except BaseException as err:  # noqa: BLE001 - reported to start()
             self._start_error = err
             self._started.set()
@@ -156,9 +164,9 @@ class Supervisor:
         for pgid, kill_at in list(self._orphans.items()):
             if not _group_alive(pgid):
                 del self._orphans[pgid]
-            elif now >= kill_at:
+            elif now >= kill_at:  # SIGKILL cannot be ignored; zombies left for init are already dead
                 _killpg(pgid, signal.SIGKILL)
-                self._orphans[pgid] = now + 3600.0
+                del self._orphans[pgid]
         all_exited = all(p.finished or (p.popen is None and p.restart_at is None) for p in self.processes)
         return all_exited and not self._orphans
 
