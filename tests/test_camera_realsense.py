@@ -180,6 +180,14 @@ def test_missing_serial_lists_connected_devices():
     assert "\n" not in message
     assert "no RealSense device with serial '000000000000'" in message
     assert "connected: Intel RealSense D405 (serial 123456789012)" in message
+    # several cameras: each node picks its own by serial, and must be told which
+    other = EmulatedRealSense(serial="987654321098", name="Intel RealSense D435")
+    assert find_device([camera.device, other.device], "987654321098") is other.device
+    with pytest.raises(UserError, match=r"several RealSense devices connected \(Intel RealSense D405 \(serial 123456789012\), "
+                                        r"Intel RealSense D435 \(serial 987654321098\)\): choose one with the serial parameter"):
+        find_device([camera.device, other.device], "")
+    with pytest.raises(UserError, match=r"no RealSense device connected \(connected: none\)"):
+        find_device([], "")
 
 
 def start(spawn, **params):  # noqa: ANN001, ANN201
