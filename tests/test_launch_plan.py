@@ -7,9 +7,11 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from robot_stack.launcher import LaunchRunner
+from robot_stack.errors import UserError
+from robot_stack.launcher import LaunchRunner, resolve_launch_file
 from robot_stack.launcher.actions import ProcessSpec
 from robot_stack.resources import fastdds_profile
 
@@ -99,3 +101,26 @@ def test_show_args_lists_declarations() -> None:
     infos = LaunchRunner(FILES / "probes.launch.xml").declared_args()
     assert [(i.name, i.default) for i in infos] == [("ns", "demo"), ("gain", "2.5"), ("with_listener", "true")]
     assert infos[0].description == "namespace pushed for both probes"
+
+
+def test_packages_resolve_like_ros2(tmp_path: Path) -> None:
+    from robot_stack.resources import share_dir
+
+    path = tmp_path / "pkgs.launch.xml"
+    path.write_text(
+        "<launch>\n"
+        '  <executable cmd="echo $(find-pkg-share robot_stack) $(find-pkg-share std_msgs) $(find-pkg-prefix std_msgs)"/>\n'
+        '  <node pkg="no_such_package_xyz" exec="x"/>\n'
+        "</launch>\n"
+    )
+    with pytest.raises(UserError, match=r":3: <node>: package 'no_such_package_xyz' not found on AMENT_PREFIX_PATH"):
+        LaunchRunner(path).plan()
+    path.write_text("\n".join(path.read_text().splitlines()[:2] + ["</launch>"]))
+    (spec,) = LaunchRunner(path).plan()
+    assert spec.argv == ["echo", str(share_dir()), f"{sys.prefix}/share/std_msgs", sys.prefix]
+
+
+def test_package_form_looks_in_share_launch() -> None:
+    with pytest.raises(UserError, match=r"no launch file 'missing.launch.xml' in package robot_stack \(has: "):
+        resolve_launch_file("robot_stack", "missing.launch.xml")
+    assert resolve_launch_file(str(FILES / "probes.launch.xml")) == FILES / "probes.launch.xml"
