@@ -1,0 +1,265 @@
+"""twin_node: the MuJoCo twin behind the robot contract, one code path with the hardware arms.
+
+It is an ``ArmNode`` (joint_states, ee_pose, every command topic, safety, e-stop) around a
+``SimRobot`` backend, plus the profile's cameras (``<cam>/color/image_raw`` + ``camera_info``,
+stamped with the sim time of the rendered state, rendered on their own thread) and the twin
+services ``reset`` (Trigger), ``task_success`` (Trigger) and ``pause`` (SetBool).
+
+Parameters: ``robot`` (profile name or path), ``task`` (task name or path, '' for none),
+``cameras`` (comma list, 'all' (default) or 'none'), ``seed`` (used by the next ``reset``;
+it then advances by one, so set it before a reset to replay an episode), ``realtime_factor``
+(1.0 = real time on the wall clock; any other value paces sim time at that multiple of wall
+time and publishes ``/clock``; 0 = as fast as possible), ``headless`` (false opens the MuJoCo
+viewer when a display exists).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+
+import numpy as np
+
+from robot_stack import convert
+from robot_stack.arm.kinematics import Kinematics
+from robot_stack.arm.node import ArmNode
+from robot_stack.errors import UserError
+from robot_stack.node import declare, run_node
+from robot_stack.profile import RobotProfile, load_profile
+from robot_stack.sim.observation import OBJECT_STATE_TOPIC
+from robot_stack.sim.robot import SimRobot
+
+DEFAULTS = {"robot": "so101", "task": "pick_cube", "cameras": "all", "seed": 0, "realtime_factor": 1.0, "headless": True}
+MAX_LAG_S = 0.25
+"""Real-time mode: when the sim falls further behind the wall clock it skips ahead (counted)."""
+
+
+def select_cameras(profile: RobotProfile, cameras: str) -> RobotProfile:
+    text = cameras.strip()
+    if text.lower() == "none":
+        return profile.with_cameras([])
+    if not text or text.lower() == "all":
+        return profile
+    return profile.with_cameras([c.strip() for c in text.split(",") if c.strip()])
+
+
+class TwinNode(ArmNode):
+    def __init__(self, profile: RobotProfile, task: str | None, *, seed: int = 0, realtime_factor: float = 1.0,
+                 headless: bool = True, node_name: str = "twin", **node_kwargs):
+        self.realtime_factor = float(realtime_factor)
+        self.publish_clock = self.realtime_factor != 1.0
+        offset = time.time() if not self.publish_clock else 0.0
+        self.sim = SimRobot(profile, task or None, seed=seed, time_offset=offset)
+        super().__init__(profile, self.sim, node_name, kinematics=Kinematics(profile), start_timer=False, **node_kwargs)
+        from rosgraph_msgs.msg import Clock
+        from std_msgs.msg import Float64MultiArray
+        from std_srvs.srv import SetBool, Trigger  # noqa: F401
+
+        declare(self, "seed", int(seed), "seed of the next reset (advances by one after each reset)")
+        self.sim.diagnostics = self.diagnostics  # type: ignore[attr-defined] - read by ArmNode.publish_diagnostics
+        c = self.contract
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.publish_clock else None
+        self.object_pub = self.create_publisher(Float64MultiArray, OBJECT_STATE_TOPIC, 10) if self.sim.task else None
+        c.service(self, c.reset_service, self._on_reset)
+        c.service(self, c.task_success_service, self._on_task_success)
+        c.service(self, c.pause_service, self._on_pause)
+        self.paused = False
+        self.overruns = 0
+        self.dropped_frames = 0
+        self.rendered_frames = 0
+
+        # cameras: publishers here, rendering on a thread of its own
+        self.camera_pubs = {}
+        for name in profile.camera_names:
+            topics = c.camera(name)
+            self.camera_pubs[name] = (c.publisher(self, topics.image), c.publisher(self, topics.info))
+        self.next_frame = {name: 0.0 for name in profile.camera_names}
+        self.frames: queue.Queue = queue.Queue(maxsize=2)
+        self.render_error: str | None = None
+        self._stop = threading.Event()
+        self.render_thread = threading.Thread(target=self._render_loop, name="twin-render", daemon=True)
+        if self.camera_pubs:
+            self.render_thread.start()
+
+        self.viewer = None
+        if not headless and os.environ.get("DISPLAY"):
+            import mujoco.viewer
+
+            self.viewer = mujoco.viewer.launch_passive(self.sim.model, self.sim.data)
+        self._wall_start = time.monotonic()
+        self._sim_start = self.sim.elapsed
+        period = profile.control_period if self.realtime_factor > 0 else 0.0
+        self.tick_timer = self.create_timer(period / max(self.realtime_factor, 1.0) if period else 0.001, self._advance)
+        self.get_logger().info(
+            f"twin: {profile.name}, task {task or 'none'}, cameras {','.join(profile.camera_names) or 'none'}, "
+            f"{'real time' if not self.publish_clock else f'x{self.realtime_factor:g} with /clock' if self.realtime_factor > 0 else 'as fast as possible with /clock'}")
+
+    # -- time -------------------------------------------------------------------------------------
+    def now(self) -> float:
+        return self.sim.now()
+
+    def _advance(self) -> None:
+        if self.paused:
+            return
+        wall = time.monotonic()
+        if self.realtime_factor <= 0:
+            deadline = wall + 0.02
+            while time.monotonic() < deadline:
+                self.tick()
+            return
+        target = self._sim_start + self.realtime_factor * (wall - self._wall_start)
+        if target - self.sim.elapsed > MAX_LAG_S * max(self.realtime_factor, 1.0):
+            self.overruns += 1
+            self._reanchor()
+            target = self.sim.elapsed + self.sim.dt
+        ticks = 0
+        while self.sim.elapsed + 0.5 * self.sim.dt < target and ticks < 50:
+            self.tick()
+            ticks += 1
+
+    def _reanchor(self) -> None:
+        self._wall_start = time.monotonic()
+        self._sim_start = self.sim.elapsed
+
+    def tick(self) -> None:
+        """One control period: cameras due now see this state, then the arm core acts, then physics steps."""
+        self._schedule_frames()
+        self.control_step()
+        self.sim.step()
+        if self.clock_pub is not None:
+            from rosgraph_msgs.msg import Clock
+
+            self.clock_pub.publish(Clock(clock=convert.to_stamp(self.sim.now())))
+        if self.object_pub is not None:
+            from std_msgs.msg import Float64MultiArray
+
+            self.object_pub.publish(Float64MultiArray(data=[float(v) for v in self.sim.object_state()]))
+        if self.viewer is not None and self.viewer.is_running() and int(self.sim.elapsed / self.sim.dt) % 3 == 0:
+            self.viewer.sync()
+
+    # -- cameras ----------------------------------------------------------------------------------
+    def _schedule_frames(self) -> None:
+        if not self.camera_pubs:
+            return
+        t = self.sim.elapsed
+        due = [n for n, when in self.next_frame.items() if t + 1e-9 >= when]
+        if not due:
+            return
+        for name in due:
+            period = 1.0 / self.profile.camera(name).fps
+            self.next_frame[name] = max(self.next_frame[name] + period, t + 0.5 * period)
+        item = (self.sim.now(), self.sim.snapshot(), due)
+        if self.realtime_factor != 1.0:  # sim time waits for the renderer: no frame is ever dropped
+            while not self._stop.is_set():
+                try:
+                    self.frames.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            return
+        try:
+            self.frames.put_nowait(item)
+        except queue.Full:
+            self.dropped_frames += len(due)
+
+    def _render_loop(self) -> None:
+        from robot_stack.sim.cameras import CameraRig
+
+        rig = None
+        try:
+            rig = CameraRig(self.sim.model, self.profile, self.sim.camera_ids)
+            while not self._stop.is_set():
+                try:
+                    stamp, snapshot, names = self.frames.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                rig.load(snapshot)
+                ros_stamp = convert.to_stamp(stamp)
+                for name in names:
+                    cam = self.profile.camera(name)
+                    image = rig.render(name)
+                    image_pub, info_pub = self.camera_pubs[name]
+                    image_pub.publish(convert.array_to_image(image, cam.encoding, ros_stamp, cam.frame_id))
+                    info_pub.publish(rig.intrinsics[name].to_msg(cam.frame_id, ros_stamp))
+                    self.rendered_frames += 1
+        except Exception as err:  # noqa: BLE001 - reported through the log and diagnostics
+            if self._stop.is_set() or not self.context.ok():
+                return  # shutting down
+            self.render_error = f"{type(err).__name__}: {err}"
+            self.get_logger().error(f"camera rendering stopped: {self.render_error}")
+        finally:
+            if rig is not None:
+                rig.close()
+
+    # -- services ---------------------------------------------------------------------------------
+    def reset(self, seed: int) -> None:
+        self.sim.reset(seed)
+        self.reading = self.sim.read()
+        self.hold_current()
+        self.safety.set_estop(False)
+        self._publish_estop()
+
+    def _on_reset(self, request, response):  # noqa: ANN001, ANN201
+        from rclpy.parameter import Parameter
+
+        seed = int(self.get_parameter("seed").value)
+        self.reset(seed)
+        self.set_parameters([Parameter("seed", Parameter.Type.INTEGER, seed + 1)])
+        response.success = True
+        response.message = f"reset with seed {seed}"
+        return response
+
+    def _on_task_success(self, request, response):  # noqa: ANN001, ANN201
+        response.success = self.sim.success()
+        response.message = (f"success={str(response.success).lower()} progress={self.sim.progress():.3f} "
+                            f"time={self.sim.episode_time:.2f} seed={self.sim.seed}")
+        return response
+
+    def _on_pause(self, request, response):  # noqa: ANN001, ANN201
+        self.paused = bool(request.data)
+        if not self.paused:
+            self._reanchor()
+        response.success = True
+        response.message = "paused" if self.paused else "running"
+        return response
+
+    def diagnostics(self) -> dict[str, float]:
+        return {"sim_time": self.sim.elapsed, "overruns": self.overruns, "rendered_frames": self.rendered_frames,
+                "dropped_frames": self.dropped_frames, "paused": int(self.paused)}
+
+    def close(self) -> None:
+        self._stop.set()
+        if self.render_thread.is_alive():
+            self.render_thread.join(timeout=5)
+        if self.viewer is not None:
+            self.viewer.close()
+        super().close()
+
+
+def read_parameters(defaults: dict) -> dict:
+    """The node's parameters (launch file / --ros-args), read before the profile is known."""
+    import rclpy
+
+    probe = rclpy.create_node("twin", automatically_declare_parameters_from_overrides=True)
+    try:
+        return {k: probe.get_parameter(k).value if probe.has_parameter(k) else v for k, v in defaults.items()}
+    finally:
+        probe.destroy_node()
+
+
+def make_twin(params: dict) -> TwinNode:
+    if not np.isfinite(float(params["realtime_factor"])) or float(params["realtime_factor"]) < 0:
+        raise UserError("realtime_factor must be >= 0 (1 = real time, 0 = as fast as possible)")
+    profile = select_cameras(load_profile(str(params["robot"])), str(params["cameras"]))
+    return TwinNode(profile, str(params["task"]) or None, seed=int(params["seed"]),
+                    realtime_factor=float(params["realtime_factor"]), headless=bool(params["headless"]))
+
+
+def main() -> None:
+    run_node(lambda: make_twin(read_parameters(DEFAULTS)))
+
+
+if __name__ == "__main__":
+    main()
