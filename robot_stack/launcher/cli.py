@@ -87,12 +87,12 @@ def _run(args: argparse.Namespace) -> int:
         print(format_plan(runner.plan()))
         return 0
 
-    runner.start()
-    supervisor = runner.supervisor
-    assert supervisor is not None
     signals = {"count": 0}
 
     def on_signal(signum: int, _frame: object) -> None:
+        supervisor = runner.supervisor
+        if supervisor is None:  # not started yet: stop like Ctrl-C anywhere else
+            raise KeyboardInterrupt
         signals["count"] += 1
         if signals["count"] == 1:
             supervisor.shutdown(f"{signal.Signals(signum).name} received")
@@ -101,6 +101,9 @@ def _run(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
+    runner.start()
+    supervisor = runner.supervisor
+    assert supervisor is not None
     code = None
     while code is None:
         code = runner.wait(0.2)
