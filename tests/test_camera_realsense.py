@@ -17,14 +17,12 @@ import numpy as np
 import pytest
 import yaml
 
-pytest.importorskip("pyrealsense2", reason="pyrealsense2 needs libusb-1.0-0 (apt-get install libusb-1.0-0)")
-
-from conftest import wait_for  # noqa: E402
-from robot_stack.contract import IMAGE_QOS  # noqa: E402
-from robot_stack.convert import image_to_array, to_sec  # noqa: E402
-from robot_stack.drivers.camera.emulated import EmulatedIntrinsics, EmulatedRealSense, record_bag  # noqa: E402
-from robot_stack.errors import UserError  # noqa: E402
-from robot_stack.resources import ros_environment  # noqa: E402
+from conftest import wait_for
+from robot_stack.contract import IMAGE_QOS
+from robot_stack.convert import image_to_array, to_sec
+from robot_stack.drivers.camera.emulated import EmulatedIntrinsics, EmulatedRealSense, record_bag
+from robot_stack.errors import UserError
+from robot_stack.resources import ros_environment
 
 NODE = str(Path(sys.executable).parent / "realsense_node")
 FPS = 30

@@ -236,12 +236,13 @@ class RealSenseNode(Node):
             self.streams = streams
         self._last_frame = time.monotonic()
         self.device_name = describe(device)
-        self.state = "streaming"
         source = f"recording {self.bag}" if self.bag else self.device_name
         modes = f"color {self.color_request.width}x{self.color_request.height}@{self.color_request.fps}"
         if self.depth_request:
             modes += f", depth {self.depth_request.width}x{self.depth_request.height} ({'aligned' if self.align_depth else 'unaligned'})"
-        self.get_logger().info(f"{name}: streaming from {source}: {modes}")
+        log = self.get_logger().debug if self.bag and self.state == "replaying" else self.get_logger().info
+        log(f"{name}: streaming from {source}: {modes}")
+        self.state = "streaming"
 
     def _disconnect(self) -> None:
         with self._lock:
@@ -299,6 +300,7 @@ class RealSenseNode(Node):
             return False
         if self.loop:
             self._disconnect()
+            self.state = "replaying"
             try:
                 self._connect()
             except (UserError, RuntimeError) as err:
