@@ -102,3 +102,11 @@ def test_cli_prints_one_line_and_exits_2() -> None:
         "(allowed: args, cwd, exec, exec_name, if, launch-prefix, name, namespace, output, pkg, respawn, "
         "respawn_delay, ros_args, unless)"
     ]
+
+
+def test_include_cycle_is_an_error(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.launch.xml", tmp_path / "b.launch.xml"
+    a.write_text('<launch>\n  <include file="$(dirname)/b.launch.xml"/>\n</launch>\n')
+    b.write_text('<launch>\n\n  <include file="$(dirname)/a.launch.xml"/>\n</launch>\n')
+    with pytest.raises(UserError, match=rf"^{b}:3: <include>: a.launch.xml includes itself \(through a.launch.xml -> b.launch.xml\)$"):
+        LaunchRunner(a).plan()

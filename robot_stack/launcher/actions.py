@@ -46,6 +46,7 @@ class Context:
     base_environment: dict[str, str]  # what <group forwarding="false"> resets the environment to
     include_reader: Callable[[Path], list[Action]]
     processes: list[ProcessSpec] = field(default_factory=list)
+    include_stack: list[Path] = field(default_factory=list)
     params_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / f"robot_stack_launch_{os.getuid()}")
 
     def next_label(self, base: str) -> str:
@@ -182,13 +183,18 @@ class Include(Action):
             raise self.element.error(f"included file {text!r} not found{hint}")
         for name, value in self.args:
             ctx.scope.configurations[self.eval(name, ctx)] = self.eval(value, ctx)
-        actions = ctx.include_reader(path.resolve())
+        path = path.resolve()
+        if path in ctx.include_stack:
+            raise self.element.error(f"{path.name} includes itself (through {' -> '.join(p.name for p in ctx.include_stack)})")
+        actions = ctx.include_reader(path)
         previous = ctx.scope.current_file
-        ctx.scope.current_file = path.resolve()
+        ctx.scope.current_file = path
+        ctx.include_stack.append(path)
         try:
             run_all(actions, ctx)
         finally:
             ctx.scope.current_file = previous
+            ctx.include_stack.pop()
 
 
 # -- processes -------------------------------------------------------------------------------------

@@ -73,7 +73,7 @@ class LaunchRunner:
         top = reader(self.path)
         environment = ros_environment()
         scope = Scope(configurations=dict(self.args), environment=dict(environment), current_file=self.path)
-        ctx = A.Context(scope=scope, base_environment=environment, include_reader=reader)
+        ctx = A.Context(scope=scope, base_environment=environment, include_reader=reader, include_stack=[self.path])
         A.run_all(top, ctx)
         self.processes = ctx.processes
         return ctx.processes
