@@ -70,6 +70,8 @@ def test_invalid_xml_and_wrong_root(tmp_path: Path) -> None:
         ('<node exec="x" if="true" unless="false"/>', "'if' and 'unless' cannot be used together"),
         ('<executable cmd="echo" respawn_delay="-1"/>', "respawn_delay '-1' must be a number of seconds >= 0"),
         ('<executable cmd="echo" if="maybe"/>', "if 'maybe' is not a boolean"),
+        ('<executable cmd="echo" if="$(var nope)"/>', "<executable>: $(var nope): no launch argument or <let> named 'nope'"),
+        ('<node exec="echo" respawn="$(env NOPE_NOT_SET)"/>', "<node>: $(env NOPE_NOT_SET): environment variable"),
         ('<node pkg="robot_stack" exec="no_such_exec"/>', "executable 'no_such_exec' of package 'robot_stack' not found"),
         ('<node pkg="robot_stack" exec="topic_probe" name="bad name"/>', "invalid node name 'bad name'"),
         ('<node exec="x"><param name="p"/></node>', "<param>: missing required attribute 'value'"),
@@ -89,6 +91,7 @@ def test_other_problems(tmp_path: Path, body: str, problem: str) -> None:
     with pytest.raises(UserError) as info:
         LaunchRunner(path).plan()
     assert str(info.value).startswith(f"{path}:2: <")
+    assert str(info.value).count(".launch.xml:") == 1
     assert problem in str(info.value)
 
 

@@ -72,8 +72,9 @@ class Action:
         raise NotImplementedError
 
     def flag(self, template: Template, ctx: Context, what: str) -> bool:
+        value = self.eval(template, ctx)
         try:
-            return to_bool(self.eval(template, ctx), what)
+            return to_bool(value, what)
         except UserError as err:
             raise self.element.error(str(err)) from None
 
