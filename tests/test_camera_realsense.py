@@ -59,6 +59,12 @@ def in_process_node(ros, emulated: EmulatedRealSense, **params):  # noqa: ANN001
     return node
 
 
+def close_node(ros, node) -> None:  # noqa: ANN001
+    node.close()
+    ros.executor.remove_node(node)
+    node.destroy_node()
+
+
 def color_k(msg) -> int:  # noqa: ANN001
     r, g, b = (int(v) for v in image_to_array(msg)[100, 100])
     assert r + g == 255 and b == 7, (r, g, b)
@@ -94,7 +100,7 @@ def test_software_device_color_and_raw_depth(ros, tmp_path):
         wait_for(lambda: any(s.values for _, m in diagnostics for s in m.status if s.message == "streaming"), 10, "diagnostics")
     finally:
         camera.stop()
-        node.close()
+        close_node(ros, node)
     color = [m for _, m in topics["color"]]
     depth = [m for _, m in topics["depth"]]
     assert {m.encoding for m in color} == {"rgb8"} and {m.encoding for m in depth} == {"16UC1"}
@@ -134,7 +140,7 @@ def test_software_device_aligned_depth_in_metres_with_device_scale(ros, tmp_path
         wait_for(lambda: len(topics["depth"]) >= 20, 30, "20 aligned depth images")
     finally:
         camera.stop()
-        node.close()
+        close_node(ros, node)
     msg = topics["depth"][-1][1]
     assert (msg.encoding, msg.width, msg.height, msg.header.frame_id) == ("32FC1", 640, 480, "front_color_optical_frame")
     metres = image_to_array(msg)
@@ -163,7 +169,7 @@ def test_reconnects_after_frames_stop(ros, tmp_path):
         wait_for(lambda: len(topics["color"]) >= before + 10, 30, "images after reconnecting")
     finally:
         camera.stop()
-        node.close()
+        close_node(ros, node)
     assert node.state == "streaming"
 
 
