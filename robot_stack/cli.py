@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES = [
     "robot_stack.sim.cli",
     "robot_stack.data.cli",
     "robot_stack.drivers.servo.cli",
+    "robot_stack.policies.cli",
 ]
 
 

@@ -1,0 +1,118 @@
+"""``robot-stack train diffusion``: train, resume or fine-tune a diffusion policy."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from robot_stack.cli import add_command
+
+EXAMPLES = """examples:
+  robot-stack train diffusion --data data/pick.zarr --out runs/pick
+  robot-stack train diffusion --data data/pick.zarr --out runs/pick_state --preset lowdim
+  robot-stack train diffusion --out runs/pick --resume --steps 40000
+  robot-stack train diffusion --data data/pick.zarr --interventions data/pick_hil.zarr \\
+      --finetune runs/pick/checkpoints/latest --out runs/pick_ft --steps 5000
+  torchrun --nproc_per_node 2 -m robot_stack.cli train diffusion --data data/pick.zarr --out runs/pick_ddp
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = add_command(
+        subparsers, "diffusion", "train a diffusion policy (Chi et al. 2023)",
+        "Train a diffusion policy on zarr episode stores (diffusion_policy ReplayBuffer layout).\n"
+        "Writes run.json, metrics.jsonl, loss.png and checkpoints/{latest,best} into --out.\n"
+        "Observation keys default to joint_pos plus every <camera>_image in the store (preset image)\n"
+        "or joint_pos plus object_state (preset lowdim). Under torchrun it trains with DDP.\n\n" + EXAMPLES,
+    )
+    p.add_argument("--data", action="append", default=[], metavar="ZARR", help="demo store (repeat for several)")
+    p.add_argument("--out", required=True, type=Path, help="run folder, e.g. runs/<name>")
+    p.add_argument("--robot", help="robot profile the data was recorded with (default: named in the store)")
+    p.add_argument("--preset", default="image", choices=("image", "lowdim", "tiny"), help="defaults per task type")
+    p.add_argument("--config", type=Path, help="YAML with DiffusionConfig sections overriding the preset")
+    p.add_argument("--obs-keys", help="comma-separated observation keys, e.g. joint_pos,front_image,wrist_image")
+    p.add_argument("--steps", type=int, help="total optimiser steps")
+    p.add_argument("--batch-size", type=int, help="global batch size")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--seed", type=int, help="seed for splits, sampling and noise")
+    p.add_argument("--val-every", type=int, help="steps between validation losses")
+    p.add_argument("--ckpt-every", type=int, help="steps between checkpoints")
+    p.add_argument("--num-workers", type=int, help="DataLoader worker processes")
+    p.add_argument("--inference-steps", type=int, help="DDIM steps stored for deployment")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<n>")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/latest")
+    p.add_argument("--finetune", metavar="CKPT", help="start from this checkpoint's weights and normaliser")
+    p.add_argument("--interventions", action="append", default=[], metavar="ZARR",
+                   help="store of policy rollouts with human interventions; only intervened steps are used")
+    p.add_argument("--intervention-weight", type=float, help="loss weight of intervention samples")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_run)
+
+
+def _train_overrides(args: argparse.Namespace) -> dict:
+    names = {"steps": "steps", "batch_size": "batch_size", "seed": "seed", "val_every": "val_every",
+             "ckpt_every": "ckpt_every", "num_workers": "num_workers", "intervention_weight": "intervention_weight"}
+    return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
+
+
+def build_config(args: argparse.Namespace):
+    """Preset, then --config YAML, then command-line options; obs keys chosen from the store."""
+    from robot_stack.errors import UserError
+    from robot_stack.policies.diffusion.config import DiffusionConfig, preset, replace
+    from robot_stack.typed_config import from_dict, load_yaml, to_dict
+
+    cfg = preset(args.preset)
+    if args.config:
+        merged = to_dict(cfg)
+        user = load_yaml(args.config) or {}
+        if not isinstance(user, dict):
+            raise UserError(f"{args.config}: expected a mapping of config sections")
+        for section, values in user.items():
+            if isinstance(values, dict) and isinstance(merged.get(section), dict):
+                merged[section].update(values)
+            else:
+                merged[section] = values
+        cfg = from_dict(DiffusionConfig, merged, str(args.config))
+    obs = {}
+    if args.obs_keys:
+        keys = [k.strip() for k in args.obs_keys.split(",") if k.strip()]
+        obs = {"lowdim_keys": tuple(k for k in keys if not k.endswith("_image")),
+               "image_keys": tuple(k for k in keys if k.endswith("_image"))}
+    elif not args.config and (args.data or args.interventions):
+        obs = _auto_obs_keys((args.data or args.interventions)[0], cfg)
+    try:
+        return replace(cfg, obs=obs, train=_train_overrides(args),
+                       optim={"lr": args.lr} if args.lr is not None else {},
+                       scheduler={"inference_steps": args.inference_steps} if args.inference_steps else {})
+    except ValueError as err:
+        raise UserError(f"config: {err}") from None
+
+
+def _auto_obs_keys(store: str, cfg) -> dict:
+    """Keys of the preset that the store has, plus (image preset) every camera in it."""
+    import zarr
+
+    try:
+        available = set(zarr.open_group(store, mode="r")["data"].array_keys())
+    except Exception:  # noqa: BLE001 - the dataset loader reports a missing/corrupt store properly
+        return {}
+    lowdim = tuple(k for k in cfg.obs.lowdim_keys if k in available) or cfg.obs.lowdim_keys
+    images = tuple(sorted(k for k in available if k.endswith("_image"))) if cfg.obs.image_keys else ()
+    return {"lowdim_keys": lowdim, "image_keys": images}
+
+
+def _run(args: argparse.Namespace) -> int:
+    from robot_stack.errors import UserError
+    from robot_stack.policies.diffusion.train import RunOptions, train
+
+    if args.resume and args.finetune:
+        raise UserError("--resume continues a run, --finetune starts a new one from a checkpoint: use one")
+    opts = RunOptions(out=args.out, data=args.data, interventions=args.interventions, robot=args.robot,
+                      resume=args.resume, finetune=args.finetune, device=args.device, progress=not args.no_progress)
+    if args.resume:
+        opts.train_overrides = _train_overrides(args)
+    else:
+        opts.cfg = build_config(args)
+    out = train(opts)
+    print(f"run folder: {out} (checkpoints/latest, checkpoints/best, loss.png)")
+    return 0

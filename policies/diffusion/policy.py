@@ -1,0 +1,148 @@
+"""DiffusionPolicy: observations (B, To, ...) -> action sequence (B, Tp, Da) by iterative denoising.
+
+Training noises demo action sequences with a DDPM schedule (100 steps) and learns to predict the
+noise; inference runs DDIM (8-16 steps) from Gaussian noise. Observations are normalised, images
+resized/cropped and encoded per camera, and all To steps are flattened into one global condition.
+
+Deployment interface: ``reset()`` then ``act(obs)`` once per policy period with the newest
+single-step observation (the policy keeps the To-step history) returning the Ta actions to run;
+or ``predict_action(obs_history)`` for a batch of stacked histories.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler
+from torch import nn
+
+from robot_stack.errors import UserError
+from robot_stack.policies.diffusion.config import DiffusionConfig, ShapeMeta
+from robot_stack.policies.diffusion.normalizer import Normalizer
+from robot_stack.policies.diffusion.unet import ConditionalUnet1D
+from robot_stack.policies.diffusion.vision import ImageEncoder, crop, random_crop_offsets, resize_images
+
+
+class NonFiniteError(UserError):
+    """An observation or a predicted action contains NaN or Inf."""
+
+
+class DiffusionPolicy(nn.Module):
+    def __init__(self, cfg: DiffusionConfig, shape: ShapeMeta):
+        super().__init__()
+        self.cfg, self.shape = cfg, shape
+        self.lowdim_keys = list(cfg.obs.lowdim_keys)
+        self.image_keys = list(cfg.obs.image_keys)
+        self.action_key = cfg.obs.action_key
+        self.normalizer = Normalizer({**{k: shape.lowdim_dims[k] for k in self.lowdim_keys},
+                                      self.action_key: shape.action_dim})
+        self.encoders = nn.ModuleDict({k: ImageEncoder(cfg.vision) for k in self.image_keys})
+        obs_dim = sum(shape.lowdim_dims[k] for k in self.lowdim_keys) + len(self.image_keys) * cfg.vision.feature_dim
+        self.unet = ConditionalUnet1D(shape.action_dim, obs_dim * cfg.horizon.n_obs_steps, cfg.unet)
+        sched = dict(num_train_timesteps=cfg.scheduler.train_steps, beta_schedule=cfg.scheduler.beta_schedule,
+                     prediction_type=cfg.scheduler.prediction_type, clip_sample=cfg.scheduler.clip_sample)
+        self.train_scheduler = DDPMScheduler(**sched)
+        self.infer_scheduler = DDIMScheduler(**sched, set_alpha_to_one=True, steps_offset=0)
+        self.inference_steps = cfg.scheduler.inference_steps
+        self._history: collections.deque = collections.deque(maxlen=cfg.horizon.n_obs_steps)
+
+    # -- observations ----------------------------------------------------------------------------
+    def encode_obs(self, obs: dict[str, torch.Tensor], crop_offsets: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Raw obs (B, To, ...) (images uint8 HWC, any size) -> global condition (B, To * obs_dim)."""
+        to = self.cfg.horizon.n_obs_steps
+        feats = []
+        for key in self.lowdim_keys:
+            x = obs[key][:, :to].float()
+            feats.append(self.normalizer.normalize(key, x))
+        for key in self.image_keys:
+            img = resize_images(obs[key][:, :to], self.cfg.obs.image_size)
+            b = img.shape[0]
+            x = img.reshape(b * to, *img.shape[2:]).permute(0, 3, 1, 2).float()
+            x = crop(x, self.cfg.obs.crop_size, None if crop_offsets is None else crop_offsets[key].to(x.device))
+            feats.append(self.encoders[key](x).reshape(b, to, -1))
+        return torch.cat(feats, -1).reshape(feats[0].shape[0], -1)
+
+    def _as_tensors(self, obs: dict) -> dict[str, torch.Tensor]:
+        device = self.device
+        out = {}
+        for key in self.lowdim_keys + self.image_keys:
+            if key not in obs:
+                raise UserError(f"observation is missing key {key!r} (policy needs: {', '.join(self.lowdim_keys + self.image_keys)})")
+            x = torch.as_tensor(np.asarray(obs[key]) if not torch.is_tensor(obs[key]) else obs[key], device=device)
+            if key in self.lowdim_keys and not torch.isfinite(x.float()).all():
+                raise NonFiniteError(f"observation {key!r} contains NaN or Inf; refusing to predict (check the sensor/driver)")
+            out[key] = x
+        return out
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # -- training --------------------------------------------------------------------------------
+    def compute_loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None,
+                     shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
+        """Weighted noise-prediction MSE on a batch (obs keys, ``action`` (B, Tp, Da), optional ``weight`` (B,)).
+
+        Noise, diffusion steps and crop offsets are drawn on the CPU from ``generator`` for the whole
+        global batch (``shard`` = (rank, world size)) and sliced per rank, so DDP over N processes
+        computes exactly what one process does with the full batch.
+        """
+        rank, world = shard
+        actions = self.normalizer.normalize(self.action_key, batch[self.action_key].float())
+        b = actions.shape[0]
+        n = b * world
+        noise = torch.randn((n, *actions.shape[1:]), generator=generator)[rank::world].to(actions.device)
+        steps = torch.randint(0, self.train_scheduler.config.num_train_timesteps, (n,), generator=generator)
+        steps = steps[rank::world].to(actions.device)
+        offsets = None
+        if self.image_keys and self.cfg.obs.random_crop and self.training:
+            to = self.cfg.horizon.n_obs_steps
+            offsets = {k: random_crop_offsets(n * to, self.cfg.obs.image_size, self.cfg.obs.crop_size, generator)
+                       .reshape(n, to, 2)[rank::world].reshape(b * to, 2) for k in self.image_keys}
+        cond = self.encode_obs(batch, offsets)
+        noisy = self.train_scheduler.add_noise(actions, noise, steps)
+        pred = self.unet(noisy, steps, cond)
+        target = noise if self.cfg.scheduler.prediction_type == "epsilon" else actions
+        per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2))
+        weight = batch.get("weight")
+        if weight is None:
+            return per_sample.mean()
+        return (per_sample * weight.to(per_sample)).sum() / weight.sum().clamp_min(1e-8)
+
+    # -- inference -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict_action(self, obs: dict, generator: torch.Generator | None = None,
+                       num_steps: int | None = None) -> torch.Tensor:
+        """Obs history (B, To, ...) -> absolute actions (B, Tp, Da); raises NonFiniteError, never returns NaN."""
+        tensors = self._as_tensors(obs)
+        cond = self.encode_obs(tensors)
+        b = cond.shape[0]
+        scheduler = self.infer_scheduler
+        scheduler.set_timesteps(num_steps or self.inference_steps)
+        shape = (b, self.cfg.horizon.horizon, self.shape.action_dim)
+        x = torch.randn(shape, generator=generator).to(cond.device)
+        for t in scheduler.timesteps:
+            eps = self.unet(x, t.to(cond.device).reshape(1), cond)
+            x = scheduler.step(eps, t, x).prev_sample
+        action = self.normalizer.unnormalize(self.action_key, x)
+        if not torch.isfinite(action).all():
+            raise NonFiniteError("diffusion policy produced NaN/Inf actions (corrupt weights or observations "
+                                 "far outside the training range); not sending them")
+        return action
+
+    def reset(self) -> None:
+        """Forget the observation history (call at the start of every episode)."""
+        self._history.clear()
+
+    def act(self, obs: dict, generator: torch.Generator | None = None) -> np.ndarray:
+        """Newest single-step obs (no batch/time axes) -> the Ta actions to execute now, (Ta, Da) numpy."""
+        self._history.append({k: np.asarray(obs[k]) for k in self.lowdim_keys + self.image_keys if k in obs})
+        while len(self._history) < self._history.maxlen:
+            self._history.appendleft(self._history[0])
+        stacked = {k: np.stack([h[k] for h in self._history])[None] for k in self._history[-1]}
+        actions = self.predict_action(stacked, generator)[0]
+        start = self.cfg.horizon.n_obs_steps - 1
+        return actions[start:start + self.cfg.horizon.n_action_steps].cpu().numpy()

@@ -1,0 +1,356 @@
+"""Training loop: AdamW + cosine schedule with warmup, EMA, validation, loss curves, resume, DDP.
+
+One code path for CPU, one CUDA GPU and ``torchrun`` (DDP: gloo on CPU, NCCL on GPUs). Sampling
+is a pure function of (seed, step): every process draws the same global batch indices, diffusion
+noise and crop offsets and takes its slice, so N processes compute the same updates as one
+process with the full batch, and a resumed run continues exactly where it stopped.
+
+Run folder::
+
+    run.json             config, shape meta, data paths, robot (what a resume needs)
+    metrics.jsonl        one JSON object per logged step (train loss, val loss, lr)
+    loss.png             loss curves
+    checkpoints/latest   EMA weights + training state (resume from here)
+    checkpoints/best     EMA weights with the lowest validation loss
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from robot_stack.errors import UserError
+from robot_stack.policies.diffusion import checkpoint as ckpt
+from robot_stack.policies.diffusion import dataset as ds
+from robot_stack.policies.diffusion.config import DiffusionConfig
+from robot_stack.policies.diffusion.policy import DiffusionPolicy
+from robot_stack.typed_config import from_dict, to_dict
+
+
+@dataclass
+class RunOptions:
+    out: Path
+    data: list[str] = field(default_factory=list)
+    """Demo stores."""
+    interventions: list[str] = field(default_factory=list)
+    """Stores recorded with human interventions: only intervened samples are used (HG-DAgger)."""
+    cfg: DiffusionConfig | None = None
+    """None: taken from the run (resume) or the checkpoint (finetune)."""
+    robot: str | None = None
+    resume: bool = False
+    finetune: str | None = None
+    device: str = "auto"
+    progress: bool = True
+    train_overrides: dict = field(default_factory=dict)
+    """Fields of the ``train`` section to override on resume/finetune (e.g. steps)."""
+
+
+# -- pieces --------------------------------------------------------------------------------------------
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warmup then cosine decay to zero (as diffusers' get_cosine_schedule_with_warmup)."""
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    progress = (step - warmup) / max(1, total - warmup)
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+
+
+class EMA:
+    """Exponential moving average of a model's weights with diffusion_policy's warmup schedule."""
+
+    def __init__(self, model: torch.nn.Module, power: float, inv_gamma: float, min_decay: float, max_decay: float):
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.power, self.inv_gamma, self.min_decay, self.max_decay = power, inv_gamma, min_decay, max_decay
+
+    def decay(self, step: int) -> float:
+        value = 1 - (1 + step / self.inv_gamma) ** -self.power
+        return 0.0 if step <= 0 else min(self.max_decay, max(self.min_decay, value))
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        d = self.decay(step)
+        for e, p in zip(self.model.parameters(), model.parameters()):
+            e.mul_(d).add_(p.detach(), alpha=1 - d)
+        for e, b in zip(self.model.buffers(), model.buffers()):
+            e.copy_(b)
+
+
+class GlobalBatches:
+    """Global batch ``k`` = items [kB, (k+1)B) of a stream of seeded permutations; rank r takes r::world."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1, start: int = 0):
+        if n == 0:
+            raise UserError("no training samples: the dataset has no (intervention) windows; record more episodes")
+        self.n, self.b, self.seed, self.rank, self.world, self.start = n, batch_size, seed, rank, world, start
+        self._perm: tuple[int, np.ndarray] | None = None
+
+    def _epoch(self, e: int) -> np.ndarray:
+        if self._perm is None or self._perm[0] != e:
+            self._perm = (e, np.random.default_rng([self.seed, e]).permutation(self.n))
+        return self._perm[1]
+
+    def batch(self, k: int) -> list[int]:
+        pos = np.arange(k * self.b, (k + 1) * self.b)
+        idx = [int(self._epoch(int(p // self.n))[p % self.n]) for p in pos]
+        return idx[self.rank::self.world]
+
+    def __iter__(self):
+        k = self.start
+        while True:
+            yield self.batch(k)
+            k += 1
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA GPU visible to torch (use --device cpu)")
+        return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
+    if name != "cpu":
+        raise UserError(f"--device {name!r}: use auto, cpu, cuda or cuda:<n>")
+    return torch.device("cpu")
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+class LossWrapper(torch.nn.Module):
+    """forward() = compute_loss, so DistributedDataParallel sees the call and syncs gradients."""
+
+    def __init__(self, policy: DiffusionPolicy):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, batch, generator, shard):
+        return self.policy.compute_loss(batch, generator, shard)
+
+
+@torch.no_grad()
+def validation_loss(policy: DiffusionPolicy, data: ds.SequenceDataset, batch_size: int, seed: int,
+                    device: torch.device, max_batches: int = 8) -> float | None:
+    if len(data) == 0:
+        return None
+    policy.eval()
+    gen = torch.Generator().manual_seed(seed + 7)
+    total, count = 0.0, 0
+    order = np.random.default_rng(seed + 7).permutation(len(data))
+    for start in range(0, min(len(data), batch_size * max_batches), batch_size):
+        items = [data[int(i)] for i in order[start:start + batch_size]]
+        batch = _to({k: torch.stack([it[k] for it in items]) for k in items[0]}, device)
+        total += float(policy.compute_loss(batch, gen)) * len(items)
+        count += len(items)
+    return total / count
+
+
+def plot_losses(metrics: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    train = [(m["step"], m["loss"]) for m in metrics if "loss" in m]
+    val = [(m["step"], m["val_loss"]) for m in metrics if m.get("val_loss") is not None]
+    if train:
+        ax.plot(*zip(*train), label="train")
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation (EMA)")
+    ax.set(xlabel="step", ylabel="noise-prediction MSE", yscale="log", title=path.parent.name)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".partial.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+# -- the run -------------------------------------------------------------------------------------------
+def _setup_distributed(device_name: str) -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        use_cuda = device_name != "cpu" and torch.cuda.is_available()
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+    return 0, 1, 0
+
+
+def _prepare(opts: RunOptions) -> tuple[DiffusionConfig, list[str], list[str], str | None, dict | None]:
+    """Config, data, robot and initial weights for a new, resumed or fine-tuning run."""
+    run_file = opts.out / "run.json"
+    init = None
+    if opts.resume:
+        if not run_file.is_file():
+            raise UserError(f"--resume: {opts.out} is not a training run (no run.json); drop --resume to start one")
+        run = json.loads(run_file.read_text())
+        cfg = from_dict(DiffusionConfig, run["config"], f"{run_file}: config")
+        data, interventions, robot = opts.data or run["data"], opts.interventions or run["interventions"], run["robot"]
+        finetune = run.get("finetune")
+    else:
+        if run_file.exists():
+            raise UserError(f"{opts.out} already holds a run; add --resume to continue it or choose another --out")
+        data, interventions, robot, finetune = opts.data, opts.interventions, opts.robot, opts.finetune
+        cfg = opts.cfg or DiffusionConfig()
+        if finetune:
+            ck_cfg, ck_shape, meta = ckpt.read_config(finetune)
+            # model and observation sections come from the checkpoint; the training section from the user
+            cfg = dataclasses.replace(ck_cfg, optim=cfg.optim, ema=cfg.ema, train=cfg.train)
+            robot = robot or ck_shape.robot
+            init = {"shape": ck_shape, "weights": ckpt.load_weights(Path(finetune), meta)}
+    if opts.train_overrides:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **opts.train_overrides))
+    if not data and not interventions:
+        raise UserError("no data: give --data <store.zarr> (and/or --interventions <store.zarr>)")
+    return cfg, list(data), list(interventions), robot, (init if not opts.resume else {"finetune": finetune})
+
+
+def train(opts: RunOptions) -> Path:
+    """Train (or resume/fine-tune) a diffusion policy; returns the run folder."""
+    from robot_stack.profile import load_profile
+
+    opts.out = Path(opts.out)
+    rank, world, local_rank = _setup_distributed(opts.device)
+    device = resolve_device(opts.device, local_rank)
+    if device.type == "cpu" and world > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    cfg, data, interventions, robot, init = _prepare(opts)
+    tc = cfg.train
+    if tc.batch_size % world:
+        raise UserError(f"train.batch_size ({tc.batch_size}) must be divisible by the number of processes ({world})")
+    torch.manual_seed(tc.seed)
+
+    buffers = [ds.load_store(p, cfg) for p in data]
+    buffers += [ds.load_store(p, cfg, weight=tc.intervention_weight) for p in interventions]
+    buffer = ds.concat(buffers)
+    robot = robot or buffer.robot
+    if not robot:
+        raise UserError("the store does not name its robot profile; give --robot (e.g. so101)")
+    profile = load_profile(robot)
+    shape = ds.shape_meta(buffer, cfg, profile.name, tuple(profile.all_joint_names))
+    train_eps, val_eps = ds.split_episodes(len(buffer.episode_ends), tc.val_ratio, tc.seed)
+    train_set, val_set = ds.SequenceDataset(buffer, train_eps, cfg), ds.SequenceDataset(buffer, val_eps, cfg)
+
+    policy = DiffusionPolicy(cfg, shape)
+    if init and "weights" in init:
+        diff = ckpt.signature_diff(init["shape"].signature(), shape.signature())
+        if diff:
+            raise UserError(f"--finetune {opts.finetune} does not fit the data: differing keys: {diff}")
+        policy.load_state_dict(init["weights"])  # weights and normaliser of the checkpoint
+    else:
+        policy.normalizer.fit({k: buffer.data[k] for k in policy.normalizer.keys})
+    policy.to(device)
+    ema = EMA(policy, cfg.ema.power, cfg.ema.inv_gamma, cfg.ema.min_decay, cfg.ema.max_decay) if cfg.ema.enabled else None
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
+                                  weight_decay=cfg.optim.weight_decay)
+
+    step, metrics = 0, []
+    latest = opts.out / "checkpoints" / "latest"
+    if opts.resume:
+        state = ckpt.load_train_state(latest)
+        policy.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            _, _, meta = ckpt.read_config(latest)
+            ema.model.load_state_dict(ckpt.load_weights(latest, meta))
+        step = state["step"]
+        metrics = [m for m in _read_metrics(opts.out) if m["step"] <= step]
+        if rank == 0:  # drop what was logged after the checkpoint we resume from
+            (opts.out / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    elif rank == 0:
+        opts.out.mkdir(parents=True, exist_ok=True)
+        run = {"config": to_dict(cfg), "shape_meta": to_dict(shape), "data": [str(p) for p in data],
+               "interventions": [str(p) for p in interventions], "robot": profile.name, "finetune": opts.finetune,
+               "world_size": world, "device": str(device)}
+        (opts.out / "run.json").write_text(json.dumps(run, indent=1))
+    best = min((m["val_loss"] for m in metrics if m.get("val_loss") is not None), default=math.inf)
+
+    model = LossWrapper(policy)
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    sampler = GlobalBatches(len(train_set), tc.batch_size, tc.seed, rank, world, start=step)
+    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=tc.num_workers,
+                                         pin_memory=device.type == "cuda", persistent_workers=tc.num_workers > 0)
+    eval_policy = ema.model if ema is not None else policy
+    bar = tqdm(total=tc.steps, initial=step, desc=f"train {opts.out.name}", unit="step",
+               disable=rank != 0 or not opts.progress, dynamic_ncols=True)
+    policy.train()
+    t_start, samples, window = time.perf_counter(), 0, []
+    batches = iter(loader)
+    while step < tc.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.optim.lr * lr_factor(step, cfg.optim.warmup_steps, tc.steps)
+        batch = _to(next(batches), device)
+        loss = model(batch, step_generator(tc.seed, step), (rank, world))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        step += 1
+        if ema is not None:
+            ema.update(policy, step)
+        value = loss.detach()
+        if world > 1:
+            dist.all_reduce(value)
+            value /= world
+        value = float(value)
+        if not math.isfinite(value):
+            raise UserError(f"training diverged at step {step} (loss {value}); lower optim.lr or check the data")
+        window.append(value)
+        samples += tc.batch_size
+        bar.update(1)
+        last = step == tc.steps
+        if step % tc.log_every == 0 or last or step % tc.val_every == 0:
+            entry = {"step": step, "loss": float(np.mean(window)), "lr": optimizer.param_groups[0]["lr"],
+                     "samples_per_s": samples / (time.perf_counter() - t_start)}
+            window = []
+            if rank == 0 and (step % tc.val_every == 0 or last):
+                entry["val_loss"] = validation_loss(eval_policy, val_set, tc.batch_size, tc.seed, device)
+                policy.train()
+            metrics.append(entry)
+            if rank == 0:
+                _append_metric(opts.out, entry)
+                bar.set_postfix(loss=f"{entry['loss']:.4f}", **({"val": f"{entry['val_loss']:.4f}"}
+                                                                if entry.get("val_loss") is not None else {}))
+                if "val_loss" in entry:
+                    plot_losses(metrics, opts.out / "loss.png")
+                    if entry["val_loss"] is not None and entry["val_loss"] < best:
+                        best = entry["val_loss"]
+                        ckpt.save_checkpoint(opts.out / "checkpoints" / "best", eval_policy, step)
+        if rank == 0 and (step % tc.ckpt_every == 0 or last):
+            ckpt.save_checkpoint(latest, eval_policy, step, train_state={
+                "model": policy.state_dict(), "optimizer": optimizer.state_dict(), "step": step})
+    bar.close()
+    if world > 1:
+        dist.barrier()
+    return opts.out
+
+
+def _append_metric(out: Path, entry: dict) -> None:
+    with (out / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def _read_metrics(out: Path) -> list[dict]:
+    path = out / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
