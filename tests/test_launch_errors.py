@@ -77,6 +77,7 @@ def test_invalid_xml_and_wrong_root(tmp_path: Path) -> None:
         ('<node exec="x"><param name="p"/></node>', "<param>: missing required attribute 'value'"),
         ('<node exec="x"><remap from="a"/></node>', "<remap>: missing required attribute 'to'"),
         ('<group ns="x"/>', "unknown attribute 'ns'"),
+        ('<node exec="echo" on_exit="restart"/>', "on_exit='restart': only on_exit=\"shutdown\" is supported"),
         ('<include file="nowhere.launch.xml"/>', "use $(dirname)/..."),
         ('<node exec="x"><param from="/no/such.yaml"/></node>', "parameter file '/no/such.yaml' not found"),
         ('<executable cmd="echo"><param name="a" value="1"/></executable>', "not allowed inside <executable>"),
@@ -102,8 +103,8 @@ def test_cli_prints_one_line_and_exits_2() -> None:
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
         f"robot-stack: error: {path}:4: <node>: unknown attribute 'nmae' "
-        "(allowed: args, cwd, exec, exec_name, if, launch-prefix, name, namespace, output, pkg, respawn, "
-        "respawn_delay, ros_args, unless)"
+        "(allowed: args, cwd, exec, exec_name, if, launch-prefix, name, namespace, on_exit, output, pkg, "
+        "respawn, respawn_delay, ros_args, unless)"
     ]
 
 

@@ -110,3 +110,18 @@ def test_dry_run_starts_nothing() -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "argv: sleep 300" in result.stdout and "process started" not in result.stdout
+
+
+def test_on_exit_shutdown_ends_the_launch(tmp_path: Path) -> None:
+    path = tmp_path / "on_exit.launch.xml"
+    path.write_text(
+        "<launch>\n"
+        '  <executable cmd="sleep 300" name="sleeper"/>\n'
+        "  <executable cmd=\"sh -c 'sleep 0.3'\" name=\"main\" on_exit=\"shutdown\" respawn=\"true\"/>\n"
+        "</launch>\n"
+    )
+    buf = io.StringIO()
+    runner = LaunchRunner(path, stdout=buf, stderr=buf).start()
+    assert runner.wait(timeout=30) == 0
+    assert "main-2 exited (on_exit=shutdown): stopping all processes" in buf.getvalue()
+    assert not alive(runner.pids()["sleeper-1"][0])

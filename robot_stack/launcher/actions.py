@@ -38,6 +38,7 @@ class ProcessSpec:
     respawn_delay: float
     node_name: str | None  # fully qualified node name when name and namespace are known
     source: str  # "<file>:<line>"
+    shutdown_on_exit: bool = False  # on_exit="shutdown": its exit ends the launch
 
 
 @dataclass
@@ -209,6 +210,7 @@ class ProcessOptions:
     output: Template | None = None
     respawn: Template | None = None
     respawn_delay: Template | None = None
+    shutdown_on_exit: bool = False  # on_exit="shutdown"
     env: list[tuple[Template, Template]] = field(default_factory=list)
 
 
@@ -372,6 +374,7 @@ def make_process(action: Executable | Node, ctx: Context, argv: list[str], node_
         respawn_delay=delay,
         node_name=node_name,
         source=f"{action.element.file}:{action.element.line}",
+        shutdown_on_exit=opts.shutdown_on_exit,
     )
 
 

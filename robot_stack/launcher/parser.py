@@ -17,7 +17,7 @@ from robot_stack.launcher.document import Element
 from robot_stack.launcher.substitutions import Template, is_literal, parse, to_bool
 
 CONDITIONS = ("if", "unless")
-PROCESS_ATTRS = ("cwd", "launch-prefix", "output", "respawn", "respawn_delay")
+PROCESS_ATTRS = ("cwd", "launch-prefix", "output", "respawn", "respawn_delay", "on_exit")
 
 
 def load(path: Path) -> list[A.Action]:
@@ -94,7 +94,11 @@ def _env_children(element: Element) -> list[tuple[Template, Template]]:
 
 
 def _process_options(element: Element, label_attr: str) -> A.ProcessOptions:
+    on_exit = element.attrs.get("on_exit")
+    if on_exit is not None and on_exit != "shutdown":
+        raise element.error(f"on_exit={on_exit!r}: only on_exit=\"shutdown\" is supported")
     return A.ProcessOptions(
+        shutdown_on_exit=on_exit == "shutdown",
         label=_sub(element, label_attr),
         cwd=_sub(element, "cwd"),
         launch_prefix=_sub(element, "launch-prefix"),

@@ -8,8 +8,9 @@ group gets SIGTERM, then SIGKILL after ``orphan_timeout``. If the runner itself 
 kernel sends its children SIGTERM (``PR_SET_PDEATHSIG``).
 
 Exit rule: a process without ``respawn`` that exits non-zero (other than during shutdown) shuts
-everything down and makes :meth:`Supervisor.wait` return 1; otherwise the launch ends with 0 once
-every process has exited on its own, or after a requested shutdown.
+everything down and makes :meth:`Supervisor.wait` return 1; a process with ``on_exit="shutdown"``
+shuts everything down whenever it exits (1 if its code was non-zero). Otherwise the launch ends
+with 0 once every process has exited on its own, or after a requested shutdown.
 """
 
 from __future__ import annotations
@@ -198,6 +199,12 @@ class Supervisor:
         if self._shutdown_at is not None:
             self._log(proc.spec.label, f"process has finished [{detail}]")
             proc.finished = True
+        elif proc.spec.shutdown_on_exit:
+            proc.finished = True
+            self._log(proc.spec.label, f"process has finished [{detail}]", "ERROR" if code else "INFO")
+            if code != 0 and self.failure is None:
+                self.failure = (proc.spec.label, code)
+            self._begin_shutdown(f"{proc.spec.label} exited (on_exit=shutdown)")
         elif proc.spec.respawn:
             delay = proc.spec.respawn_delay
             self._log(proc.spec.label, f"process has died [{detail}], respawning in {delay:g} s", "WARN")
