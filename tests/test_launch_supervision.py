@@ -125,3 +125,21 @@ def test_on_exit_shutdown_ends_the_launch(tmp_path: Path) -> None:
     assert runner.wait(timeout=30) == 0
     assert "main-2 exited (on_exit=shutdown): stopping all processes" in buf.getvalue()
     assert not alive(runner.pids()["sleeper-1"][0])
+
+
+def test_a_process_that_cannot_start_stops_the_others() -> None:
+    import pytest
+
+    from robot_stack.errors import UserError
+    from robot_stack.launcher.actions import ProcessSpec
+    from robot_stack.launcher.supervisor import Supervisor
+
+    def spec(label: str, argv: list[str]) -> ProcessSpec:
+        return ProcessSpec(label, argv, dict(os.environ), {}, None, False, 0.0, None, f"test:{label}")
+
+    buf = io.StringIO()
+    supervisor = Supervisor([spec("sleep-1", ["sleep", "300"]), spec("gone-2", ["/nonexistent/gone"])], stdout=buf, stderr=buf)
+    with pytest.raises(UserError, match=r"^test:gone-2: cannot start gone-2: .*No such file"):
+        supervisor.start()
+    assert supervisor.wait(timeout=0) is not None
+    assert not alive(supervisor.pids()["sleep-1"][0])

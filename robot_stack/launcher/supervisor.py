@@ -118,19 +118,12 @@ class Supervisor:
             with self._lock:
                 for proc in self.processes:
                     self._spawn(proc)
-        except OSError as err:
-            proc = next(p for p in self.processes if p.popen is None)
-            self._start_error = UserError(f"{proc.spec.source}: cannot start {proc.spec.label}: {err}")
-            self._started.set()
-            self.shutdown("start failed")
-            self._loop()
-            return
-        except BaseException as err:  # noqa: BLE001 - reported to start()
+        except BaseException as err:  # noqa: BLE001 - reported by start()
+            if isinstance(err, OSError):
+                proc = next(p for p in self.processes if p.popen is None)
+                err = UserError(f"{proc.spec.source}: cannot start {proc.spec.label}: {err}")
             self._start_error = err
-            self._started.set()
             self.shutdown("start failed")
-            self._loop()
-            return
         self._started.set()
         self._loop()
 
