@@ -143,3 +143,40 @@ def test_missing_device_is_one_line_error(spawn, tmp_path, device, expected):
     assert proc.returncode == 2, out
     assert len(errors) == 1 and expected in errors[0], out
     assert "Traceback" not in out
+
+
+def test_stream_url_is_stamped_at_grab_and_reopened_when_it_ends(ros, spawn, tmp_path):
+    """A URL source (here a short MJPG served over HTTP on localhost) behaves like a live camera:
+    host-time stamps at grab, and the node reopens the stream each time it stops delivering."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import Image
+
+    write_video(tmp_path / "live.avi", 10)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    images = ros.collect(Image, "front/color/image_raw", IMAGE_QOS)
+    diagnostics = ros.collect(DiagnosticArray, "/diagnostics")
+
+    def reconnects() -> int:
+        values = [{kv.key: kv.value for kv in s.values} for _, m in diagnostics for s in m.status]
+        return max([int(v.get("reconnects", 0)) for v in values if v.get("kind") == "url"], default=0)
+
+    try:
+        proc = start(spawn, robot="so101", camera="front", width=W, height=H, reconnect_period=0.3,
+                     device=f"http://127.0.0.1:{server.server_address[1]}/live.avi")
+        wait_for(lambda: reconnects() >= 2 and len(images) >= 3 or proc.poll() is not None, 60, "two reopenings")
+        out = stop(proc)
+    finally:
+        server.shutdown()
+    assert reconnects() >= 2, out
+    assert "stopped delivering frames; reopening every 0.3 s" in out
+    wall = np.array([t for t, _ in images]) - time.monotonic() + time.time()
+    stamps = np.array([to_sec(m.header.stamp) for _, m in images])
+    assert np.all(stamps <= wall + 1e-3) and np.all(wall - stamps < 0.5), "stamped with the host time at grab"
+    assert {m.encoding for _, m in images} == {"rgb8"}
