@@ -218,9 +218,9 @@ def test_servo_going_silent_while_running_is_named_within_a_second(emulator, pro
 
 
 def test_wrong_model_and_missing_port_are_one_line_errors(emulator, tmp_path):
-    emu = emulator("dynamixel")  # xl330-m288 servos
+    emu = emulator("dynamixel")  # xm430-w350 servos
     wrong = load_profile(dynamixel_profile(tmp_path, model="xl330-m077"))
-    with pytest.raises(UserError, match=f"servo 11 on {emu.port} is a xl330-m288, but the profile says xl330-m077"):
+    with pytest.raises(UserError, match=f"servo 11 on {emu.port} is a xm430-w350, but the profile says xl330-m077"):
         ServoBusBackend(wrong, port=emu.port)
     with pytest.raises(ServoBusError, match="serial port /dev/ttyNOPE does not exist"):
         ServoBusBackend(load_profile("so101"), port="/dev/ttyNOPE")

@@ -78,6 +78,9 @@ class Bus:
             raise ServoBusError(f"cannot open {port}: {err} (check permissions: add yourself to the dialout group)") from None
         if not opened:
             raise ServoBusError(f"cannot open {port} at {baudrate} baud (unsupported baud rate?)")
+        # The SDKs poll a non-blocking port in a busy loop; a short blocking read returns as soon as
+        # the requested bytes are there but gives the CPU away while a reply is on its way.
+        self.port.ser.timeout = 0.002
         self.ok = self.sdk.COMM_SUCCESS
         self.timeout = self.sdk.COMM_RX_TIMEOUT
 

@@ -18,7 +18,7 @@ from robot_stack.resources import find_config, ros_environment
 EMULATOR = [sys.executable, "-m", "robot_stack.drivers.servo.emulator"]
 
 
-def dynamixel_profile(folder: Path, model: str = "xl330-m288") -> Path:
+def dynamixel_profile(folder: Path, model: str = "xm430-w350") -> Path:
     """The SO-101 profile rebuilt on a Dynamixel bus (same MJCF), with its calibration, in ``folder``."""
     data = yaml.safe_load(find_config("robots", "so101").read_text())
     data["name"] = "so101_dxl"

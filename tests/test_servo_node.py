@@ -1,0 +1,110 @@
+"""servo_arm_node end to end: emulator process + node process + this test, over real DDS."""
+
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import wait_for
+
+from robot_stack import convert
+from robot_stack.contract import Contract
+from robot_stack.drivers.servo.calibration import TickMap, load_calibration
+from robot_stack.drivers.servo.testing import dynamixel_profile, read_status, start_emulator
+from robot_stack.profile import load_profile
+from robot_stack.resources import ros_environment
+
+NODE = [str(Path(sys.executable).parent / "servo_arm_node")]
+
+
+def start(spawn, robot, tmp_path, *emulator_args):
+    status = tmp_path / "status.json"
+    _, port = start_emulator(robot, *emulator_args, status_file=status, popen=spawn)
+    node = spawn([*NODE, "--ros-args", "-p", f"robot:={robot}", "-p", f"port:={port}"], env=ros_environment())
+    return node, port, status
+
+
+def latest_positions(ros, profile, received, timeout=30.0):
+    wait_for(lambda: received, timeout, "joint_states from servo_arm_node")
+    return convert.joint_state_arrays(received[-1][1], profile.all_joint_names)[0]
+
+
+@pytest.mark.parametrize("protocol", ["feetech", "dynamixel"])
+def test_node_publishes_joint_states_and_follows_a_trajectory(ros, spawn, tmp_path, protocol):
+    robot = "so101" if protocol == "feetech" else str(dynamixel_profile(tmp_path))
+    profile = load_profile(robot)
+    contract = Contract(profile)
+    received = ros.collect(contract.joint_states.type, contract.joint_states.name, contract.joint_states.qos)
+    node, port, status = start(spawn, robot, tmp_path)
+    q0 = latest_positions(ros, profile, received)
+    assert list(received[-1][1].name) == profile.all_joint_names
+
+    goal = np.array(profile.sim.home)
+    goal[0], goal[4], goal[5] = 0.5, -0.4, 0.8
+    pub = ros.node.create_publisher(contract.joint_trajectory.type, contract.joint_trajectory.name,
+                                    contract.joint_trajectory.qos)
+    wait_for(lambda: pub.get_subscription_count() > 0, 20, "node subscribed to joint_trajectory")
+    pub.publish(convert.make_trajectory(profile.all_joint_names, [0.5, 2.0], np.stack([q0, goal])))
+    time.sleep(3.5)
+    q = latest_positions(ros, profile, received)
+    assert np.max(np.abs(q - goal)) < 0.1, f"final error {np.abs(q - goal).round(3)}"
+    assert read_status(status)["out_of_limit_writes"] == 0
+    assert node.poll() is None
+
+
+def test_stale_commands_hold_within_two_periods_and_limits_hold(ros, spawn, tmp_path):
+    profile = load_profile("so101")
+    contract = Contract(profile)
+    received = ros.collect(contract.joint_states.type, contract.joint_states.name, contract.joint_states.qos)
+    node, port, status_file = start(spawn, "so101", tmp_path)
+    q0 = latest_positions(ros, profile, received)
+    pub = ros.node.create_publisher(contract.joint_commands.type, contract.joint_commands.name,
+                                    contract.joint_commands.qos)
+    wait_for(lambda: pub.get_subscription_count() > 0, 20, "node subscribed to commands")
+    msg = contract.joint_commands.type()
+
+    # 1. stream a slow ramp on shoulder_pan at 50 Hz, then stop: the node must hold
+    q = q0[:5].copy()
+    for _ in range(60):
+        q[0] += 0.005
+        msg.data = [float(v) for v in q]
+        pub.publish(msg)
+        time.sleep(0.02)
+    deadline = time.monotonic() + 20
+    while True:  # until the bus log shows the goals constant for 0.5 s (the hold) after the last change
+        time.sleep(0.3)
+        log = read_status(status_file)["goal_log"]
+        times, goals = np.array([t for t, _ in log]), np.array([g for _, g in log])
+        changes = np.flatnonzero(np.any(goals[1:] != goals[:-1], axis=1)) + 1
+        if (len(changes) >= 2 and times[-1] - times[changes[-1]] > 0.5) or time.monotonic() > deadline:
+            break
+    hold, last_command = changes[-1], changes[-2]  # the hold write, the first write of the last command
+    period, n = profile.control_period, profile.control.watchdog_periods
+    gap = times[hold] - times[last_command]
+    detail = f"{times[changes[-4:]] - times[changes[-1]]} {goals[changes[-4:]]} {goals[changes[-4:] - 1]}"
+    assert (n - 1) * period <= gap <= (n + 2) * period, f"held {gap * 1e3:.0f} ms after the last command {detail}"
+
+    # 2. far out-of-limit commands are clamped: the bus never sees a goal beyond the joint limits
+    for _ in range(100):
+        msg.data = [10.0, -10.0, 10.0, -10.0, 10.0]
+        pub.publish(msg)
+        time.sleep(0.02)
+    status = read_status(status_file)
+    assert status["out_of_limit_writes"] == 0
+    ticks = TickMap(load_calibration(profile.resolve(profile.hardware.calibration), profile), profile, [4096] * 6)
+    limits = np.array([j.upper if s > 0 else j.lower for j, s in zip(profile.joints, [1, -1, 1, -1, 1])])
+    expected = ticks.ticks(np.append(limits, 0.0))[:5]
+    reached = [np.all(np.abs(np.array(g[:5]) - expected) <= 1) for _, g in status["goal_log"]]
+    assert any(reached), (status["goal_log"][-1], expected)
+    assert node.poll() is None
+
+
+def test_silent_servo_stops_the_node_with_one_line(spawn, tmp_path):
+    node, port, _ = start(spawn, "so101", tmp_path, "--silent", "3")
+    out, _ = node.communicate(timeout=60)
+    assert node.returncode == 2
+    lines = [line for line in out.splitlines() if "error" in line]
+    assert lines and re.search(rf"servo 3 on {re.escape(port)} does not answer: check power, ID and baud rate", lines[-1])
+    assert "Traceback" not in out
