@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = [
     "robot_stack.launcher.cli",
     "robot_stack.profile_cli",
     "robot_stack.sim.cli",
+    "robot_stack.policies.eval_cli",
     "robot_stack.data.cli",
     "robot_stack.drivers.servo.cli",
     "robot_stack.policies.cli",

@@ -1,0 +1,61 @@
+"""``robot-stack eval``: validate a policy on the twin before it goes near hardware."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from robot_stack.cli import add_command
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = add_command(
+        subparsers,
+        "eval",
+        "evaluate a policy on the MuJoCo twin (success rate, videos, sim sign-off)",
+        "Roll a trained policy out on the twin and report its success rate with a 95% interval, episode\n"
+        "lengths and rollout videos. In-process (gym env, fast) by default; --ros N also runs N episodes\n"
+        "through the deploy launch file (twin + policy_server over DDS), the exact path hardware uses.\n"
+        "A passing in-process run (success rate >= --gate) writes <policy>/sim_validation.json, which\n"
+        "deploying with sim:=false requires.",
+    )
+    p.add_argument("--policy", required=True, help="checkpoint folder (robot-stack train ... --out)")
+    p.add_argument("--task", default="pick_cube", help="task name (config/tasks) or YAML path")
+    p.add_argument("--robot", default="so101", help="robot profile name or YAML path")
+    p.add_argument("--episodes", type=int, default=50, help="in-process episodes (0: skip)")
+    p.add_argument("--ros", type=int, default=0, metavar="N", help="also run N episodes over ROS (deploy.launch.xml)")
+    p.add_argument("--gate", type=float, default=0.8, help="success rate needed to pass and sign off")
+    p.add_argument("--seed", type=int, default=1000, help="seed of the first episode (one seed per episode)")
+    p.add_argument("--videos", type=int, default=2, help="episodes to record as mp4")
+    p.add_argument("--inference-steps", type=int, default=0, help="DDIM steps (0: the checkpoint's default)")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default: <policy>/eval_<task>)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from robot_stack.errors import UserError
+    from robot_stack.policies.evaluate import evaluate_in_process, evaluate_over_ros
+
+    if not (Path(args.policy) / "model.safetensors").is_file():
+        raise UserError(f"{args.policy}: not a policy checkpoint (no model.safetensors)")
+    if not 0.0 <= args.gate <= 1.0:
+        raise UserError("--gate must be a success rate between 0 and 1")
+    console = Console()
+    out = args.out or Path(args.policy) / f"eval_{Path(args.task).stem}"
+    passed = True
+    if args.episodes > 0:
+        report = evaluate_in_process(args.policy, args.task, args.robot, args.episodes, seed=args.seed, gate=args.gate,
+                                     videos=args.videos, out_dir=out, inference_steps=args.inference_steps or None)
+        report.save(out, "in_process")
+        record = report.sign_off(args.policy)
+        console.print(report.summary())
+        console.print(f"videos: {', '.join(report.videos) or 'none'}; sign-off record: {record}")
+        passed = report.passed
+    if args.ros > 0:
+        report = evaluate_over_ros(args.policy, args.task, args.robot, args.ros, gate=args.gate, log=out / "ros_launch.log")
+        report.save(out, "ros")
+        console.print(report.summary())
+        passed = passed and report.passed
+    return 0 if passed else 1
