@@ -154,6 +154,8 @@ class RobotBoardScene:
         self.profile, self.mode, self.ee_site = profile, mode, profile.sim.ee_site
         self.base_body = profile.sim.base_body or "world"
         self.qadr = [self.model.jnt_qposadr[self.model.joint(n).id] for n in profile.joint_names]
+        self.hide_robot = mujoco.MjvOption()
+        self.hide_robot.geomgroup[1:] = 0  # the board is in group 0; robot meshes (group 2) would occlude it
 
     def set_joints(self, q_arm: np.ndarray) -> None:
         self.data.qpos[self.qadr] = q_arm
@@ -164,8 +166,8 @@ class RobotBoardScene:
         self.data.mocap_quat[0] = matrix_to_quat_wxyz(pose_world[:3, :3])
         mujoco.mj_forward(self.model, self.data)
 
-    def render(self) -> np.ndarray:
-        self.renderer.update_scene(self.data, camera="cam")
+    def render(self, show_robot: bool = False) -> np.ndarray:
+        self.renderer.update_scene(self.data, camera="cam", scene_option=None if show_robot else self.hide_robot)
         return self.renderer.render().copy()
 
     def in_base(self, pose_world: np.ndarray) -> np.ndarray:
