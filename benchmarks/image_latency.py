@@ -11,7 +11,7 @@ Cases, each at 640x480 and 1280x720 rgb8 and 30 Hz on the so101 profile's ``fron
 The publisher stamps each frame just before converting it (``array_to_image``) and publishing;
 the subscriber takes the receive time after ``image_to_array``. Prints medians and p90 (ms).
 
-    .venv/bin/python benchmarks/image_latency.py [--frames 150] [--json out.json]
+    .venv/bin/python benchmarks/image_latency.py [--rounds 3] [--frames 100] [--json out.json]
 """
 
 from __future__ import annotations
@@ -175,7 +175,8 @@ def summarize(result: dict) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=150, help="measured frames per case (after 15 warm-up frames)")
+    parser.add_argument("--frames", type=int, default=100, help="measured frames per run (after 15 warm-up frames)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of every case, interleaved; latencies are pooled")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--role", choices=("pub", "sub", "same"), help=argparse.SUPPRESS)
     parser.add_argument("--size", choices=tuple(SIZES), help=argparse.SUPPRESS)
@@ -193,13 +194,17 @@ def main() -> int:
     cases = ("same process", "runner profile", "default Fast DDS")
     results: dict[str, dict[str, dict]] = {c: {} for c in cases}
     with tempfile.TemporaryDirectory(prefix="image_latency_") as tmp:
-        jobs = [(c, s) for s in SIZES for c in cases]
-        for case, size in tqdm(jobs, desc="cases", unit="case"):
-            results[case][size] = run_case(case, size, args.frames, Path(tmp))
+        # Rounds interleave the cases so a burst of load on the shared machine hits all of them.
+        jobs = [(c, s) for _ in range(args.rounds) for s in SIZES for c in cases]
+        for case, size in tqdm(jobs, desc="runs", unit="run"):
+            run = run_case(case, size, args.frames, Path(tmp))
+            pooled = results[case].setdefault(size, {"latencies_ms": [], "received": 0, "sent": 0})
+            for key in pooled:
+                pooled[key] += run[key]
 
     load = os.getloadavg()
     console = Console(width=140)
-    console.print(f"sensor_msgs/Image rgb8 at {RATE_HZ:g} Hz, reliable depth 2, {args.frames} frames per case; "
+    console.print(f"sensor_msgs/Image rgb8 at {RATE_HZ:g} Hz, reliable depth 2, {args.rounds} x {args.frames} frames per case; "
                   f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
                   f"load average {load[0]:.1f}, Python {platform.python_version()}")
     table = Table("case", *[f"{s} median / p90 (ms)" for s in SIZES], *[f"{s} vs same process" for s in SIZES],
