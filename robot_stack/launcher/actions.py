@@ -325,6 +325,9 @@ def yaml_typed(text: str) -> object:
 def _write_content_addressed(folder: Path, text: str) -> Path:
     """Write ``text`` to ``<folder>/params_<sha>.yaml`` (same content, same path: dry runs print real paths)."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = folder.lstat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077 or folder.is_symlink():
+        raise UserError(f"{folder} must be a directory owned by you with mode 700 (remove it and retry)")
     path = folder / f"params_{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
     if not path.is_file() or path.read_text() != text:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
