@@ -124,3 +124,13 @@ def test_package_form_looks_in_share_launch() -> None:
     with pytest.raises(UserError, match=r"no launch file 'missing.launch.xml' in package robot_stack \(has: "):
         resolve_launch_file("robot_stack", "missing.launch.xml")
     assert resolve_launch_file(str(FILES / "probes.launch.xml")) == FILES / "probes.launch.xml"
+
+
+def test_params_folder_open_to_others_is_refused(tmp_path: Path) -> None:
+    from robot_stack.launcher.actions import _write_content_addressed
+
+    folder = tmp_path / "params"
+    assert _write_content_addressed(folder, "a: 1\n").read_text() == "a: 1\n"
+    folder.chmod(0o777)
+    with pytest.raises(UserError, match="must be a directory owned by you with mode 700"):
+        _write_content_addressed(folder, "a: 1\n")
