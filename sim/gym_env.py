@@ -2,8 +2,9 @@
 
 Same robot contract as the ROS path: observations and actions are defined in
 ``robot_stack.sim.observation``; one ``step`` is one policy period (``profile.control.policy_rate_hz``)
-of control ticks that interpolate linearly from the previous action to the new one and pass each
-tick's target through the arm core's ``ArmSafety`` (limits and velocity bound), exactly as
+of control ticks that interpolate linearly from the previous action to the new one (the value at
+each tick's start time, reaching the action at the start of the next step, as ``ArmNode`` samples
+a JointTrajectory whose waypoints are the actions) and pass each tick's target through the arm core's ``ArmSafety`` (limits and velocity bound), exactly as
 ``ArmNode`` does for a JointTrajectory on the twin. Reward is the sparse task success; ``info``
 carries ``success`` and the dense ``progress``.
 """
@@ -80,7 +81,7 @@ class TwinEnv(gym.Env):
         if not np.all(np.isfinite(action)):
             raise ValueError("action contains NaN or inf")
         start = self.last_action
-        for k in range(1, self.ticks + 1):
+        for k in range(self.ticks):  # tick k holds the target of its start time, as ArmNode does
             target = start + (action - start) * (k / self.ticks)
             self.command = self.safety.limit(target, self.command)
             self.sim.write(self.command)

@@ -1,0 +1,311 @@
+"""The twin as a real process over DDS: the robot contract, resets, cameras, bad input, and parity
+with the in-process gym env."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import REPO, RosHarness, wait_for
+
+from robot_stack import convert
+from robot_stack.arm.kinematics import Kinematics
+from robot_stack.camera_info import Intrinsics
+from robot_stack.contract import Contract
+from robot_stack.profile import load_profile
+from robot_stack.resources import ros_environment
+from robot_stack.sim.experts import make_expert
+from robot_stack.sim.gym_env import TwinEnv
+from robot_stack.sim.observation import OBJECT_STATE_TOPIC, make_observation
+
+TWIN = str(Path(os.sys.executable).parent / "twin_node")
+SEED = 3
+CAM = {"name": "front", "width": 160, "height": 120, "fps": 10}
+
+
+@pytest.fixture(scope="module")
+def profile_path(tmp_path_factory) -> Path:
+    """SO-101 with one small camera, so rendering keeps up on a loaded CI machine."""
+    data = yaml.safe_load(open(load_profile("so101").source))
+    data["cameras"] = [CAM]
+    path = tmp_path_factory.mktemp("profile") / "so101_small_cam.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+class Twin:
+    def __init__(self, args: list[str], log: Path):
+        self.log = log
+        self.proc = subprocess.Popen([TWIN, "--ros-args", *args], env=ros_environment(), stdout=open(log, "w"),
+                                     stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def harness():
+    h = RosHarness()
+    yield h
+    h.close()
+
+
+@pytest.fixture(scope="module")
+def twin(profile_path, tmp_path_factory, harness):
+    t = Twin(["-p", f"robot:={profile_path}", "-p", "task:=pick_cube", "-p", f"seed:={SEED}"],
+             tmp_path_factory.mktemp("twin") / "twin.log")
+    contract = Contract(load_profile(str(profile_path)))
+    from sensor_msgs.msg import JointState
+
+    states = harness.collect(JointState, contract.joint_states.name, contract.joint_states.qos)
+    try:
+        wait_for(lambda: len(states) > 5 or t.proc.poll() is not None, 90, "twin joint_states")
+        assert t.proc.poll() is None, t.output()
+        yield t
+    finally:
+        t.stop()
+
+
+class Probe:
+    """Latest contract state seen by the harness."""
+
+    def __init__(self, harness: RosHarness, profile_path: Path):
+        from geometry_msgs.msg import PoseStamped
+        from sensor_msgs.msg import JointState
+        from std_msgs.msg import Float64MultiArray
+
+        self.h = harness
+        self.profile = load_profile(str(profile_path))
+        self.c = Contract(self.profile)
+        self.states = harness.collect(JointState, self.c.joint_states.name, self.c.joint_states.qos)
+        self.poses = harness.collect(PoseStamped, self.c.ee_pose.name, self.c.ee_pose.qos)
+        self.objects = harness.collect(Float64MultiArray, OBJECT_STATE_TOPIC, 10)
+        wait_for(lambda: self.states and self.poses and self.objects, 30, "twin state topics")
+
+    def q(self) -> np.ndarray:
+        return convert.joint_state_arrays(self.states[-1][1], self.profile.all_joint_names)[0]
+
+    def ee(self) -> np.ndarray:
+        return convert.pose_arrays(self.poses[-1][1])[0]
+
+    def obj(self) -> np.ndarray:
+        return np.array(self.objects[-1][1].data)
+
+    def stamp(self) -> float:
+        return convert.to_sec(self.states[-1][1].header.stamp)
+
+    def publisher(self, topic):  # noqa: ANN001, ANN201
+        pub = self.c.publisher(self.h.node, topic)
+        wait_for(lambda: pub.get_subscription_count() > 0, 20, f"subscriber on {topic.name}")
+        return pub
+
+    def reset(self, seed: int) -> str:
+        from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+        from rcl_interfaces.srv import SetParameters
+        from std_srvs.srv import Trigger
+
+        request = SetParameters.Request(parameters=[Parameter(
+            name="seed", value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=seed))])
+        assert self.h.call(SetParameters, "/twin/set_parameters", request).results[0].successful
+        message = self.h.call(Trigger, self.c.reset_service.name).message
+        n = len(self.states)
+        wait_for(lambda: len(self.states) > n + 5 and len(self.objects) > 5, 20, "state after reset")
+        time.sleep(0.2)
+        return message
+
+
+@pytest.fixture(scope="module")
+def probe(twin, harness, profile_path):
+    return Probe(harness, profile_path)
+
+
+def test_joint_trajectory_converges(probe):
+    q0 = probe.q()
+    goal = q0.copy()
+    goal[:3] += [0.3, -0.2, 0.25]
+    msg = convert.make_trajectory(probe.profile.all_joint_names, [0.5, 1.0], np.vstack([(q0 + goal) / 2, goal]))
+    probe.publisher(probe.c.joint_trajectory).publish(msg)
+    wait_for(lambda: np.abs(probe.q() - goal).max() < 0.01, 20, "joint_states to reach the trajectory's end")
+
+
+def test_cartesian_pose_is_reached_within_5mm(probe):
+    kin = Kinematics(probe.profile)
+    n_arm = len(probe.profile.joints)
+    q_goal = np.array(probe.profile.sim.home[:n_arm]) + [0.25, 0.2, -0.15, 0.1, 0.3]
+    position, quat = kin.fk(q_goal)
+    pub = probe.publisher(probe.c.target_pose)
+    pub.publish(convert.make_pose(position, quat, probe.profile.frames.base))
+    wait_for(lambda: np.linalg.norm(probe.ee() - position) < 0.005, 30, "ee_pose within 5 mm of the target")
+
+
+def test_bad_commands_are_rejected_without_moving(probe, twin):
+    from std_msgs.msg import Float64MultiArray
+
+    time.sleep(0.5)
+    before = probe.q()
+    names = list(probe.profile.all_joint_names)
+    names[1] = "no_such_joint"
+    probe.publisher(probe.c.joint_trajectory).publish(
+        convert.make_trajectory(names, [0.5], (before + 0.3)[None, :]))
+    commands = probe.publisher(probe.c.joint_commands)
+    time.sleep(1.2)  # rejections are logged at most once a second
+    commands.publish(Float64MultiArray(data=[float("nan")] * len(probe.profile.joints)))
+    time.sleep(1.2)
+    commands.publish(Float64MultiArray(data=[0.1, 0.2]))
+    time.sleep(1.2)
+    assert np.abs(probe.q() - before).max() < 2e-3
+    out = twin.output()
+    assert "rejected joint_trajectory" in out and "no_such_joint" in out
+    assert "rejected commands: command contains NaN" in out
+    assert "rejected commands: command has 2 values" in out
+
+
+def test_reset_with_the_same_seed_gives_the_same_state(probe):
+    assert probe.reset(11) == "reset with seed 11"
+    first_obj, first_q = probe.obj(), probe.q()
+    goal = first_q.copy()
+    goal[0] += 0.4
+    probe.publisher(probe.c.joint_trajectory).publish(
+        convert.make_trajectory(probe.profile.all_joint_names, [0.3], goal[None, :]))
+    wait_for(lambda: abs(probe.q()[0] - goal[0]) < 0.05, 20, "arm to move")
+    probe.reset(11)
+    assert np.allclose(probe.obj(), first_obj, atol=1e-6)
+    assert np.allclose(probe.q(), first_q, atol=1e-3)
+    probe.reset(12)
+    assert not np.allclose(probe.obj()[:2], first_obj[:2], atol=1e-3)
+
+
+def test_task_success_reports_progress_and_pause_stops_time(probe):
+    from std_srvs.srv import SetBool, Trigger
+
+    reply = probe.h.call(Trigger, probe.c.task_success_service.name)
+    assert reply.success is False and "progress=" in reply.message
+    assert probe.h.call(SetBool, probe.c.pause_service.name, SetBool.Request(data=True)).success
+    time.sleep(0.3)
+    n = len(probe.states)
+    time.sleep(1.0)
+    assert len(probe.states) - n <= 1, "a paused twin does not advance"
+    probe.h.call(SetBool, probe.c.pause_service.name, SetBool.Request(data=False))
+    wait_for(lambda: len(probe.states) > n + 20, 20, "joint_states after unpausing")
+
+
+def test_camera_stream_stamps_and_info(probe):
+    """Real-time mode: capture stamps on the camera's frame grid, increasing; CameraInfo matches the MJCF fovy.
+    (The wall-clock frame rate depends on the renderer: see benchmarks/sim_realtime.py.)"""
+    from sensor_msgs.msg import CameraInfo, Image
+
+    topics = probe.c.camera("front")
+    images = probe.h.collect(Image, topics.image.name, topics.image.qos)
+    infos = probe.h.collect(CameraInfo, topics.info.name, topics.info.qos)
+    wait_for(lambda: len(images) >= 4 and len(infos) >= 4, 60, "images")
+    stamps = np.array([convert.to_sec(m.header.stamp) for _, m in images])
+    assert np.all(np.diff(stamps) > 0), "image stamps increase strictly"
+    frames = np.diff(stamps) * CAM["fps"]
+    assert np.allclose(frames, np.round(frames), atol=0.02), "stamps lie on the 1/fps grid of sim time"
+    image = convert.image_to_array(images[-1][1])
+    assert image.shape == (CAM["height"], CAM["width"], 3) and image.std() > 5
+    info = infos[-1][1]
+    assert (info.width, info.height) == (CAM["width"], CAM["height"])
+    assert info.header.frame_id == images[-1][1].header.frame_id == "front_color_optical_frame"
+    assert np.allclose(np.array(info.k).reshape(3, 3), Intrinsics.from_fovy(CAM["width"], CAM["height"], 45.0).K)
+    info_stamps = {convert.to_sec(m.header.stamp) for _, m in infos}
+    assert stamps[-2] in info_stamps, "every image has a CameraInfo with the same stamp"
+
+
+def test_ros_path_matches_the_in_process_env(probe, profile_path):
+    """Same seed and action sequence: same observation keys/shapes/dtypes/bounds and trajectory."""
+    from sensor_msgs.msg import Image
+
+    env = TwinEnv(str(profile_path), "pick_cube", cameras=["front"])
+    try:
+        obs, _ = env.reset(seed=21)
+        expert = make_expert(env.profile, env.task_config)
+        actions, expected = [], [obs]
+        for _ in range(12):
+            actions.append(expert.act({k: v.astype(float) for k, v in obs.items()}))
+            obs, *_ = env.step(actions[-1])
+            expected.append(obs)
+
+        probe.reset(21)
+        images = probe.h.collect(Image, probe.c.camera("front").image.name, probe.c.camera("front").image.qos)
+        wait_for(lambda: images, 20, "an image")
+        q_start = probe.q()
+        assert np.allclose(q_start, expected[0]["joint_pos"], atol=1e-3)
+        assert np.allclose(probe.obj(), expected[0]["object_state"], atol=1e-3)  # the cube settles
+        pose = probe.poses[-1][1]
+        ros_obs = make_observation(q_start, np.zeros_like(q_start), *convert.pose_arrays(pose), probe.obj(),
+                                   {"front": convert.image_to_array(images[-1][1])})
+        assert set(ros_obs) == set(expected[0])
+        for key, value in ros_obs.items():
+            assert value.shape == expected[0][key].shape and value.dtype == expected[0][key].dtype, key
+        assert env.observation_space.contains(ros_obs)
+
+        dt = 1.0 / env.profile.control.policy_rate_hz
+        start = probe.stamp() + 0.3
+        times = dt * np.arange(1, len(actions) + 1)
+        msg = convert.make_trajectory(probe.profile.all_joint_names, times, np.array(actions), convert.to_stamp(start))
+        probe.publisher(probe.c.joint_trajectory).publish(msg)
+        wait_for(lambda: probe.stamp() > start + times[-1] + 0.05, 30, "the trajectory to finish")
+        history = [(convert.to_sec(m.header.stamp), m) for _, m in probe.states]
+        stamps = np.array([s for s, _ in history])
+        for k, t in enumerate(times, start=1):
+            i = int(np.argmin(np.abs(stamps - (start + t))))
+            q = convert.joint_state_arrays(history[i][1], probe.profile.all_joint_names)[0]
+            assert np.abs(q - expected[k]["joint_pos"]).max() < 0.03, (k, q, expected[k]["joint_pos"])
+        assert np.allclose(probe.obj()[:3], expected[-1]["object_state"][:3], atol=0.01)
+    finally:
+        env.close()
+
+
+def test_paced_mode_publishes_clock_and_every_frame_at_the_configured_rate(profile_path, tmp_path, harness):
+    """realtime_factor != 1: /clock carries sim time and the renderer paces the sim, so every frame
+    arrives, exactly 1/fps apart in sim time."""
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import Image
+
+    clocks = harness.collect(Clock, "/clock", 10)
+    contract = Contract(load_profile(str(profile_path)))
+    topic = contract.camera("front").image
+    images = harness.collect(Image, f"/fast/{topic.name}", topic.qos)
+    twin = Twin(["-p", f"robot:={profile_path}", "-p", "task:=reach", "-p", "realtime_factor:=0.0",
+                 "-r", "__ns:=/fast"], tmp_path / "fast.log")
+    try:
+        wait_for(lambda: len(images) > 3 or twin.proc.poll() is not None, 90, "images from the paced twin")
+        assert twin.proc.poll() is None, twin.output()
+        n0, t0 = len(images), convert.to_sec(clocks[-1][1].clock)
+        time.sleep(4.0)
+        window = [convert.to_sec(m.header.stamp) for _, m in images[n0 - 1:]]
+        sim_elapsed = convert.to_sec(clocks[-1][1].clock) - t0
+        assert sim_elapsed > 0.3
+        assert np.allclose(np.diff(window), 1.0 / CAM["fps"], atol=1e-3), np.diff(window)
+        assert abs(len(window) - 1 - sim_elapsed * CAM["fps"]) <= 3
+    finally:
+        twin.stop()
+
+
+def test_bad_profile_exits_with_one_line_error(tmp_path):
+    data = yaml.safe_load(open(load_profile("so101").source))
+    data["joints"][0]["name"] = "shoulder_spin"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    proc = subprocess.run([TWIN, "--ros-args", "-p", f"robot:={path}"], env=ros_environment(), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "'shoulder_spin' is not in the model" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
