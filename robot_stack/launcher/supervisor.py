@@ -246,13 +246,19 @@ class Supervisor:
             for raw in iter(pipe.readline, b""):
                 line = raw.decode(errors="replace").rstrip("\n")
                 with self._print_lock:
-                    stream.write(f"[{label}] {line}\n")
-                    stream.flush()
+                    try:
+                        stream.write(f"[{label}] {line}\n")
+                        stream.flush()
+                    except (OSError, ValueError):  # our output is gone (closed pipe): keep draining
+                        pass
 
     def _log(self, label: str, message: str, level: str = "INFO") -> None:
         with self._print_lock:
-            self._out.write(f"[{level}] [{label}]: {message}\n")
-            self._out.flush()
+            try:
+                self._out.write(f"[{level}] [{label}]: {message}\n")
+                self._out.flush()
+            except (OSError, ValueError):
+                pass
 
 
 def _killpg(pgid: int, sig: int) -> None:
