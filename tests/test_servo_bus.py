@@ -224,3 +224,25 @@ def test_wrong_model_and_missing_port_are_one_line_errors(emulator, tmp_path):
         ServoBusBackend(wrong, port=emu.port)
     with pytest.raises(ServoBusError, match="serial port /dev/ttyNOPE does not exist"):
         ServoBusBackend(load_profile("so101"), port="/dev/ttyNOPE")
+
+
+def test_dynamixel_bulk_read_and_broadcast_ping(clean):
+    if clean.profile.hardware.backend != "dynamixel":
+        pytest.skip("bulk read and broadcast ping are Protocol 2.0 instructions")
+    import dynamixel_sdk as dxl
+
+    port = dxl.PortHandler(clean.port)
+    assert port.openPort()
+    packets = dxl.PacketHandler(2.0)
+    try:
+        found, result = packets.broadcastPing(port)
+        assert result == dxl.COMM_SUCCESS
+        assert {sid: model for sid, (model, _fw) in found.items()} == {sid: 1020 for sid in clean.profile.hardware.ids}
+        bulk = dxl.GroupBulkRead(port, packets)
+        ids = clean.profile.hardware.ids
+        assert bulk.addParam(ids[0], 132, 4) and bulk.addParam(ids[1], 64, 1)
+        assert bulk.txRxPacket() == dxl.COMM_SUCCESS
+        assert 0 < bulk.getData(ids[0], 132, 4) < 4096
+        assert bulk.getData(ids[1], 64, 1) in (0, 1)
+    finally:
+        port.closePort()

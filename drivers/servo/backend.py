@@ -61,8 +61,8 @@ class Bus:
             self.packets = self.sdk.PacketHandler(0)  # STS/SMS: little-endian words
         self.port_name = port
         if not Path(port).exists():
-            raise ServoBusError(f"serial port {port} does not exist: check the USB cable, or set port:=... "
-                                "(robot-stack servo scan --port ... lists servos)")
+            raise ServoBusError(f"serial port {port} does not exist: check the USB cable and the port name "
+                                "(robot-stack servo scan --port PORT lists the servos on a port)")
         self.port = self.sdk.PortHandler(port)
         sdk_timeout = self.port.setPacketTimeout
 

@@ -16,9 +16,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     scan.add_argument("--baudrate", type=int, default=1_000_000, help="bus baud rate")
     scan.add_argument("--max-id", type=int, default=20, help="highest ID to ping (each absent ID costs ~35 ms)")
     scan.set_defaults(handler=_scan)
-    emulate = add_command(sub, "emulate", "run the servo-bus emulator (same options as servo_bus_emulator)")
-    emulate.add_argument("args", nargs=argparse.REMAINDER, help="emulator options, see servo_bus_emulator --help")
-    emulate.set_defaults(handler=lambda a: __import__("robot_stack.drivers.servo.emulator", fromlist=["main"]).main(a.args))
+    from robot_stack.drivers.servo import emulator  # light: heavy imports happen in its handler
+
+    emulate = add_command(sub, "emulate", "emulate a servo bus on a pty (MuJoCo physics)", emulator.DESCRIPTION)
+    emulator.add_arguments(emulate)
+    emulate.set_defaults(handler=emulator.run)
     parser.set_defaults(handler=lambda _a: parser.print_help() or 0)
 
 

@@ -403,13 +403,18 @@ def _ids(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated servo IDs, got {text!r}") from None
 
 
+DESCRIPTION = ("Emulate a Dynamixel (Protocol 2.0) or Feetech STS servo bus on a pseudo-terminal, with the "
+               "joints driven by MuJoCo physics of the robot. Prints {\"port\": ...} as the first stdout line.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="servo_bus_emulator",
-        description="Emulate a Dynamixel (Protocol 2.0) or Feetech STS servo bus on a pseudo-terminal, with the "
-                    "joints driven by MuJoCo physics of the robot. Prints {\"port\": ...} as the first stdout line.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = argparse.ArgumentParser(prog="servo_bus_emulator", description=DESCRIPTION,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--robot", default="so101", help="robot profile name or YAML path")
     parser.add_argument("--calibration", default=None,
                         help="joint calibration YAML (default: the profile's hardware.calibration)")
@@ -421,11 +426,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overload", type=_ids, default=(), help="servo IDs that report an overload error")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added delay before each reply, ms")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the fault injection")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM."""
     try:
         emulator = _build(args)
     except UserError as err:
