@@ -1,0 +1,123 @@
+"""Arm joint calibration against the servo-bus emulator (its own process, on a pty) with known offsets.
+
+The emulator maps joint angles to ticks through a secret "true" calibration; a test "hand" puts the
+arm in a pose by closing the loop on that true calibration (as a jig would), and the calibrator,
+which only reads raw ticks, must recover the true file exactly.
+"""
+
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from robot_stack.calibration.arm import ArmCalibrator, RawBus
+from robot_stack.drivers.servo.backend import ServoBusBackend
+from robot_stack.drivers.servo.calibration import load_calibration, make_calibration, save_calibration
+from robot_stack.drivers.servo.testing import start_emulator
+from robot_stack.errors import UserError
+from robot_stack.profile import load_profile
+from robot_stack.resources import find_config
+
+ZEROS = [1811, 2302, 1950, 2233, 1702, 2150]
+DIRECTIONS = [-1, 1, 1, -1, 1, -1]
+REFERENCE = [0.4, -0.6, 0.7, 0.5, -0.8, 0.3]
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory):
+    """(profile, true calibration, emulator port): the SO-101 with unknown (to the calibrator) offsets."""
+    folder = tmp_path_factory.mktemp("arm")
+    data = yaml.safe_load(find_config("robots", "so101").read_text())
+    data["hardware"]["calibration"] = str(folder / "so101_follower.yaml")  # what the calibrator writes
+    path = folder / "so101.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    profile = load_profile(path)
+    truth = make_calibration(profile, ZEROS, DIRECTIONS)
+    save_calibration(truth, folder / "truth.yaml")
+    proc, port = start_emulator(str(path), "--calibration", str(folder / "truth.yaml"))
+    yield profile, truth, port, folder
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def place(profile, truth, port, angles, timeout=60.0):
+    """Hold the arm at ``angles`` to within half a tick (integral action against gravity sag)."""
+    backend = ServoBusBackend(profile, port=port, calibration=truth)
+    try:
+        target = np.asarray(angles, dtype=float)
+        goal = target.copy()
+        rad_per_tick = backend.ticks.rad_per_tick
+        deadline = time.monotonic() + timeout
+        settled = 0
+        while time.monotonic() < deadline:
+            backend.write(goal)
+            time.sleep(0.25)
+            error = target - backend.read().position
+            if np.all(np.abs(error) < 0.5 * rad_per_tick):
+                settled += 1
+                if settled >= 3:
+                    return
+                continue
+            settled = 0
+            goal = goal + 0.8 * error
+        raise AssertionError(f"arm did not settle at {angles}: error {error}")
+    finally:
+        backend.close()
+
+
+def test_recovers_known_offsets_and_directions_exactly(rig):
+    profile, truth, port, folder = rig
+    place(profile, truth, port, np.zeros(6))
+    bus = RawBus(profile, port)
+    cal = ArmCalibrator(profile, bus.resolutions)
+    try:
+        cal.record_zero(bus.sample())
+        bus.close()
+        place(profile, truth, port, REFERENCE)
+        bus = RawBus(profile, port)
+        cal.record_reference(bus.sample(), np.array(REFERENCE))
+    finally:
+        bus.close()
+    result = cal.build(cal.directions("reference"), ranges="profile")
+    assert {n: j.zero for n, j in result.joints.items()} == dict(zip(profile.all_joint_names, ZEROS))
+    assert [j.direction for j in result.joints.values()] == DIRECTIONS
+    assert result == truth  # ranges from the profile limits match too
+    save_calibration(result, folder / "out.yaml")
+    assert load_calibration(folder / "out.yaml", profile) == truth
+
+
+def test_ranges_from_moved_extremes_and_bad_reference(rig):
+    profile, truth, port, _ = rig
+    cal = ArmCalibrator(profile, [4096] * 6)
+    cal.record_zero(np.array(ZEROS))
+    for ticks in ([z - 300 for z in ZEROS], [z + 500 for z in ZEROS], ZEROS):
+        cal.observe(np.array(ticks))
+    built = cal.build(DIRECTIONS, ranges="moved")
+    assert [(j.min, j.max) for j in built.joints.values()] == [(z - 300, z + 500) for z in ZEROS]
+    # the arm was not moved to the reference pose: a clear one-line error
+    cal.record_reference(np.array(ZEROS), np.array(REFERENCE))
+    with pytest.raises(UserError, match="moved 0 deg between the zero and reference poses"):
+        cal.directions("reference")
+    # a joint left at 0 in the reference pose: its direction comes from the fallback calibration, or fails
+    reference = np.array([0.0, *REFERENCE[1:]])
+    ticks = np.array(ZEROS) + np.rint(np.array(DIRECTIONS) * reference * 4096 / (2 * np.pi)).astype(int)
+    cal.record_reference(ticks, reference)
+    assert cal.directions("reference", fallback=truth) == DIRECTIONS
+    with pytest.raises(UserError, match="direction of joint 'shoulder_pan' is unknown"):
+        cal.directions("reference")
+    # directions from the user moving each joint in its positive direction
+    cal.record_moved(np.array(ZEROS), np.array(ZEROS) + 60 * np.array(DIRECTIONS))
+    assert cal.directions("moved") == DIRECTIONS
+    with pytest.raises(UserError, match="sweep"):
+        ArmCalibrator(profile, [4096] * 6, zero=np.array(ZEROS), seen_min=np.array(ZEROS), seen_max=np.array(ZEROS) + 5
+                      ).build(DIRECTIONS, ranges="moved")
+
+
+def test_raw_bus_errors(rig, tmp_path):
+    profile, *_ = rig
+    with pytest.raises(UserError, match="does not exist"):
+        RawBus(profile, str(tmp_path / "ttyNONE"))
+    panda = load_profile("panda")
+    with pytest.raises(UserError, match="not a servo bus"):
+        RawBus(panda)
