@@ -230,3 +230,23 @@ def test_zarr_local_store_pin() -> None:
     from zarr.storage import LocalStore
 
     assert hasattr(LocalStore, "_set"), "zarr changed LocalStore internals: re-check DurableLocalStore"
+
+
+def test_jpeg_codec_round_trip_with_plain_zarr(tmp_path: Path) -> None:
+    """image_codec='jpeg': ~20x smaller, lossy; plain zarr reads it once robot_stack.data is imported."""
+    yy, xx = np.mgrid[0:96, 0:128]
+    smooth = np.stack([xx * 2, yy * 2, (xx + yy)], -1).astype(np.uint8)
+    frames = np.stack([np.roll(smooth, k, axis=1) for k in range(6)])
+    store = EpisodeStore(tmp_path / "j", "a", image_codec="jpeg")
+    store.append_episode({"timestamp": np.arange(6) * 0.1, "front_image": frames})
+    store.append_episode({"timestamp": np.arange(3) * 0.1, "front_image": frames[:3]})
+    import robot_stack.data  # noqa: F401  (registers the codec, as any reader of such a store must)
+
+    got = zarr.open_group(tmp_path / "j", mode="r")["data/front_image"][:]
+    assert got.shape == (9, 96, 128, 3) and got.dtype == np.uint8
+    error = np.abs(got[:6].astype(int) - frames).mean()
+    assert 0 < error < 2.0, error
+    meta = json.loads((tmp_path / "j" / "data" / "front_image" / "zarr.json").read_text())
+    assert meta["codecs"][0]["name"] == "robot_stack.jpeg"
+    chunk = (tmp_path / "j" / "data" / "front_image" / "c" / "0" / "0" / "0" / "0").read_bytes()
+    assert chunk[:2] == b"\xff\xd8"  # a plain JPEG file per frame
