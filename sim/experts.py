@@ -112,11 +112,14 @@ class Expert:
         self.kin = kinematics if kinematics is not None else Kinematics(profile)
         self.n_arm = len(profile.joints)
         self.dt = 1.0 / profile.control.policy_rate_hz
-        width = 2 * min(config.object.half_size[:2])
-        self.geometry = GraspGeometry.from_model(self.kin, profile, width)
+        self.geometry = GraspGeometry.from_model(self.kin, profile, self.jaw_width())
         self.gripper_open = profile.gripper.open if profile.gripper else None
         self.gripper_closed = profile.gripper.closed if profile.gripper else None
         self.reset()
+
+    def jaw_width(self) -> float:
+        """Pad gap (m) at which the grasp point is computed: the object's width for grasps."""
+        return 2 * min(self.config.object.half_size[:2])
 
     def reset(self) -> None:
         self.q_cmd: np.ndarray | None = None
@@ -214,25 +217,50 @@ class PickCubeExpert(Expert):
 
 
 class PushExpert(Expert):
+    """Push the block along the line to its target with the closed jaws; if it arrives turned, grip it
+    where it lies, turn it to the target yaw on the table and let go."""
+
     approach_height = 0.05
+    regrip_height = 0.06
     push_height = 0.012
     push_step = 0.012  # m the setpoint leads the block per policy step
     lateral_tolerance = 0.012
+    turn_steps = 8
+
+    def __init__(self, profile: RobotProfile, config: TaskConfig, kinematics: Kinematics | None = None):
+        super().__init__(profile, config, kinematics)
+        self.pusher = self.geometry
+        self.gripper_geometry = GraspGeometry.from_model(self.kin, profile, 2 * min(config.object.half_size[:2]))
+
+    def jaw_width(self) -> float:
+        return 0.004  # the closed jaws are the pusher
+
+    def reset(self) -> None:
+        super().reset()
+        if hasattr(self, "pusher"):
+            self.geometry = self.pusher
+        self.turn = 0.0
+
+    def _use(self, geometry: GraspGeometry) -> None:
+        if geometry is not self.geometry:
+            self.geometry, self.setpoint = geometry, None
 
     def act(self, obs: dict) -> np.ndarray:
         state = np.asarray(obs["object_state"], dtype=float)
-        block, goal = state[:2], state[3:5]
+        block, block_yaw, goal, goal_yaw = state[:2], state[2], state[3:5], state[5]
         half = self.config.object.half_size[0]
         self.steps += 1
         to_goal = goal - block
         dist = float(np.linalg.norm(to_goal))
         u = to_goal / max(dist, 1e-9)
-        behind = block - u * (half * np.sqrt(2) + 0.015)
-        grasp = self.grasp_point(obs)
+        yaw_error = float((block_yaw - goal_yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4)
         if self.phase == "start":
+            self._use(self.pusher)
             self.gripper = self.gripper_closed
             self.rot = self.geometry.top_down(self.natural_yaw(obs, np.pi, np.arctan2(u[1], u[0]) + np.pi / 2))
             self.phase, self.steps = "above", 0
+        grasp = self.grasp_point(obs)
+        behind = block - u * (half * np.sqrt(2) + 0.015)
         rel = grasp[:2] - block
         lateral = abs(rel[0] * -u[1] + rel[1] * u[0])
         along = rel @ u  # negative when behind the block
@@ -244,18 +272,51 @@ class PushExpert(Expert):
                 self.phase, self.steps = "push", 0
         if self.phase == "push":
             if dist < 0.5 * self.config.success_distance:
-                self.move(obs, np.array([*grasp[:2], self.push_height]), self.careful_speed)
+                if abs(yaw_error) > 0.6 * self.config.yaw_tolerance:
+                    self.phase, self.steps = "regrip", 0
+                else:
+                    self.move(obs, np.array([*grasp[:2], self.push_height]), self.careful_speed)
             elif lateral > self.lateral_tolerance or along > -half:
                 self.phase, self.steps = "retreat", 0
             else:
                 contact = block - u * (half + 0.004)
                 target = contact + u * min(self.push_step, dist)
-                # steer sideways onto the line through the block centre
                 self.move(obs, np.array([*target, self.push_height]), self.careful_speed)
         if self.phase == "retreat":
             if self.move(obs, np.array([*grasp[:2], self.approach_height]), self.speed) < 0.01 or self.steps > 15:
                 self.phase, self.steps = "start", 0
-                self.gripper = self.gripper_closed
+        # turning the block in place: grip it across two faces, turn the wrist, let go
+        if self.phase == "regrip":
+            lift = self.move(obs, np.array([*grasp[:2], self.regrip_height]), self.speed)
+            if lift < 0.015 or self.steps > 15:
+                self._use(self.gripper_geometry)
+                self.gripper = self.gripper_open
+                self.grip_yaw = self.natural_yaw(obs, np.pi / 2, block_yaw)
+                self.rot = self.geometry.top_down(self.grip_yaw)
+                self.turn = yaw_error
+                self.phase, self.steps = "grip_above", 0
+        if self.phase == "grip_above":
+            if self.move(obs, np.array([*block, self.regrip_height]), self.speed) < 0.01 or self.steps > 40:
+                self.phase, self.steps = "grip_descend", 0
+        if self.phase == "grip_descend":
+            if self.move(obs, np.array([*block, half]), self.careful_speed) < 0.006 or self.steps > 30:
+                self.phase, self.steps = "grip_close", 0
+        if self.phase == "grip_close":
+            self.gripper = self.gripper_closed
+            if self.steps > 5:
+                self.phase, self.steps = "grip_turn", 0
+        if self.phase == "grip_turn":
+            self.rot = self.geometry.top_down(self.grip_yaw - self.turn * min(1.0, self.steps / self.turn_steps))
+            self.move(obs, np.array([*grasp[:2], half + 0.002]), self.careful_speed)
+            if self.steps > self.turn_steps + 3:
+                self.phase, self.steps = "grip_open", 0
+        if self.phase == "grip_open":
+            self.gripper = self.gripper_open
+            if self.steps > 4:
+                self.phase, self.steps = "grip_up", 0
+        if self.phase == "grip_up":
+            if self.move(obs, np.array([*grasp[:2], self.regrip_height]), self.speed) < 0.015 or self.steps > 15:
+                self.phase, self.steps = "start", 0
         return self.command(obs)
 
 
