@@ -281,3 +281,30 @@ def mujoco_camera_pose(position: np.ndarray, quat_xyzw: np.ndarray) -> tuple[np.
     """MJCF camera ``pos`` and ``quat`` (wxyz) for an optical-frame pose (MuJoCo cameras look along -z, y up)."""
     R = pose_from_xyzw(position, quat_xyzw)[:3, :3] @ np.diag([1.0, -1.0, -1.0])
     return np.asarray(position, float), matrix_to_quat_wxyz(R)
+
+
+def calibrate_views(profile, mode: Mode, images: Sequence[tuple[str, np.ndarray]], joints: np.ndarray,  # noqa: ANN001
+                    board, intrinsics: Intrinsics, camera_frame: str, *, method: str = "park",
+                    max_view_rms: float = 2.0) -> tuple[HandEyeResult, list[str]]:
+    """Hand-eye from named images and the arm joints at each (profile order); returns the result and the
+    names of the images without the board. Robot poses come from the profile's MJCF (``Kinematics.fk``)."""
+    from robot_stack.arm.kinematics import Kinematics
+
+    if len(images) != len(joints):
+        raise UserError(f"{len(images)} images but {len(joints)} joint readings: they must pair up")
+    kin = Kinematics(profile)
+    ee, boards, missing = [], [], []
+    for (name, image), q in zip(images, joints):
+        hit = board.detect(image)
+        if hit is None:
+            missing.append(name)
+            continue
+        pose, rms = board_pose(hit[0], board.points_for(hit[1]), intrinsics)
+        if rms > max_view_rms:
+            raise UserError(f"{name}: board reprojection error {rms:.1f} px: wrong intrinsics for this camera "
+                            "(calibrate intrinsics first) or a blurred image")
+        position, quat = kin.fk(q)
+        ee.append(pose_from_xyzw(position, quat))
+        boards.append(pose)
+    parent = profile.frames.end_effector if mode == "eye_in_hand" else profile.frames.base
+    return calibrate(ee, boards, mode, parent=parent, child=camera_frame, method=method), missing

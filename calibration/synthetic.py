@@ -187,3 +187,45 @@ def _quat_to_matrix(wxyz: np.ndarray) -> np.ndarray:
     m = np.zeros(9)
     mujoco.mju_quat2Mat(m, np.asarray(wxyz, dtype=float))
     return m.reshape(3, 3)
+
+
+def handeye_capture(profile: RobotProfile, mode: str, board: Board, n: int = 18, *, seed: int = 0,
+                    fovy: float = 60.0, width: int = 640, height: int = 480,
+                    spread: tuple[float, ...] = (0.3, 0.3, 0.3, 0.48, 0.75)) -> dict:
+    """Render ``n`` views of a hand-eye set-up around the profile's home pose.
+
+    Returns ``joints`` (n, arm joints) and ``images`` (n RGB) in view order, and ``truth``: the camera
+    optical frame in the EE frame (eye_in_hand) or in the base frame (eye_to_hand), 4x4.
+    """
+    assert profile.sim is not None
+    home = np.array(profile.sim.home[:len(profile.joints)]) if profile.sim.home else np.zeros(len(profile.joints))
+    probe = RobotBoardScene(profile, mode, np.eye(4), board, fovy=fovy, width=width, height=height)
+    probe.set_joints(home)
+    ee = probe.ee_pose()
+    probe.close()
+    p = ee[:3, 3]
+    if mode == "eye_in_hand":  # camera 4 cm above the tool, board 25 cm ahead and below
+        cam = look_at(p + np.array([0.0, 0.0, 0.04]), p + np.array([0.12, 0.0, -0.2]))
+        mount, mocap = np.linalg.inv(ee) @ cam, transform(cam[:3, :3], p + np.array([0.12, 0.0, -0.2]))
+    else:  # board 7 cm above the tool, camera ~40 cm away looking at it
+        at = p + np.array([0.0, 0.0, 0.07])
+        cam = look_at(at + np.array([0.25, 0.1, 0.25]), at)
+        mount, mocap = np.linalg.inv(ee) @ transform(cam[:3, :3], at), cam
+    scene = RobotBoardScene(profile, mode, mount, board, fovy=fovy, width=width, height=height)
+    rng = np.random.default_rng(seed)
+    joints, images, tries = [], [], 0
+    try:
+        scene.set_mocap(mocap)
+        while len(images) < n and tries < 10 * n:
+            tries += 1
+            q = home + rng.uniform(-1, 1, len(home)) * np.resize(np.asarray(spread), len(home))
+            scene.set_joints(q)
+            image = scene.render()
+            if board.detect(image) is not None:
+                joints.append(q)
+                images.append(image)
+        cam_base = scene.in_base(scene.camera_pose())
+        truth = np.linalg.inv(scene.in_base(scene.ee_pose())) @ cam_base if mode == "eye_in_hand" else cam_base
+    finally:
+        scene.close()
+    return {"joints": np.array(joints), "images": images, "truth": truth}
