@@ -149,7 +149,7 @@ def test_gym_env_spaces_and_steps(task):
         action[0] += 0.2
         obs2, reward, terminated, truncated, info = env.step(action)
         assert env.observation_space.contains(obs2)
-        assert obs2["joint_pos"][0] > obs["joint_pos"][0] + 0.1
+        assert obs2["joint_pos"][0] > obs["joint_pos"][0] + 0.05
         assert env.sim.episode_time == pytest.approx(1.0 / env.profile.control.policy_rate_hz)
         with pytest.raises(ValueError):
             env.step(np.full_like(action, np.nan))
