@@ -80,6 +80,18 @@ class RawBus:
             time.sleep(period)
         return np.rint(np.median(np.array(reads), axis=0)).astype(np.int64)
 
+    def release(self) -> None:
+        """Torque off on every servo (the arm goes limp: support it first)."""
+        for sid, model in zip(self.ids, self.models):
+            reg = model.reg("torque_enable")
+            for _ in range(self.retries + 1):
+                self.bus.flush()
+                result, _ = self.bus.packets.write1ByteTxRx(self.bus.port, sid, reg.address, 0)
+                if result == self.bus.ok:
+                    break
+            else:
+                raise no_answer(sid, self.port_name)
+
     def close(self) -> None:
         self.bus.close()
 

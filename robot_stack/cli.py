@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES = [
     "robot_stack.data.cli",
     "robot_stack.drivers.servo.cli",
     "robot_stack.policies.cli",
+    "robot_stack.calibration.cli",
 ]
 
 
