@@ -81,7 +81,7 @@ def test_records_episodes_from_a_publisher_process(ros, spawn, tmp_path: Path) -
     recorder = spawn([
         str(Path(sys.executable).parent / "recorder_node"), "--ros-args",
         "-p", "profile:=so101", "-p", "cameras:=front", "-p", f"store:={store_path}",
-        "-p", "record_rate_hz:=10.0", "-p", "task:=pick the cube", "-p", "operator:=ci",
+        "-p", "record_rate_hz:=10.0", "-p", "latency_s:=0.3", "-p", "task:=pick the cube", "-p", "operator:=ci",
     ])
 
     def start_when_streams_arrive() -> bool:
@@ -117,7 +117,7 @@ def test_records_episodes_from_a_publisher_process(ros, spawn, tmp_path: Path) -
     for i, expected_s in enumerate((2.0, 1.5)):
         ep = store.episode(i)
         n = len(ep["timestamp"])
-        assert abs(n / 10.0 - expected_s) < 0.6, (n, log)
+        assert 0.5 * expected_s <= n / 10.0 <= expected_s + 2.0, (n, log)  # service calls may be slow under load
         np.testing.assert_allclose(np.diff(ep["timestamp"]), 0.1, atol=1e-6)  # fixed grid at 10 Hz
         assert ep["joint_pos"].shape == (n, 6) and ep["joint_pos"].dtype == np.float32
         assert ep["front_image"].shape == (n, 480, 640, 3) and ep["front_image"].dtype == np.uint8
@@ -125,21 +125,62 @@ def test_records_episodes_from_a_publisher_process(ros, spawn, tmp_path: Path) -
         for t, stamp, image in zip(ep["timestamp"], ep["front_stamp"], ep["front_image"]):
             k = int(image[0, 0, 0]) + 256 * int(image[0, 0, 1])
             assert stamp == pytest.approx(t0 + k / 30, abs=1e-6)
-            assert 0 <= t - stamp < 1 / 30 + 1e-6
+            assert t - stamp >= 0  # never a frame captured after the tick
             np.testing.assert_array_equal(image, published_frame(k))
         # nearest-earlier joint state: position j of sample k is k/1000 + j
         k = np.round(ep["joint_pos"][:, 0].astype(np.float64) * 1000)
-        assert np.all(ep["timestamp"] - (t0 + k / 100) >= -1e-6)
-        assert np.all(ep["timestamp"] - (t0 + k / 100) < 0.0101)
+        joint_age = ep["timestamp"] - (t0 + k / 100)
+        assert np.all(joint_age >= -1e-6)  # never a sample from after the tick
+        late_joints = int(np.sum(joint_age > 0.015 + 1e-9))  # tolerance: 1.5 periods at 100 Hz
+        assert store.episodes[i].late_frames.get("joint_states", 0) == late_joints, joint_age
         np.testing.assert_allclose(ep["joint_pos"][:, 5] - ep["joint_pos"][:, 0], 5.0, atol=1e-4)
         np.testing.assert_allclose(ep["joint_vel"], 0.5)
         # ee_pose is its own topic: same stamps, but under load it may arrive one sample behind
         assert np.all(np.abs(ep["ee_pose"][:, 0] - ep["joint_pos"][:, 0]) < 1.1e-3)
         # action: arm = latest command index c, gripper = -c
-        np.testing.assert_array_equal(ep["action"][:, -1], -ep["action"][:, 0])
-        assert np.all(np.diff(ep["action"][:, 0]) >= 0)
+        # (before the first command arrives, the measured position stands in and is counted)
+        commanded = ep["action"][:, 0] == np.round(ep["action"][:, 0])
+        assert int(np.sum(~commanded)) <= store.episodes[i].extra["action_fallback_steps"] <= 3
+        np.testing.assert_array_equal(ep["action"][commanded, 0], ep["action"][commanded, 4])
+        assert np.all(np.diff(ep["action"][commanded, 0]) >= 0)
+        gripper = ep["action"][:, -1] == np.round(ep["action"][:, -1])
+        # arm and gripper commands are separate topics stamped on arrival: at most one message apart
+        both = commanded & gripper
+        assert np.all(np.abs(ep["action"][both, -1] + ep["action"][both, 0]) <= 1), ep["action"]
         assert ep["intervention"].dtype == np.bool_
+        # normally the newest frame (< 1/30 s old); older ones (a stalled stream) are counted as late
+        age = ep["timestamp"] - ep["front_stamp"]
         info = store.episodes[i]
-        assert info.late_frames.get("front", 0) == 0 and info.missing_frames == {"front": 0}, info
-        assert info.extra["dropped_steps"] == 0
+        assert info.late_frames["front"] == int(np.sum(age > 1.5 / 30 + 1e-9)), (info, age)
+        assert info.extra["dropped_steps"] == 0 and set(info.missing_frames) == {"front"}
     assert "saved episode" in log
+
+
+def test_command_tracker_follows_trajectory_and_command_semantics() -> None:
+    from robot_stack.data.recorder import CommandTracker
+
+    tracker = CommandTracker(3)
+    assert np.isnan(tracker.at(0.0)).all()
+    # trajectory received at t=1: point 0 counts from arrival, point 1 due at 1.5, point 2 at 2.0
+    tracker.add_trajectory(1.0, np.array([1.2, 1.5, 2.0]), np.array([[1, 1, np.nan], [2, 2, np.nan], [3, 3, np.nan]]))
+    np.testing.assert_array_equal(tracker.at(1.0)[:2], [1, 1])
+    np.testing.assert_array_equal(tracker.at(1.6)[:2], [2, 2])
+    assert np.isnan(tracker.at(1.6)[2])  # joint not in the trajectory: still uncommanded
+    tracker.add(1.7, np.array([np.nan, np.nan, 0.5]))  # gripper command
+    # a new trajectory at 1.8 cancels the previous one's point due at 2.0
+    tracker.add_trajectory(1.8, np.array([2.5]), np.array([[7, 7, np.nan]]))
+    np.testing.assert_array_equal(tracker.at(2.1), [7, 7, 0.5])
+    tracker.add(2.2, np.array([4.0, 5.0, np.nan]))  # forward command overrides
+    np.testing.assert_array_equal(tracker.at(2.2), [4, 5, 0.5])
+
+
+def test_bad_store_is_a_one_line_error(spawn, tmp_path: Path) -> None:  # noqa: ANN001
+    folder = tmp_path / "not_a_store"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("hello")
+    proc = spawn([str(Path(sys.executable).parent / "recorder_node"), "--ros-args", "-p", f"store:={folder}"])
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 2, out
+    errors = [line for line in out.splitlines() if "error" in line]
+    assert len(errors) == 1 and "not an episode store" in errors[0], out
+    assert "Traceback" not in out
