@@ -223,14 +223,16 @@ class PushExpert(Expert):
     approach_height = 0.05
     regrip_height = 0.06
     push_height = 0.012
-    push_step = 0.012  # m the setpoint leads the block per policy step
+    push_step = 0.012  # m the setpoint leads the pusher per policy step
+    standoff = 0.015  # m between the block's corner circle and the pusher before it descends
     lateral_tolerance = 0.012
     turn_steps = 8
 
     def __init__(self, profile: RobotProfile, config: TaskConfig, kinematics: Kinematics | None = None):
         super().__init__(profile, config, kinematics)
         self.pusher = self.geometry
-        self.gripper_geometry = GraspGeometry.from_model(self.kin, profile, 2 * min(config.object.half_size[:2]))
+        # grip with 5 mm to spare on the fixed-jaw side (closing pulls the block against it)
+        self.gripper_geometry = GraspGeometry.from_model(self.kin, profile, 2 * min(config.object.half_size[:2]) + 0.01)
 
     def jaw_width(self) -> float:
         return 0.004  # the closed jaws are the pusher
@@ -240,6 +242,8 @@ class PushExpert(Expert):
         if hasattr(self, "pusher"):
             self.geometry = self.pusher
         self.turn = 0.0
+        self.push_z = self.push_height
+        self.last_z = np.inf
 
     def _use(self, geometry: GraspGeometry) -> None:
         if geometry is not self.geometry:
@@ -260,31 +264,36 @@ class PushExpert(Expert):
             self.rot = self.geometry.top_down(self.natural_yaw(obs, np.pi, np.arctan2(u[1], u[0]) + np.pi / 2))
             self.phase, self.steps = "above", 0
         grasp = self.grasp_point(obs)
-        behind = block - u * (half * np.sqrt(2) + 0.015)
+        behind = block - u * (half * np.sqrt(2) + self.standoff)
+        side = np.array([-u[1], u[0]])
         rel = grasp[:2] - block
-        lateral = abs(rel[0] * -u[1] + rel[1] * u[0])
+        offset = float(rel @ side)  # sideways from the line through the block centre
         along = rel @ u  # negative when behind the block
         if self.phase == "above":
             if self.move(obs, np.array([*behind, self.approach_height]), self.speed) < 0.01 or self.steps > 40:
                 self.phase, self.steps = "lower", 0
         if self.phase == "lower":
-            if self.move(obs, np.array([*behind, self.push_height]), self.careful_speed * 1.5) < 0.006 or self.steps > 25:
+            reached = self.move(obs, np.array([*behind, self.push_height]), self.careful_speed * 1.5) < 0.006
+            stalled = self.steps > 3 and abs(grasp[2] - self.last_z) < 0.001  # the fingers are on the table
+            if reached or stalled or self.steps > 25:
                 self.phase, self.steps = "push", 0
+                self.push_z = max(self.push_height, float(grasp[2]) + (0.003 if stalled else 0.0))
+                self.setpoint = np.array([*self.setpoint[:2], self.push_z])
         if self.phase == "push":
             if dist < 0.5 * self.config.success_distance:
                 if abs(yaw_error) > 0.6 * self.config.yaw_tolerance:
                     self.phase, self.steps = "regrip", 0
                 else:
-                    self.move(obs, np.array([*grasp[:2], self.push_height]), self.careful_speed)
-            elif lateral > self.lateral_tolerance or along > -half:
+                    self.move(obs, np.array([*grasp[:2], self.push_z]), self.careful_speed)
+            elif abs(offset) > self.lateral_tolerance or along > -half:
                 self.phase, self.steps = "retreat", 0
-            else:
-                contact = block - u * (half + 0.004)
-                target = contact + u * min(self.push_step, dist)
-                self.move(obs, np.array([*target, self.push_height]), self.careful_speed)
+            else:  # drive forward, steering back onto the line through the block centre
+                target = grasp[:2] + u * min(self.push_step, dist) - 0.5 * offset * side
+                self.move(obs, np.array([*target, self.push_z]), self.careful_speed)
         if self.phase == "retreat":
             if self.move(obs, np.array([*grasp[:2], self.approach_height]), self.speed) < 0.01 or self.steps > 15:
                 self.phase, self.steps = "start", 0
+        self.last_z = float(grasp[2])
         # turning the block in place: grip it across two faces, turn the wrist, let go
         if self.phase == "regrip":
             lift = self.move(obs, np.array([*grasp[:2], self.regrip_height]), self.speed)

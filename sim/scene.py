@@ -28,6 +28,9 @@ GRASP_PADS = ("fixed_jaw_pad", "moving_jaw_pad")
 """Fingertip pads the SO-101 MJCF ships with collisions disabled (bit 2); the twin enables them so
 grasped objects are held by flat faces instead of two mesh points."""
 MENAGERIE_ENV = "MUJOCO_MENAGERIE_PATH"
+OFFSCREEN_SAMPLES = 0
+"""Offscreen multisampling. 0 (no anti-aliasing) renders ~2x faster on CPU (llvmpipe) and looks
+like a raw sensor image; raise it for nicer pictures on a GPU."""
 
 
 class SceneTask(Protocol):
@@ -184,6 +187,7 @@ def build_scene(profile: RobotProfile, task: SceneTask | None = None) -> Scene:
     for cam in profile.cameras:
         if mujoco.mj_name2id(robot, mujoco.mjtObj.mjOBJ_CAMERA, cam.sim_camera) < 0:
             _add_camera(spec, robot, profile, cam)
+    spec.visual.quality.offsamples = OFFSCREEN_SAMPLES
     if profile.cameras:
         spec.visual.global_.offwidth = max(spec.visual.global_.offwidth, *(c.width for c in profile.cameras))
         spec.visual.global_.offheight = max(spec.visual.global_.offheight, *(c.height for c in profile.cameras))
