@@ -55,7 +55,6 @@ class TwinNode(ArmNode):
         super().__init__(profile, self.sim, node_name, kinematics=Kinematics(profile), start_timer=False, **node_kwargs)
         from rosgraph_msgs.msg import Clock
         from std_msgs.msg import Float64MultiArray
-        from std_srvs.srv import SetBool, Trigger  # noqa: F401
 
         declare(self, "seed", int(seed), "seed of the next reset (advances by one after each reset)")
         self.sim.diagnostics = self.diagnostics  # type: ignore[attr-defined] - read by ArmNode.publish_diagnostics
