@@ -504,17 +504,23 @@ class EpisodeWriter:
                 if np.any(np.diff(ts) <= 0):
                     raise ValueError("timestamps of an episode must increase strictly")
             end = self.start + self.length
-            lengths = {}
+            jobs = []
             for key, parts in self._lowdim.items():
                 values = np.concatenate(parts)
                 arr = self.store._ensure_array(key, tuple(values.shape[1:]), values.dtype)
-                arr.resize((end, *values.shape[1:]))
-                arr[self.start : end] = values
-                lengths[key] = self.length
-            for key, arr in self._images.items():
+                jobs.append((arr, values))
+            jobs += [(arr, None) for arr in self._images.values()]
+
+            def write(arr: Any, values: np.ndarray | None) -> None:
                 if arr.shape[0] != end:
                     arr.resize((end, *arr.shape[1:]))
-                lengths[key] = self.length
+                if values is not None:
+                    arr[self.start : end] = values
+
+            # every array in parallel (each write is fsync-bound), then the commit record
+            for future in [self.store._pool().submit(write, *job) for job in jobs]:
+                future.result()
+            lengths = {key: self.length for key in [*self._lowdim, *self._images]}
             info.setdefault("started", self.started)
             index = self.store._commit(lengths, dict(info), profile)
         except BaseException as err:
