@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     import os
 
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    # the viewer needs a window system (GLFW); headless rendering uses EGL
+    os.environ.setdefault("MUJOCO_GL", "glfw" if args.viewer and os.environ.get("DISPLAY") else "egl")
     from robot_stack.node import run_node
     from robot_stack.sim.twin_node import make_twin
 

@@ -87,6 +87,8 @@ class TwinNode(ArmNode):
             import mujoco.viewer
 
             self.viewer = mujoco.viewer.launch_passive(self.sim.model, self.sim.data)
+        elif not headless:
+            self.get_logger().warning("no display (DISPLAY is unset): running without the viewer")
         self._wall_start = time.monotonic()
         self._sim_start = self.sim.elapsed
         period = profile.control_period if self.realtime_factor > 0 else 0.0

@@ -143,6 +143,14 @@ def test_joint_trajectory_converges(probe):
     wait_for(lambda: np.abs(probe.q() - goal).max() < 0.01, 20, "joint_states to reach the trajectory's end")
 
 
+def test_gripper_command_moves_the_gripper(probe):
+    from std_msgs.msg import Float64MultiArray
+
+    target = 0.5 * (probe.profile.gripper.open + probe.profile.gripper.closed)
+    probe.publisher(probe.c.gripper_commands).publish(Float64MultiArray(data=[target]))
+    wait_for(lambda: abs(probe.q()[-1] - target) < 0.02, 20, "the gripper joint to reach its command")
+
+
 def test_cartesian_pose_is_reached_within_5mm(probe):
     kin = Kinematics(probe.profile)
     n_arm = len(probe.profile.joints)
