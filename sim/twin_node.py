@@ -33,7 +33,8 @@ from robot_stack.sim.robot import SimRobot
 
 DEFAULTS = {"robot": "so101", "task": "pick_cube", "cameras": "all", "seed": 0, "realtime_factor": 1.0, "headless": True}
 MAX_LAG_S = 0.25
-"""Real-time mode: when the sim falls further behind the wall clock it skips ahead (counted)."""
+"""When the sim falls further behind its pace it skips ahead (counted as an overrun); in real time
+its stamps then jump to the wall clock again, so they stay comparable with other nodes' clocks."""
 
 
 def select_cameras(profile: RobotProfile, cameras: str) -> RobotProfile:
@@ -65,6 +66,7 @@ class TwinNode(ArmNode):
         c.service(self, c.task_success_service, self._on_task_success)
         c.service(self, c.pause_service, self._on_pause)
         self.paused = False
+        self._paused_at = 0.0
         self.overruns = 0
         self.dropped_frames = 0
         self.rendered_frames = 0
@@ -111,9 +113,10 @@ class TwinNode(ArmNode):
                 self.tick()
             return
         target = self._sim_start + self.realtime_factor * (wall - self._wall_start)
-        if target - self.sim.elapsed > MAX_LAG_S * max(self.realtime_factor, 1.0):
+        lag = target - self.sim.elapsed
+        if lag > MAX_LAG_S * max(self.realtime_factor, 1.0):
             self.overruns += 1
-            self._reanchor()
+            self._skip(lag / self.realtime_factor)
             target = self.sim.elapsed + self.sim.dt
         ticks = 0
         while self.sim.elapsed + 0.5 * self.sim.dt < target and ticks < 50:
@@ -123,6 +126,12 @@ class TwinNode(ArmNode):
     def _reanchor(self) -> None:
         self._wall_start = time.monotonic()
         self._sim_start = self.sim.elapsed
+
+    def _skip(self, wall_seconds: float) -> None:
+        """Wall time passed without simulation (lag, pause): in real time, stamps jump to the wall clock."""
+        if not self.publish_clock:
+            self.sim.time_offset += wall_seconds
+        self._reanchor()
 
     def tick(self) -> None:
         """One control period: cameras due now see this state, then the arm core acts, then physics steps."""
@@ -219,9 +228,11 @@ class TwinNode(ArmNode):
         return response
 
     def _on_pause(self, request, response):  # noqa: ANN001, ANN201
+        if request.data and not self.paused:
+            self._paused_at = time.monotonic()
+        elif not request.data and self.paused:
+            self._skip(time.monotonic() - self._paused_at)
         self.paused = bool(request.data)
-        if not self.paused:
-            self._reanchor()
         response.success = True
         response.message = "paused" if self.paused else "running"
         return response

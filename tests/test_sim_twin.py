@@ -210,6 +210,7 @@ def test_task_success_reports_progress_and_pause_stops_time(probe):
     assert len(probe.states) - n <= 1, "a paused twin does not advance"
     probe.h.call(SetBool, probe.c.pause_service.name, SetBool.Request(data=False))
     wait_for(lambda: len(probe.states) > n + 20, 20, "joint_states after unpausing")
+    assert abs(probe.stamp() - time.time()) < 0.5, "in real time, stamps follow the wall clock (pauses skipped)"
 
 
 def test_camera_stream_stamps_and_info(probe):
