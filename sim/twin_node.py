@@ -91,8 +91,9 @@ class TwinNode(ArmNode):
             self.viewer = mujoco.viewer.launch_passive(self.sim.model, self.sim.data)
         elif not headless:
             self.get_logger().warning("no display (DISPLAY is unset): running without the viewer")
-        self._wall_start = time.monotonic()
-        self._sim_start = self.sim.elapsed
+        if not self.publish_clock:  # real time: sim time is the wall clock from now on
+            self.sim.time_offset = time.time() - self.sim.elapsed
+        self._reanchor()
         period = profile.control_period if self.realtime_factor > 0 else 0.0
         self.tick_timer = self.create_timer(period / max(self.realtime_factor, 1.0) if period else 0.001, self._advance)
         self.get_logger().info(
