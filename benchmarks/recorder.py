@@ -135,7 +135,7 @@ def run_codec(codec: str, profile: Path, folder: Path, args: argparse.Namespace,
     store = EpisodeStore(store_path)
     if store.n_episodes != n_episodes:
         raise SystemExit(f"expected {n_episodes} episodes, store has {store.n_episodes}\n{log}")
-    skipped, late, dropped, gaps = 0, 0, 0, []
+    skipped, late, missing, dropped, gaps = 0, 0, 0, 0, []
     prev_last = None
     for i, info in enumerate(store.episodes):
         ep = store.episode(i, ["timestamp", *[f"{c}_stamp" for c in CAMERAS]])
@@ -144,6 +144,7 @@ def run_codec(codec: str, profile: Path, folder: Path, args: argparse.Namespace,
             expected = int(round((stamps[-1] - stamps[0]) * 30)) + 1
             skipped += expected - len(stamps)
         late += sum(info.late_frames.values())
+        missing += sum(info.missing_frames.values())
         dropped += info.extra.get("dropped_steps", 0)
         if prev_last is not None:
             gaps.append(ep["timestamp"][0] - prev_last - 1.0 / args.rate)
@@ -151,7 +152,7 @@ def run_codec(codec: str, profile: Path, folder: Path, args: argparse.Namespace,
     written = store.nbytes_stored()
     load = load_speed(store)
     return {
-        "codec": codec, "episodes": store.n_episodes, "steps": store.n_steps, "skipped": skipped, "late": late,
+        "codec": codec, "episodes": store.n_episodes, "steps": store.n_steps, "skipped": skipped, "missing": missing, "late": late,
         "dropped": dropped, "cpu": 100 * cpu, "mb_s": written / 1e6 / wall, "mb_frame": written / 1e6 / max(1, 3 * store.n_steps),
         "gap": float(np.median(gaps)) if gaps else float("nan"), "gap_wall": float(np.median(gaps_wall)) if gaps_wall else float("nan"),
         **load,
@@ -203,13 +204,13 @@ def main() -> None:
           f"{args.seconds:g} s in {args.episode_seconds:g} s episodes, fsync {'on' if args.fsync else 'off'}")
     print(f"machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), shared; "
           f"publisher and recorder on the same machine\n")
-    header = ("codec", "steps", "frames not stored", "late", "dropped", "recorder CPU %", "write MB/s",
+    header = ("codec", "steps", "frames not stored", "of which never received", "late", "dropped", "recorder CPU %", "write MB/s",
               "MB/frame", "gap s (data)", "save+start s", "load steps/s (all)", "load steps/s (lowdim)")
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     for r in rows:
         print(" | ".join([
-            r["codec"], str(r["steps"]), str(r["skipped"]), str(r["late"]), str(r["dropped"]), f"{r['cpu']:.0f}",
+            r["codec"], str(r["steps"]), str(r["skipped"]), str(r["missing"]), str(r["late"]), str(r["dropped"]), f"{r['cpu']:.0f}",
             f"{r['mb_s']:.1f}", f"{r['mb_frame']:.3f}", f"{r['gap']:.3f}", f"{r['gap_wall']:.3f}",
             f"{r['load_all']:.0f}", f"{r['load_lowdim']:.0f}",
         ]))

@@ -79,3 +79,35 @@ def test_bad_input_is_one_line(store_path: Path, tmp_path: Path, capsys: pytest.
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "corrupt episode store" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_export_mcap_round_trip(tmp_path: Path) -> None:
+    from rclpy.serialization import deserialize_message
+    from rosbags.rosbag2 import Reader
+    from sensor_msgs.msg import Image, JointState
+
+    from robot_stack.convert import image_to_array, to_sec
+    from robot_stack.profile import load_profile
+    from robot_stack.typed_config import to_dict
+
+    profile = to_dict(load_profile("so101").with_cameras(["front"]))
+    store = EpisodeStore(tmp_path / "s.zarr", "a")
+    episodes = [make_episode(i, n) for i, n in enumerate((7, 4))]
+    for ep in episodes:
+        ep["joint_vel"] = ep["joint_pos"] * 2
+        store.append_episode(ep, profile=profile)
+    assert main(["data", "export", str(tmp_path / "s.zarr"), "--mcap", str(tmp_path / "bags")]) == 0
+    bag = tmp_path / "bags" / "episode_000001"
+    assert (bag / "metadata.yaml").exists() and list(bag.glob("*.mcap"))
+    with Reader(bag) as reader:
+        topics = {c.topic: c.msgcount for c in reader.connections}
+        assert topics == {"joint_states": 4, "arm_controller/commands": 4, "gripper_controller/commands": 4,
+                          "teleop/intervention": 4, "front/color/image_raw": 4}
+        images = [m for c, t, m in reader.messages() if c.topic == "front/color/image_raw"]
+        joints = [m for c, t, m in reader.messages() if c.topic == "joint_states"]
+    first = deserialize_message(bytes(images[2]), Image)
+    np.testing.assert_array_equal(image_to_array(first), episodes[1]["front_image"][2])
+    assert to_sec(first.header.stamp) == pytest.approx(episodes[1]["front_stamp"][2], abs=1e-9)
+    js = deserialize_message(bytes(joints[3]), JointState)
+    np.testing.assert_allclose(js.position, episodes[1]["joint_pos"][3], rtol=1e-6)
+    assert list(js.name) == load_profile("so101").all_joint_names

@@ -1,4 +1,4 @@
-"""``robot-stack data``: inspect and edit episode stores (info, video, plot, drop, merge)."""
+"""``robot-stack data``: inspect, edit and export episode stores (info, video, plot, drop, merge, export)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "  robot-stack data video data/pick.zarr 3 -o ep3.mp4\n"
         "  robot-stack data plot data/pick.zarr -1 -o last.png\n"
         "  robot-stack data drop data/pick.zarr 2 5-7\n"
-        "  robot-stack data merge all.zarr monday.zarr tuesday.zarr",
+        "  robot-stack data merge all.zarr monday.zarr tuesday.zarr\n"
+        "  robot-stack data export data/pick.zarr --mcap bags/",
     )
     sub = p.add_subparsers(dest="data_command", metavar="<action>")
     p.set_defaults(handler=lambda args: p.print_help() or 2)
@@ -51,6 +52,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     merge.add_argument("output", type=Path, help="store to append to")
     merge.add_argument("inputs", type=Path, nargs="+", help="stores to copy episodes from (keys must match)")
     merge.set_defaults(handler=_merge)
+
+    export = add_command(sub, "export", "export episodes to other formats (rosbag2 with MCAP storage)")
+    export.add_argument("store", type=Path, help="episode store folder")
+    export.add_argument("--mcap", type=Path, required=True, metavar="FOLDER",
+                        help="write one rosbag2 (MCAP) folder per episode under FOLDER, on the contract's topics")
+    export.add_argument("--episodes", nargs="+", default=None, help="episode indices or ranges (default: all)")
+    export.set_defaults(handler=_export)
 
 
 def _open(path: Path):  # noqa: ANN202
@@ -130,4 +138,15 @@ def _merge(args: argparse.Namespace) -> int:
 
     added = merge_stores(args.output, args.inputs)
     print(f"merged {added} episodes into {args.output} ({_open(args.output).n_episodes} episodes now)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from robot_stack.data.export import export_mcap
+    from robot_stack.data.ops import parse_episodes
+
+    store = _open(args.store)
+    episodes = parse_episodes(args.episodes, store.n_episodes) if args.episodes else list(range(store.n_episodes))
+    bags = export_mcap(store, episodes, args.mcap)
+    print(f"wrote {len(bags)} rosbag2 (MCAP) folders under {args.mcap}")
     return 0

@@ -1,0 +1,98 @@
+"""Export episodes as rosbag2 folders with MCAP storage (one bag per episode), on the contract's topics.
+
+Each bag replays what the recorder sampled, at the recorded tick times: ``joint_states`` (position,
+velocity), ``<controller>/commands`` and ``<gripper_controller>/commands`` (the ``action``),
+``ee_pose``, ``teleop/intervention`` and ``<camera>/color/image_raw`` (``header.stamp`` = the
+frame's capture stamp). Messages are serialised by rclpy itself; the bag metadata comes from
+``rosbags`` (ROS 2 Kilted message definitions), so ``ros2 bag`` and Foxglove open it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from robot_stack.data.store import EpisodeStore
+from robot_stack.errors import UserError
+
+
+def _profile(store: EpisodeStore, episode: int):  # noqa: ANN202
+    from robot_stack.profile import RobotProfile
+    from robot_stack.typed_config import from_dict
+
+    data = store.profile(episode)
+    if not data:
+        raise UserError(f"{store.path}: episode {episode} has no robot profile; cannot name its topics")
+    return from_dict(RobotProfile, data, f"{store.path} episode {episode} profile")
+
+
+def export_mcap(store: EpisodeStore, episodes: Sequence[int], out: Path) -> list[Path]:
+    from rclpy.serialization import serialize_message
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+    from std_msgs.msg import Bool, Float64MultiArray
+    from tqdm import tqdm
+
+    from robot_stack import convert
+    from robot_stack.contract import Contract
+    from robot_stack.data.ops import camera_names
+
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for episode in episodes:
+        profile = _profile(store, episode)
+        contract = Contract(profile)
+        cams = [c for c in camera_names(store) if c in profile.camera_names]
+        bag = out / f"episode_{episode:06d}"
+        if bag.exists():
+            raise UserError(f"{bag} already exists; choose another output folder")
+        missing = [k for k in ("timestamp", "joint_pos", "joint_vel", "action") if k not in store.keys]
+        if missing:
+            raise UserError(f"{store.path}: cannot export without keys {missing}")
+        data = store.episode(episode, [k for k in store.keys if not k.endswith("_image")])
+        names, n_arm = profile.all_joint_names, len(profile.joint_names)
+        writer = Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP)
+        writer.open()
+        try:
+            def connection(topic):  # noqa: ANN001, ANN202
+                msgtype = f"{topic.type.__module__.split('.')[0]}/msg/{topic.type.__name__}"
+                return writer.add_connection(topic.name, msgtype, typestore=typestore)
+
+            conns = {"joint_states": connection(contract.joint_states), "commands": connection(contract.joint_commands)}
+            if "ee_pose" in data:
+                conns["ee_pose"] = connection(contract.ee_pose)
+            if "intervention" in data:
+                conns["intervention"] = connection(contract.intervention)
+            if contract.gripper_commands is not None:
+                conns["gripper"] = connection(contract.gripper_commands)
+            for cam in cams:
+                conns[cam] = connection(contract.camera(cam).image)
+            s = store.episode_slice(episode)
+            for i in tqdm(range(len(data["timestamp"])), desc=f"episode {episode}", unit="step", leave=False):
+                t = float(data["timestamp"][i])
+                ns = int(round(t * 1e9))
+                stamp = convert.to_stamp(t)
+                msg = convert.make_joint_state(names, data["joint_pos"][i], data["joint_vel"][i], stamp=stamp)
+                writer.write(conns["joint_states"], ns, serialize_message(msg))
+                action = np.asarray(data["action"][i], dtype=float)
+                writer.write(conns["commands"], ns, serialize_message(Float64MultiArray(data=action[:n_arm].tolist())))
+                if "gripper" in conns:
+                    writer.write(conns["gripper"], ns, serialize_message(Float64MultiArray(data=action[n_arm:].tolist())))
+                if "ee_pose" in data:
+                    pose = data["ee_pose"][i]
+                    msg = convert.make_pose(pose[:3], pose[3:], profile.frames.base, stamp=stamp)
+                    writer.write(conns["ee_pose"], ns, serialize_message(msg))
+                if "intervention" in data:
+                    writer.write(conns["intervention"], ns, serialize_message(Bool(data=bool(data["intervention"][i]))))
+                for cam in cams:
+                    frame = store.array(f"{cam}_image")[s.start + i]
+                    cam_stamp = convert.to_stamp(float(data[f"{cam}_stamp"][i]))
+                    msg = convert.array_to_image(frame, "rgb8", cam_stamp, profile.camera(cam).frame_id)
+                    writer.write(conns[cam], ns, serialize_message(msg))
+        finally:
+            writer.close()
+        written.append(bag)
+    return written
