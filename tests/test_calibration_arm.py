@@ -41,22 +41,24 @@ def rig(tmp_path_factory):
     proc.wait(timeout=10)
 
 
-def place(profile, truth, port, angles, timeout=60.0):
-    """Hold the arm at ``angles`` to within half a tick (integral action against gravity sag)."""
+def place(profile, truth, port, angles, timeout=90.0):
+    """Hold the arm at ``angles`` to within half a tick (integral action against gravity sag), at rest."""
     backend = ServoBusBackend(profile, port=port, calibration=truth)
     try:
-        target = np.asarray(angles, dtype=float)
-        goal = target.copy()
         rad_per_tick = backend.ticks.rad_per_tick
+        target = np.round(np.asarray(angles, dtype=float) / rad_per_tick) * rad_per_tick  # a whole tick
+        goal = target.copy()
+        half_tick = 0.5 * rad_per_tick
         deadline = time.monotonic() + timeout
         settled = 0
         while time.monotonic() < deadline:
             backend.write(goal)
-            time.sleep(0.25)
-            error = target - backend.read().position
-            if np.all(np.abs(error) < 0.5 * rad_per_tick):
+            time.sleep(0.3)
+            reading = backend.read()
+            error = target - reading.position
+            if np.all(np.abs(error) < half_tick) and np.all(np.abs(reading.velocity) < 1e-3):
                 settled += 1
-                if settled >= 3:
+                if settled >= 5:  # ~1.5 s at rest on the target tick
                     return
                 continue
             settled = 0
