@@ -111,3 +111,24 @@ def test_export_mcap_round_trip(tmp_path: Path) -> None:
     js = deserialize_message(bytes(joints[3]), JointState)
     np.testing.assert_allclose(js.position, episodes[1]["joint_pos"][3], rtol=1e-6)
     assert list(js.name) == load_profile("so101").all_joint_names
+
+
+def test_import_diffusion_policy_zarr_v2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A zarr format 2 ReplayBuffer as diffusion_policy writes it (numcodecs Blosc), imported."""
+    import numcodecs
+    import zarr
+
+    src = zarr.open_group(tmp_path / "pusht.zarr", mode="w", zarr_format=2)
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (30, 16, 16, 3), dtype=np.uint8)
+    state = rng.standard_normal((30, 5)).astype(np.float32)
+    src.create_array("data/img", data=img, chunks=(1, 16, 16, 3), compressors=numcodecs.Blosc())
+    src.create_array("data/state", data=state, chunks=(10, 5))
+    src.create_array("meta/episode_ends", data=np.array([12, 30], dtype=np.int64))
+    assert main(["data", "import", str(tmp_path / "pusht.zarr"), str(tmp_path / "ours.zarr")]) == 0
+    store = EpisodeStore(tmp_path / "ours.zarr")
+    np.testing.assert_array_equal(store.episode_ends, [12, 30])
+    np.testing.assert_array_equal(store.episode(1)["img"], img[12:])
+    np.testing.assert_array_equal(store.episode(0)["state"], state[:12])
+    assert main(["data", "import", str(tmp_path / "ours.zarr" / "data"), str(tmp_path / "x.zarr")]) == 2
+    assert "not a diffusion_policy replay buffer" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""``robot-stack data``: inspect, edit and export episode stores (info, video, plot, drop, merge, export)."""
+"""``robot-stack data``: inspect, edit and export episode stores (info, video, plot, drop, merge, export, import)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "  robot-stack data plot data/pick.zarr -1 -o last.png\n"
         "  robot-stack data drop data/pick.zarr 2 5-7\n"
         "  robot-stack data merge all.zarr monday.zarr tuesday.zarr\n"
-        "  robot-stack data export data/pick.zarr --mcap bags/",
+        "  robot-stack data export data/pick.zarr --mcap bags/\n"
+        "  robot-stack data import pusht_cchi_v7_replay.zarr pusht.zarr",
     )
     sub = p.add_subparsers(dest="data_command", metavar="<action>")
     p.set_defaults(handler=lambda args: p.print_help() or 2)
@@ -59,6 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="write one rosbag2 (MCAP) folder per episode under FOLDER, on the contract's topics")
     export.add_argument("--episodes", nargs="+", default=None, help="episode indices or ranges (default: all)")
     export.set_defaults(handler=_export)
+
+    imp = add_command(sub, "import", "append the episodes of a diffusion_policy replay-buffer zarr (v2 or v3)")
+    imp.add_argument("source", type=Path, help="zarr folder with data/<key> and meta/episode_ends")
+    imp.add_argument("output", type=Path, help="episode store to append to (created if missing)")
+    imp.set_defaults(handler=_import)
 
 
 def _open(path: Path):  # noqa: ANN202
@@ -149,4 +155,12 @@ def _export(args: argparse.Namespace) -> int:
     episodes = parse_episodes(args.episodes, store.n_episodes) if args.episodes else list(range(store.n_episodes))
     bags = export_mcap(store, episodes, args.mcap)
     print(f"wrote {len(bags)} rosbag2 (MCAP) folders under {args.mcap}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from robot_stack.data.ops import import_replay_buffer
+
+    added = import_replay_buffer(args.source, args.output)
+    print(f"imported {added} episodes into {args.output}")
     return 0

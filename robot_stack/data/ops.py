@@ -186,3 +186,36 @@ def plot_episode(store: EpisodeStore, episode: int, out: Path) -> Path:
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def import_replay_buffer(source: Path, out: Path, chunk: int = 256) -> int:
+    """Append the episodes of a diffusion_policy ReplayBuffer zarr (format 2 or 3) to ``out``."""
+    import zarr
+
+    if not (source / "zarr.json").exists() and not (source / ".zgroup").exists():
+        raise UserError(f"{source}: not a zarr group (no zarr.json or .zgroup)")
+    try:
+        root = zarr.open_group(source, mode="r")
+        ends = np.asarray(root["meta/episode_ends"][:], dtype=np.int64)
+        data = root["data"]
+        arrays = {name: data[name] for name in data.array_keys()}
+    except (KeyError, ValueError, OSError) as err:
+        raise UserError(f"{source}: not a diffusion_policy replay buffer (needs data/<key> and meta/episode_ends: {err})") from None
+    if not arrays:
+        raise UserError(f"{source}: data/ holds no arrays")
+    if np.any(np.diff(np.concatenate([[0], ends])) <= 0) or any(a.shape[0] < (ends[-1] if ends.size else 0) for a in arrays.values()):
+        raise UserError(f"{source}: meta/episode_ends is not increasing or exceeds the data length")
+    dst = EpisodeStore(out, "a")
+    start = 0
+    for episode, end in enumerate(_progress(ends, len(ends), f"importing {source.name}")):
+        writer = dst.begin_episode()
+        try:
+            for a in range(start, int(end), chunk):
+                b = min(a + chunk, int(end))
+                writer.extend({k: arr[a:b] for k, arr in arrays.items()})
+            writer.commit(task=f"imported from {source.name}", extra={"source_episode": episode})
+        except BaseException:
+            writer.discard()
+            raise
+        start = int(end)
+    return len(ends)

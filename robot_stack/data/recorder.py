@@ -367,11 +367,24 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                     topics = [self.contract.joint_states.name if n == "joint_states" else self.contract.camera(n).image.name for n in missing]
                     response.success, response.message = False, f"no messages yet on {', '.join(topics)}"
                     return response
+                # keys must match the store's: ee_pose follows the store once it has episodes
+                stored = set(self.store.keys)
+                with_ee = "ee_pose" in stored if stored else bool(self.ee)
+                expected = {"timestamp", "joint_pos", "joint_vel", "action", "intervention"}
+                expected |= {f"{n}_{s}" for n in self.frames for s in ("image", "stamp")}
+                expected |= {"ee_pose"} if with_ee else set()
+                if stored and expected != stored:
+                    response.success = False
+                    response.message = (
+                        f"{self.store.path} holds keys {sorted(stored)} but this recorder would write {sorted(expected)}: "
+                        "record into another store or match its cameras"
+                    )
+                    return response
                 now = self._now()
                 ep_id = self.saved
                 self.episode = {
                     "id": ep_id, "t0": now, "k": 0, "next": now, "end": None, "done": threading.Event(),
-                    "steps": 0, "warmup": 0, "dropped": 0, "fallback": 0, "ee": bool(self.ee),
+                    "steps": 0, "warmup": 0, "dropped": 0, "fallback": 0, "ee": with_ee,
                     "late": {n: 0 for n in self.stats}, "missing0": {n: self.stats[n].missing for n in self.frames},
                     "started": time.time(),
                 }
