@@ -192,7 +192,7 @@ def test_reset_with_the_same_seed_gives_the_same_state(probe):
         convert.make_trajectory(probe.profile.all_joint_names, [0.3], goal[None, :]))
     wait_for(lambda: abs(probe.q()[0] - goal[0]) < 0.05, 20, "arm to move")
     probe.reset(11)
-    assert np.allclose(probe.obj(), first_obj, atol=1e-6)
+    assert np.allclose(probe.obj(), first_obj, atol=1e-4)  # sampled at slightly different times while the cube settles
     assert np.allclose(probe.q(), first_q, atol=1e-3)
     probe.reset(12)
     assert not np.allclose(probe.obj()[:2], first_obj[:2], atol=1e-3)
