@@ -3,12 +3,14 @@
 A synthetic robot process publishes the streams over DDS (images: a smooth scene with +-3 levels
 of sensor noise, the hard case for lossless compression); recorder_node records back-to-back
 episodes into a fresh store, once per image codec. Reported (medians over episodes where it makes
-sense): frames not stored (capture-stamp gaps in the stored frames), late / dropped steps,
+sense): frames not stored (capture-stamp gaps in the stored frames) and how many of those never
+reached the recorder (gaps in the received stamps: publisher or transport starved of CPU), late /
+dropped steps,
 recorder CPU (process user+system time, % of one core), bytes written per second, the time between
 one episode's last step and the next one's first step (save + start), and random-access loading of
 16-step training windows with all keys.
 
-    .venv/bin/python benchmarks/recorder.py [--seconds 20] [--episode-seconds 5] [--rate 30] [--codec blosc jpeg]
+    .venv/bin/python benchmarks/recorder.py [--seconds 20] [--episode-seconds 5] [--rate 30] [--latency 0.1] [--codec blosc jpeg] [--no-fsync]
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ def run_codec(codec: str, profile: Path, folder: Path, args: argparse.Namespace,
     store_path = folder / f"bench_{codec}.zarr"
     recorder = subprocess.Popen(
         [str(BIN / "recorder_node"), "--ros-args", "-p", f"profile:={profile}", "-p", f"store:={store_path}",
-         "-p", f"record_rate_hz:={args.rate}", "-p", f"image_codec:={codec}", "-p", "progress:=false", "-p", f"fsync:={str(args.fsync).lower()}"],
+         "-p", f"record_rate_hz:={args.rate}", "-p", f"latency_s:={args.latency}", "-p", f"image_codec:={codec}", "-p", "progress:=false", "-p", f"fsync:={str(args.fsync).lower()}"],
         env=ros_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     try:
@@ -178,6 +180,7 @@ def main() -> None:
     parser.add_argument("--episode-seconds", type=float, default=5.0, help="length of each episode")
     parser.add_argument("--rate", type=float, default=30.0, help="record_rate_hz of the recorder")
     parser.add_argument("--codec", nargs="+", default=["blosc", "jpeg"], choices=["blosc", "jpeg"])
+    parser.add_argument("--latency", type=float, default=0.1, help="latency_s of the recorder (tick assembly delay)")
     parser.add_argument("--no-fsync", dest="fsync", action="store_false", help="recorder without fsync per file")
     args = parser.parse_args()
     apply_ros_environment()
@@ -201,7 +204,7 @@ def main() -> None:
         rclpy.try_shutdown()
         shutil.rmtree(folder, ignore_errors=True)
     print(f"\nrecorder_node: 3 cameras 640x480 @ 30 Hz + joint_states @ 100 Hz, recorded at {args.rate:g} Hz, "
-          f"{args.seconds:g} s in {args.episode_seconds:g} s episodes, fsync {'on' if args.fsync else 'off'}")
+          f"{args.seconds:g} s in {args.episode_seconds:g} s episodes, latency_s {args.latency:g}, fsync {'on' if args.fsync else 'off'}")
     print(f"machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), shared; "
           f"publisher and recorder on the same machine\n")
     header = ("codec", "steps", "frames not stored", "of which never received", "late", "dropped", "recorder CPU %", "write MB/s",

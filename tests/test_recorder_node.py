@@ -34,7 +34,9 @@ PUBLISHER = textwrap.dedent(
     pubs = {name: c.publisher(node, getattr(c, name)) for name in
             ("joint_states", "joint_commands", "gripper_commands", "intervention", "ee_pose")}
     image_pub = c.publisher(node, c.camera("front").image)
-    BASE = np.random.default_rng(7).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[0:480, 0:640]
+    BASE = np.stack([xx * 255 // 640, yy * 255 // 480, (xx + yy) * 255 // 1120], -1)
+    BASE = np.clip(BASE + np.random.default_rng(7).integers(-3, 4, BASE.shape), 0, 255).astype(np.uint8)
     names = profile.all_joint_names
     t0 = node.get_clock().now().nanoseconds * 1e-9 + 0.5
     print("t0", repr(t0), flush=True)
@@ -49,7 +51,8 @@ PUBLISHER = textwrap.dedent(
             k_joint += 1
         while t0 + k_cam / 30 <= now:
             frame = np.roll(BASE, k_cam, axis=1)
-            frame[0, 0, :] = [k_cam % 256, k_cam // 256, 0]
+            for bit in range(12):  # frame index as a barcode of 16x16 blocks (survives JPEG)
+                frame[:16, 16 * bit : 16 * bit + 16] = 255 if (k_cam >> bit) & 1 else 0
             image_pub.publish(convert.array_to_image(frame, "rgb8", convert.to_stamp(t0 + k_cam / 30), "front"))
             k_cam += 1
         while t0 + k_cmd / 10 <= now:
@@ -63,12 +66,21 @@ PUBLISHER = textwrap.dedent(
 
 
 def published_frame(k: int) -> np.ndarray:
-    frame = np.roll(np.random.default_rng(7).integers(0, 256, (480, 640, 3), dtype=np.uint8), k, axis=1)
-    frame[0, 0, :] = [k % 256, k // 256, 0]
+    yy, xx = np.mgrid[0:480, 0:640]
+    base = np.stack([xx * 255 // 640, yy * 255 // 480, (xx + yy) * 255 // 1120], -1)
+    base = np.clip(base + np.random.default_rng(7).integers(-3, 4, base.shape), 0, 255).astype(np.uint8)
+    frame = np.roll(base, k, axis=1)
+    for bit in range(12):
+        frame[:16, 16 * bit : 16 * bit + 16] = 255 if (k >> bit) & 1 else 0
     return frame
 
 
-def test_records_episodes_from_a_publisher_process(ros, spawn, tmp_path: Path) -> None:  # noqa: ANN001
+def frame_index(image: np.ndarray) -> int:
+    return sum(1 << bit for bit in range(12) if image[4:12, 16 * bit + 4 : 16 * bit + 12].mean() > 127)
+
+
+@pytest.mark.parametrize("codec", ["blosc", "jpeg"])
+def test_records_episodes_from_a_publisher_process(ros, spawn, tmp_path: Path, codec: str) -> None:  # noqa: ANN001
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
     from rcl_interfaces.srv import SetParameters
     from std_srvs.srv import Trigger
@@ -81,7 +93,7 @@ def test_records_episodes_from_a_publisher_process(ros, spawn, tmp_path: Path) -
     recorder = spawn([
         str(Path(sys.executable).parent / "recorder_node"), "--ros-args",
         "-p", "profile:=so101", "-p", "cameras:=front", "-p", f"store:={store_path}",
-        "-p", "record_rate_hz:=10.0", "-p", "latency_s:=0.3", "-p", "task:=pick the cube", "-p", "operator:=ci",
+        "-p", "record_rate_hz:=10.0", "-p", "latency_s:=0.3", "-p", f"image_codec:={codec}", "-p", "task:=pick the cube", "-p", "operator:=ci",
     ])
 
     def start_when_streams_arrive() -> bool:
@@ -123,10 +135,14 @@ def test_records_episodes_from_a_publisher_process(ros, spawn, tmp_path: Path) -
         assert ep["front_image"].shape == (n, 480, 640, 3) and ep["front_image"].dtype == np.uint8
         # nearest-earlier camera frame, and its pixels are exactly what was published
         for t, stamp, image in zip(ep["timestamp"], ep["front_stamp"], ep["front_image"]):
-            k = int(image[0, 0, 0]) + 256 * int(image[0, 0, 1])
-            assert stamp == pytest.approx(t0 + k / 30, abs=1e-6)
+            k = frame_index(image)
+            assert stamp == pytest.approx(t0 + k / 30, abs=1e-6)  # the stamp of the frame stored
             assert t - stamp >= 0  # never a frame captured after the tick
-            np.testing.assert_array_equal(image, published_frame(k))
+            if codec == "blosc":  # lossless: exactly what was published
+                np.testing.assert_array_equal(image, published_frame(k))
+            else:  # JPEG q95: close to what was published, far from the neighbouring frame
+                error = np.abs(image.astype(int) - published_frame(k)).mean()
+                assert error < 3.0 and error < np.abs(image.astype(int) - published_frame(k + 1)).mean()
         # nearest-earlier joint state: position j of sample k is k/1000 + j
         k = np.round(ep["joint_pos"][:, 0].astype(np.float64) * 1000)
         joint_age = ep["timestamp"] - (t0 + k / 100)
