@@ -62,6 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reference-pose", type=_floats, default=None,
                    help="reference pose, rad, comma list (arm joints then gripper; default: the profile's sim.home)")
     p.add_argument("--serve", action="store_true", help="run as a ROS node with Trigger services instead of prompts")
+    p.add_argument("--ros-args", nargs=argparse.REMAINDER, default=[], dest="ros_args",
+                   help="--serve: ROS arguments (remaps, parameters; a launch file adds them), passed to rclpy")
     p.set_defaults(handler=_arm)
 
     p = add_command(sub, "latency", "camera and actuation latency from a commanded step motion",

@@ -1,0 +1,68 @@
+"""Live calibration over DDS: latency against the running twin, and calibrate.launch.xml's arm session."""
+
+import os
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import REPO, wait_for
+from robot_stack.calibration.latency import load_latency
+from robot_stack.resources import ros_environment
+
+
+def test_latency_live_against_the_twin(spawn, tmp_path):
+    """Command a step through the contract, watch joint_states and the front camera of the twin.
+
+    The twin stamps each image with the sim time of the state it rendered, so its camera latency is ~0;
+    its actuation latency is the position servo's tracking lag (positive, well under 0.3 s)."""
+    env = ros_environment({**os.environ, "MUJOCO_GL": "egl"})
+    twin = spawn([str(REPO / ".venv/bin/twin_node"), "--ros-args", "-p", "cameras:=front", "-p", "task:=reach"], env=env)
+    out = tmp_path / "so101_latency.yaml"
+    cli = spawn([sys.executable, "-m", "robot_stack.cli", "calibrate", "latency", "--camera", "front", "--duration", "4",
+                 "-o", str(out), "--save-recording", str(tmp_path / "rec.npz")], env=env)
+    try:
+        cli.wait(timeout=180)
+    finally:
+        log = cli.stdout.read()
+    assert cli.returncode == 0, log
+    cal = load_latency(out)
+    assert abs(cal.camera_latency["front"]) < 0.02, cal
+    assert 0.0 < cal.actuation_latency < 0.3, cal
+    assert min(cal.fit.values()) > 0.9, cal
+    params = yaml.safe_load((tmp_path / "so101_latency.params.yaml").read_text())
+    assert params["policy_server"]["ros__parameters"]["execution_latency"] == cal.actuation_latency
+    assert twin.poll() is None
+
+
+def test_launch_file_arm_session_with_emulator(ros, tmp_path, monkeypatch):
+    """calibrate.launch.xml what:=arm emulate:=true: bus emulator + calibration node; steps by Trigger."""
+    from std_srvs.srv import Trigger
+
+    from robot_stack.drivers.servo.calibration import load_calibration
+    from robot_stack.launcher import LaunchRunner
+    from robot_stack.profile import load_profile
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the emulator's port link goes here
+    out = tmp_path / "so101_follower.yaml"
+    runner = LaunchRunner(REPO / "launch/calibrate.launch.xml",
+                          {"what": "arm", "emulate": "true", "directions": "profile", "output": str(out)}).start()
+    try:
+        reply = ros.call(Trigger, "calibration/record_zero", timeout=90)
+        assert reply.success, reply.message
+        assert ros.call(Trigger, "calibration/start_sweep").success
+        time.sleep(0.5)
+        reply = ros.call(Trigger, "calibration/stop_sweep")
+        assert reply.success and "shoulder_pan=" in reply.message
+        reply = ros.call(Trigger, "calibration/save")
+        assert reply.success, reply.message
+        wait_for(out.exists, 10, "the calibration file")
+    finally:
+        runner.stop()
+    profile = load_profile("so101")
+    cal = load_calibration(out, profile)
+    shipped = load_calibration(profile.resolve(profile.hardware.calibration), profile)
+    # the emulator runs the shipped calibration; the arm hangs near its start pose with torque off, so the
+    # recorded "zero" ticks are the ticks of that pose, and the directions come from the profile's file
+    assert [j.direction for j in cal.joints.values()] == [j.direction for j in shipped.joints.values()]
