@@ -84,17 +84,17 @@ def twin(profile_path, tmp_path_factory, harness):
 class Probe:
     """Latest contract state seen by the harness."""
 
-    def __init__(self, harness: RosHarness, profile_path: Path):
+    def __init__(self, harness: RosHarness, profile_path: Path, ns: str = ""):
         from geometry_msgs.msg import PoseStamped
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Float64MultiArray
 
-        self.h = harness
+        self.h, self.ns = harness, ns
         self.profile = load_profile(str(profile_path))
         self.c = Contract(self.profile)
-        self.states = harness.collect(JointState, self.c.joint_states.name, self.c.joint_states.qos)
-        self.poses = harness.collect(PoseStamped, self.c.ee_pose.name, self.c.ee_pose.qos)
-        self.objects = harness.collect(Float64MultiArray, OBJECT_STATE_TOPIC, 10)
+        self.states = harness.collect(JointState, ns + self.c.joint_states.name, self.c.joint_states.qos)
+        self.poses = harness.collect(PoseStamped, ns + self.c.ee_pose.name, self.c.ee_pose.qos)
+        self.objects = harness.collect(Float64MultiArray, ns + OBJECT_STATE_TOPIC, 10)
         wait_for(lambda: self.states and self.poses and self.objects, 30, "twin state topics")
 
     def q(self) -> np.ndarray:
@@ -110,7 +110,7 @@ class Probe:
         return convert.to_sec(self.states[-1][1].header.stamp)
 
     def publisher(self, topic):  # noqa: ANN001, ANN201
-        pub = self.c.publisher(self.h.node, topic)
+        pub = self.h.node.create_publisher(topic.type, self.ns + topic.name, topic.qos)
         wait_for(lambda: pub.get_subscription_count() > 0, 20, f"subscriber on {topic.name}")
         return pub
 
@@ -121,8 +121,8 @@ class Probe:
 
         request = SetParameters.Request(parameters=[Parameter(
             name="seed", value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=seed))])
-        assert self.h.call(SetParameters, "/twin/set_parameters", request).results[0].successful
-        message = self.h.call(Trigger, self.c.reset_service.name).message
+        assert self.h.call(SetParameters, f"{self.ns or '/'}twin/set_parameters", request).results[0].successful
+        message = self.h.call(Trigger, self.ns + self.c.reset_service.name).message
         n = len(self.states)
         wait_for(lambda: len(self.states) > n + 5 and len(self.objects) > 5, 20, "state after reset")
         time.sleep(0.2)
@@ -214,7 +214,7 @@ def test_task_success_reports_progress_and_pause_stops_time(probe):
 
 
 def test_camera_stream_stamps_and_info(probe):
-    """Real-time mode: capture stamps on the camera's frame grid, increasing; CameraInfo matches the MJCF fovy.
+    """Real-time mode: capture stamps increase, at most at the configured rate; CameraInfo matches the MJCF fovy.
     (The wall-clock frame rate depends on the renderer: see benchmarks/sim_realtime.py.)"""
     from sensor_msgs.msg import CameraInfo, Image
 
@@ -224,8 +224,7 @@ def test_camera_stream_stamps_and_info(probe):
     wait_for(lambda: len(images) >= 4 and len(infos) >= 4, 60, "images")
     stamps = np.array([convert.to_sec(m.header.stamp) for _, m in images])
     assert np.all(np.diff(stamps) > 0), "image stamps increase strictly"
-    frames = np.diff(stamps) * CAM["fps"]
-    assert np.allclose(frames, np.round(frames), atol=0.02), "stamps lie on the 1/fps grid of sim time"
+    assert np.all(np.diff(stamps) >= 1.0 / CAM["fps"] - 1e-3), "never faster than the configured rate"
     image = convert.image_to_array(images[-1][1])
     assert image.shape == (CAM["height"], CAM["width"], 3) and image.std() > 5
     info = infos[-1][1]
@@ -236,12 +235,16 @@ def test_camera_stream_stamps_and_info(probe):
     assert stamps[-2] in info_stamps, "every image has a CameraInfo with the same stamp"
 
 
-def test_ros_path_matches_the_in_process_env(probe, profile_path):
-    """Same seed and action sequence: same observation keys/shapes/dtypes/bounds and trajectory."""
+def test_ros_path_matches_the_in_process_env(harness, profile_path, tmp_path):
+    """Same seed and action sequence: same observation keys/shapes/dtypes/bounds and trajectory.
+    (Paced at 0.9x with /clock, so a loaded machine cannot make the twin skip time.)"""
     from sensor_msgs.msg import Image
 
+    twin = Twin(["-p", f"robot:={profile_path}", "-p", "task:=pick_cube", "-p", "realtime_factor:=0.9",
+                 "-r", "__ns:=/parity"], tmp_path / "parity.log")
     env = TwinEnv(str(profile_path), "pick_cube", cameras=["front"])
     try:
+        probe = Probe(harness, profile_path, "/parity/")
         obs, _ = env.reset(seed=21)
         expert = make_expert(env.profile, env.task_config)
         actions, expected = [], [obs]
@@ -251,7 +254,7 @@ def test_ros_path_matches_the_in_process_env(probe, profile_path):
             expected.append(obs)
 
         probe.reset(21)
-        images = probe.h.collect(Image, probe.c.camera("front").image.name, probe.c.camera("front").image.qos)
+        images = probe.h.collect(Image, probe.ns + probe.c.camera("front").image.name, probe.c.camera("front").image.qos)
         wait_for(lambda: images, 20, "an image")
         q_start = probe.q()
         assert np.allclose(q_start, expected[0]["joint_pos"], atol=1e-3)
@@ -279,6 +282,7 @@ def test_ros_path_matches_the_in_process_env(probe, profile_path):
         assert np.allclose(probe.obj()[:3], expected[-1]["object_state"][:3], atol=0.01)
     finally:
         env.close()
+        twin.stop()
 
 
 def test_paced_mode_publishes_clock_and_every_frame_at_the_configured_rate(profile_path, tmp_path, harness):
