@@ -4,8 +4,7 @@ It subscribes to ``joint_states``, ``ee_pose`` and the twin's task state, and at
 publishes the same commands a leader-arm teleop device would: arm joint targets on
 ``<controller>/commands`` and the gripper on ``<gripper_controller>/commands``. With
 ``episodes`` > 0 it resets the twin (``reset`` service) before each episode, polls
-``task_success`` and stops after that many episodes (0: one episode without resetting, then
-keeps holding).
+``task_success`` and exits after that many episodes; with 0 it just acts (no resets) until stopped.
 """
 
 from __future__ import annotations
@@ -88,6 +87,8 @@ class ExpertNode(Node):
                                        f"({self.successes}/{self.completed} successful)")
                 if self.completed >= self.episodes:
                     self.state = "done"
+                    self.get_logger().info(f"done: {self.successes}/{self.completed} episodes successful")
+                    self.context.try_shutdown()  # exit 0; the twin keeps holding its position
                     return
                 self.state = "reset"
                 return

@@ -60,6 +60,7 @@ def test_expert_node_drives_the_twin_over_dds(tmp_path):
         time.sleep(0.2)
         assert "episode 2: success=true" in out(), out() + (tmp_path / "twin.log").read_text()
         assert "(2/2 successful)" in out()
+        assert expert.wait(timeout=20) == 0, "the expert exits after its episodes"
     finally:
         for proc in (expert, twin):
             if proc.poll() is None:
