@@ -308,3 +308,30 @@ def calibrate_views(profile, mode: Mode, images: Sequence[tuple[str, np.ndarray]
         boards.append(pose)
     parent = profile.frames.end_effector if mode == "eye_in_hand" else profile.frames.base
     return calibrate(ee, boards, mode, parent=parent, child=camera_frame, method=method), missing
+
+
+def twin_camera_mount(profile, model, path: str | Path) -> tuple[str, np.ndarray, np.ndarray]:  # noqa: ANN001
+    """Where the twin puts a calibrated camera: (MJCF body name, camera ``pos``, camera ``quat`` wxyz in that body).
+
+    The file's parent frame must be one of the profile's frames: ``frames.end_effector`` (the body of
+    ``sim.ee_site``, composed with the site's pose), ``frames.base`` (``sim.base_body``) or ``frames.world``.
+    Use the result for ``body.add_camera(pos=..., quat=...)`` (MjSpec) or ``<camera pos quat>`` in MJCF.
+    """
+    import mujoco
+
+    parent, _, position, quat = load_extrinsics(path)
+    frames, sim = profile.frames, profile.sim
+    pose = pose_from_xyzw(position, quat)
+    if parent == frames.end_effector and sim is not None:
+        site = model.site(sim.ee_site)
+        body = model.body(model.site_bodyid[site.id]).name
+        pose = transform(quat_wxyz_to_matrix(model.site_quat[site.id]), model.site_pos[site.id]) @ pose
+    elif parent == frames.base and sim is not None and sim.base_body:
+        body = sim.base_body
+    elif parent in (frames.world, frames.base):
+        body = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, 0)
+    else:
+        raise UserError(f"{path}: parent frame {parent!r} is not a frame of robot {profile.name!r} "
+                        f"({frames.end_effector}, {frames.base} or {frames.world})")
+    pos, quat_wxyz = mujoco_camera_pose(pose[:3, 3], xyzw(matrix_to_quat_wxyz(pose[:3, :3])))
+    return body, pos, quat_wxyz

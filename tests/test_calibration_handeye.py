@@ -7,7 +7,7 @@ from robot_stack.calibration import handeye
 from robot_stack.calibration.board import Board
 from robot_stack.calibration.captures import load_capture, save_capture
 from robot_stack.calibration.geometry import exp_so3, invert, rotation_angle, transform
-from robot_stack.calibration.synthetic import add_camera, handeye_capture
+from robot_stack.calibration.synthetic import handeye_capture
 from robot_stack.camera_info import Intrinsics
 from robot_stack.errors import UserError
 from robot_stack.profile import load_profile
@@ -44,20 +44,29 @@ def test_recovers_known_camera_pose(capture, profile, tmp_path):
     parent, child, position, quat = handeye.load_extrinsics(tmp_path / "wrist_extrinsics.yaml")
     assert (parent, child) == (extr.parent, "wrist_color_optical_frame")
     assert np.allclose(position, truth[:3, 3], atol=0.002)
-    # the twin places an MJCF camera from it: same optical frame
+    # the twin mounts an MJCF camera from it (on the EE body, or the base): the same optical frame as the truth
     import mujoco
 
-    spec = mujoco.MjSpec()
-    pos, quat_wxyz = handeye.mujoco_camera_pose(position, quat)
-    spec.worldbody.add_camera(name="c", pos=pos, quat=quat_wxyz)
+    from robot_stack.calibration.synthetic import body_pose, camera_pose
+
+    spec = mujoco.MjSpec.from_file(str(profile.resolve(profile.sim.mjcf)))
+    body, pos, quat_wxyz = handeye.twin_camera_mount(profile, spec.compile(), tmp_path / "wrist_extrinsics.yaml")
+    spec.body(body).add_camera(name="calibrated", pos=pos, quat=quat_wxyz)
     model = spec.compile()
     data = mujoco.MjData(model)
+    q = cap["joints"][0]
+    data.qpos[[model.jnt_qposadr[model.joint(n).id] for n in profile.joint_names]] = q
     mujoco.mj_forward(model, data)
-    from robot_stack.calibration.synthetic import camera_pose
+    placed = np.linalg.inv(body_pose(model, data, profile.sim.base_body)) @ camera_pose(model, data, "calibrated")
+    if mode == "eye_in_hand":
+        from robot_stack.arm.kinematics import Kinematics
+        from robot_stack.calibration.geometry import pose_from_xyzw
 
-    placed = camera_pose(model, data, "c")
-    assert np.degrees(rotation_angle(placed[:3, :3].T @ truth[:3, :3])) < 0.2
-    assert add_camera  # the same helper builds the calibration scenes
+        expected = pose_from_xyzw(*Kinematics(profile).fk(q)) @ truth
+    else:
+        expected = truth
+    assert np.linalg.norm(placed[:3, 3] - expected[:3, 3]) < 0.002
+    assert np.degrees(rotation_angle(placed[:3, :3].T @ expected[:3, :3])) < 0.2
 
 
 def test_inconsistent_robot_poses(capture, profile):
