@@ -156,7 +156,7 @@ def _add_camera(spec: mujoco.MjSpec, robot: mujoco.MjModel, profile: RobotProfil
     span = float(max(upper[0] - lower[0], upper[1] - lower[1]))
     target = np.array([(lower[0] + upper[0]) / 2, (lower[1] + upper[1]) / 2, 0.05])
     direction = np.array([1.0, 0.0, 0.75]) / np.linalg.norm([1.0, 0.0, 0.75])
-    pos = target + 1.25 * span * direction
+    pos = target + 0.85 * span * direction
     spec.worldbody.add_camera(name=cam.sim_camera, pos=pos, quat=look_at_quat(pos, target), fovy=FRONT_FOVY)
 
 
