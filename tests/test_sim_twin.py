@@ -322,3 +322,23 @@ def test_bad_profile_exits_with_one_line_error(tmp_path):
     errors = [line for line in proc.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and "'shoulder_spin' is not in the model" in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_panda_torque_motors_follow_trajectories_and_poses(harness, tmp_path):
+    """The Panda MJCF has torque motors: the twin's PD + bias compensation takes the same commands."""
+    path = Path(load_profile("panda").source)
+    twin = Twin(["-p", f"robot:={path}", "-p", "task:=reach", "-p", "cameras:=none", "-r", "__ns:=/panda"],
+                tmp_path / "panda.log")
+    try:
+        probe = Probe(harness, path, "/panda/")
+        q0 = probe.q()
+        goal = q0.copy()
+        goal[[0, 1, 3]] += [0.3, 0.2, 0.3]
+        probe.publisher(probe.c.joint_trajectory).publish(
+            convert.make_trajectory(probe.profile.all_joint_names, [1.0], goal[None, :]))
+        wait_for(lambda: np.abs(probe.q()[:7] - goal[:7]).max() < 0.01, 30, "the Panda to reach the trajectory's end")
+        position, quat = Kinematics(probe.profile).fk(q0[:7] + np.array([-0.2, 0.1, 0.1, 0.2, 0.0, 0.1, 0.2]))
+        probe.publisher(probe.c.target_pose).publish(convert.make_pose(position, quat, probe.profile.frames.base))
+        wait_for(lambda: np.linalg.norm(probe.ee() - position) < 0.005, 30, "the Panda EE within 5 mm of the pose")
+    finally:
+        twin.stop()
