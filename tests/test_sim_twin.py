@@ -161,6 +161,18 @@ def test_cartesian_pose_is_reached_within_5mm(probe):
     wait_for(lambda: np.linalg.norm(probe.ee() - position) < 0.005, 30, "ee_pose within 5 mm of the target")
 
 
+def test_cartesian_twist_moves_the_end_effector(probe):
+    time.sleep(0.5)
+    start = probe.ee()
+    pub = probe.publisher(probe.c.target_twist)
+    for _ in range(20):  # streamed at 20 Hz for 1 s: +2 cm/s along z
+        pub.publish(convert.make_twist([0.0, 0.0, 0.02], [0.0, 0.0, 0.0], probe.profile.frames.base))
+        time.sleep(0.05)
+    time.sleep(0.5)  # the stream stops: the watchdog holds the arm
+    moved = probe.ee() - start
+    assert 0.01 < moved[2] < 0.03 and np.abs(moved[:2]).max() < 0.005, moved
+
+
 def test_bad_commands_are_rejected_without_moving(probe, twin):
     from std_msgs.msg import Float64MultiArray
 
