@@ -250,3 +250,58 @@ def test_jpeg_codec_round_trip_with_plain_zarr(tmp_path: Path) -> None:
     assert meta["codecs"][0]["name"] == "robot_stack.jpeg"
     chunk = (tmp_path / "j" / "data" / "front_image" / "c" / "0" / "0" / "0" / "0").read_bytes()
     assert chunk[:2] == b"\xff\xd8"  # a plain JPEG file per frame
+
+
+def test_kill_at_every_write_of_an_episode(tmp_path: Path) -> None:
+    """SIGKILL at each file write of appending + committing an episode, with that write torn in half."""
+    import shutil
+    import threading
+
+    base = tmp_path / "base"
+    store = EpisodeStore(base, "a", fsync=False)
+    first = [make_episode(i, n) for i, n in enumerate((8, 5))]
+    for ep in first:
+        store.append_episode(ep)
+    new = make_episode(2, 9)
+    outcomes: dict[int, int] = {}
+    for kill_at in range(1, 200):
+        path = tmp_path / f"run{kill_at}"
+        shutil.copytree(base, path)
+        pid = os.fork()
+        if pid == 0:  # child: append one episode, die inside write number `kill_at`
+            try:
+                real_put, lock, count = store_module._durable_put, threading.Lock(), [0]
+
+                def put(target, data, exclusive, fsync):  # noqa: ANN001, ANN202
+                    with lock:
+                        count[0] += 1
+                        last = count[0] == kill_at
+                    if last:  # a torn write: half the bytes in the temporary file, then death
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.with_name(f"{target.name}.dead.partial").write_bytes(bytes(data)[: len(data) // 2])
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    return real_put(target, data, exclusive, fsync)
+
+                store_module._durable_put = put
+                EpisodeStore(path, "a", fsync=False).append_episode(new)
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        killed = os.WIFSIGNALED(status)
+        reopened = EpisodeStore(path, "a")
+        outcomes[kill_at] = reopened.n_episodes
+        assert reopened.n_episodes in (2, 3), kill_at
+        for i, ep in enumerate(first + [new][: reopened.n_episodes - 2]):
+            assert_episode_equal(reopened, i, ep)
+        root = zarr.open_group(path, mode="r")
+        np.testing.assert_array_equal(root["meta/episode_ends"][:], reopened.episode_ends)
+        assert not list(path.rglob("*.partial"))
+        reopened.append_episode(make_episode(3, 4))  # and the store keeps working
+        assert_episode_equal(EpisodeStore(path), reopened.n_episodes - 1, make_episode(3, 4))
+        shutil.rmtree(path)
+        if not killed:
+            break
+    assert not killed, "the episode needs fewer than 200 writes"
+    assert list(outcomes.values()).count(2) >= 10, outcomes  # most kill points fall before the commit
+    assert outcomes[max(outcomes)] == 3
+    print("kill point -> episodes after reopening:", outcomes)

@@ -116,12 +116,15 @@ def test_records_episodes_from_a_publisher_process(ros, spawn, tmp_path: Path, c
     reply = ros.call(Trigger, "episode/save", timeout=30.0)
     assert reply.success, reply.message
     assert not ros.call(Trigger, "episode/save").success  # not recording now
-    recorder.send_signal(signal.SIGINT)
-    log = recorder.communicate(timeout=30)[0]
+    assert ros.call(Trigger, "episode/start").success
+    time.sleep(1.0)
+    recorder.send_signal(signal.SIGINT)  # stopped while recording: the episode is kept, marked interrupted
+    log = recorder.communicate(timeout=60)[0]
 
     store = EpisodeStore(store_path)
-    assert store.n_episodes == 2, log
-    assert [e.success for e in store.episodes] == [True, False]
+    assert store.n_episodes == 3, log
+    assert [e.success for e in store.episodes] == [True, False, None]
+    assert store.episodes[2].extra.get("interrupted") is True and "interrupted" in log
     assert store.episodes[0].task == "pick the cube" and store.episodes[0].operator == "ci"
     assert store.profile(0)["name"] == "so101"
     assert set(store.keys) == {"timestamp", "joint_pos", "joint_vel", "action", "intervention", "ee_pose",
@@ -151,8 +154,11 @@ def test_records_episodes_from_a_publisher_process(ros, spawn, tmp_path: Path, c
         assert store.episodes[i].late_frames.get("joint_states", 0) == late_joints, joint_age
         np.testing.assert_allclose(ep["joint_pos"][:, 5] - ep["joint_pos"][:, 0], 5.0, atol=1e-4)
         np.testing.assert_allclose(ep["joint_vel"], 0.5)
-        # ee_pose is its own topic: same stamps, but under load it may arrive one sample behind
-        assert np.all(np.abs(ep["ee_pose"][:, 0] - ep["joint_pos"][:, 0]) < 1.1e-3)
+        # ee_pose is its own topic (x = k/1000 at stamp k/100): nearest earlier, late ones counted
+        ee_age = ep["timestamp"] - (t0 + np.round(ep["ee_pose"][:, 0].astype(np.float64) * 1000) / 100)
+        assert np.all(ee_age >= -1e-6)
+        assert store.episodes[i].late_frames.get("ee_pose", 0) == int(np.sum(ee_age > 0.015 + 1e-9)), ee_age
+        np.testing.assert_allclose(ep["ee_pose"][:, 3:], [[0, 0, 0, 1]] * n)
         # action: arm = latest command index c, gripper = -c
         # (before the first command arrives, the measured position stands in and is counted)
         commanded = ep["action"][:, 0] == np.round(ep["action"][:, 0])

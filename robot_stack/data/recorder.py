@@ -545,10 +545,16 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
             if self._live is not None:
                 self._live.stop()
             with self.lock:
-                recording = self.episode is not None
-                self.episode = None
-            if recording:
-                self.get_logger().warning("stopped while recording: the unsaved episode is discarded")
+                ep, self.episode = self.episode, None
+            if ep is not None and ep["steps"]:  # never lose data: keep it, marked as interrupted
+                info = self._episode_info(ep)
+                info["success"] = None
+                info["extra"]["interrupted"] = True
+                done, result = threading.Event(), {}
+                self.queue.put(("commit", ep["id"], (info, done, result)))
+                done.wait(timeout=60.0)
+                print(f"[recorder] stopped while recording: {result.get('message', 'writer did not finish')} "
+                      "(marked interrupted, success unknown)", file=sys.stderr, flush=True)
             self.queue.put(("stop", -1, None))
             self.writer.join(timeout=30.0)
 
