@@ -180,3 +180,18 @@ def test_scene_contains_table_lights_and_task_objects(so101):
         sim.write(sim.home)
         sim.step()
     assert abs(sim.data.qpos[sim.task.qadr + 2] - 0.02) < 0.002
+
+
+def test_sim_cli_reports_bad_input_in_one_line():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from robot_stack.resources import ros_environment
+
+    cli = str(Path(sys.executable).parent / "robot-stack")
+    assert "--realtime-factor" in subprocess.run([cli, "sim", "--help"], capture_output=True, text=True).stdout
+    proc = subprocess.run([cli, "sim", "--task", "no_such_task"], capture_output=True, text=True, timeout=120,
+                          env=ros_environment())
+    assert proc.returncode == 2
+    assert "unknown task 'no_such_task'" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
