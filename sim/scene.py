@@ -171,6 +171,14 @@ def check_joints(profile: RobotProfile, model: mujoco.MjModel, where: str) -> No
     assert profile.sim is not None
     if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, profile.sim.ee_site) < 0:
         raise UserError(f"{where}: sim.ee_site {profile.sim.ee_site!r} is not a site of the model")
+    base = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, profile.sim.base_body) if profile.sim.base_body else 0
+    if base < 0:
+        raise UserError(f"{where}: sim.base_body {profile.sim.base_body!r} is not a body of the model")
+    data = mujoco.MjData(model)
+    mujoco.mj_kinematics(model, data)
+    if np.abs(data.xpos[base]).max() > 1e-6 or np.abs(data.xmat[base] - np.eye(3).ravel()).max() > 1e-6:
+        raise UserError(f"{where}: the robot base ({profile.sim.base_body or 'world'}) must sit at the world origin "
+                        "unrotated (the twin lays out its table and tasks in the base frame); move it in the MJCF")
 
 
 def build_scene(profile: RobotProfile, task: SceneTask | None = None) -> Scene:
