@@ -305,3 +305,17 @@ def test_kill_at_every_write_of_an_episode(tmp_path: Path) -> None:
     assert list(outcomes.values()).count(2) >= 10, outcomes  # most kill points fall before the commit
     assert outcomes[max(outcomes)] == 3
     print("kill point -> episodes after reopening:", outcomes)
+
+
+def test_repeated_frames_are_stored_as_repeated(tmp_path: Path) -> None:
+    """Recording faster than a camera repeats frames; each step still holds its own chunk."""
+    frames = make_episode(0, 4)["front_image"]
+    steps = frames[[0, 0, 0, 1, 1, 2, 3, 3]]
+    store = EpisodeStore(tmp_path / "r", "a", image_codec="blosc")
+    writer = store.begin_episode()
+    writer.extend({"timestamp": np.arange(3) * 0.01, "front_image": steps[:3]})
+    writer.extend({"timestamp": 0.03 + np.arange(5) * 0.01, "front_image": steps[3:]})
+    writer.commit()
+    np.testing.assert_array_equal(EpisodeStore(tmp_path / "r").episode(0)["front_image"], steps)
+    chunks = sorted((tmp_path / "r" / "data" / "front_image" / "c").iterdir(), key=lambda p: int(p.name))
+    assert len(chunks) == 8

@@ -158,8 +158,8 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
             declare(self, "operator", "", "operator name stored with each episode")
             declare(self, "success", True, "success flag stored with the next saved episode")
             self.show_progress = bool(declare(self, "progress", sys.stdout.isatty(), "live progress table"))
-            if self.latency < 0 or self.queue_s <= 0:
-                raise UserError("latency_s must be >= 0 and queue_s > 0")
+            if self.latency < 0 or tolerance < 0 or self.queue_s <= 0:
+                raise UserError("recorder parameters: latency_s and tolerance_s must be >= 0 and queue_s > 0")
 
             self.names = profile.all_joint_names
             self.n = len(self.names)
@@ -227,6 +227,8 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
         def _on_joint_states(self, msg: Any) -> None:
             try:
                 pos, vel, _ = convert.joint_state_arrays(msg, self.names)
+                if not np.all(np.isfinite(pos)):
+                    raise convert.MessageError("positions contain NaN or inf")
             except convert.MessageError as err:
                 self.stats["joint_states"].bad += 1
                 self.get_logger().warning(f"ignoring joint_states: {err}", throttle_duration_sec=5.0)
