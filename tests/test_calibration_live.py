@@ -66,3 +66,41 @@ def test_launch_file_arm_session_with_emulator(ros, tmp_path, monkeypatch):
     # the emulator runs the shipped calibration; the arm hangs near its start pose with torque off, so the
     # recorded "zero" ticks are the ticks of that pose, and the directions come from the profile's file
     assert [j.direction for j in cal.joints.values()] == [j.direction for j in shipped.joints.values()]
+
+
+def test_intrinsics_live_from_a_camera_node(spawn, tmp_path):
+    """opencv_camera_node replays rendered board views (a video file) on the contract topics; the CLI
+    captures views live over DDS, saves them, and solves."""
+    import cv2
+
+    from robot_stack.calibration.board import Board
+    from robot_stack.calibration.intrinsics import load_images
+    from robot_stack.calibration.synthetic import BoardScene
+    from robot_stack.camera_info import Intrinsics
+
+    scene = BoardScene(Board(9, 6, 0.02), 640, 480, 55.0)
+    video = tmp_path / "board.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (640, 480))
+    try:
+        for pose in scene.random_views(14, seed=11):
+            frame = cv2.cvtColor(scene.render(pose), cv2.COLOR_RGB2BGR)
+            for _ in range(4):  # each view held 0.4 s
+                writer.write(frame)
+    finally:
+        writer.release()
+        scene.close()
+    env = ros_environment()
+    spawn([str(REPO / ".venv/bin/opencv_camera_node"), "--ros-args", "-p", "robot:=so101", "-p", "camera:=front",
+           "-p", f"device:={video}", "-p", "loop:=true"], env=env)
+    out, captures = tmp_path / "front.yaml", tmp_path / "captures"
+    cli = spawn([sys.executable, "-m", "robot_stack.cli", "calibrate", "intrinsics", "--camera", "front",
+                 "--board", "9x6", "--square", "0.02", "--views", "10", "--save-captures", str(captures),
+                 "-o", str(out)], env=env)
+    try:
+        cli.wait(timeout=240)
+    finally:
+        log = cli.stdout.read()
+    assert cli.returncode == 0, log
+    assert len(load_images(captures)) == 10
+    got, truth = Intrinsics.load(out), Intrinsics.from_fovy(640, 480, 55.0)
+    assert abs(got.fx / truth.fx - 1) < 0.01 and abs(got.cx / truth.cx - 1) < 0.01, (got.K, log)
