@@ -104,3 +104,52 @@ def test_intrinsics_live_from_a_camera_node(spawn, tmp_path):
     assert len(load_images(captures)) == 10
     got, truth = Intrinsics.load(out), Intrinsics.from_fovy(640, 480, 55.0)
     assert abs(got.fx / truth.fx - 1) < 0.01 and abs(got.cx / truth.cx - 1) < 0.01, (got.K, log)
+
+
+def test_handeye_live_capture_over_dds(ros, tmp_path):
+    """A robot stand-in publishes renders of the eye-in-hand rig and the joint states of each pose on the
+    contract topics, holding each pose for a moment; the CLI keeps one view per new still pose and solves."""
+    import threading
+
+    import numpy as np
+
+    from robot_stack import convert
+    from robot_stack.calibration.board import Board
+    from robot_stack.calibration.handeye import load_extrinsics
+    from robot_stack.calibration.synthetic import handeye_capture
+    from robot_stack.camera_info import Intrinsics
+    from robot_stack.cli import main
+    from robot_stack.contract import Contract
+    from robot_stack.profile import load_profile
+
+    profile = load_profile("so101")
+    cap = handeye_capture(profile, "eye_in_hand", Board(9, 6, 0.02), 12, seed=4)
+    contract = Contract(profile)
+    image_pub = contract.publisher(ros.node, contract.camera("wrist").image)
+    joint_pub = contract.publisher(ros.node, contract.joint_states)
+    stop = threading.Event()
+
+    def robot() -> None:
+        while not stop.is_set():
+            for q, image in zip(cap["joints"], cap["images"]):
+                end = time.monotonic() + 0.9
+                while time.monotonic() < end and not stop.is_set():
+                    stamp = ros.node.get_clock().now().to_msg()
+                    joint_pub.publish(convert.make_joint_state(profile.all_joint_names, [*q, 0.0], stamp=stamp))
+                    image_pub.publish(convert.array_to_image(image, "rgb8", stamp, "wrist_color_optical_frame"))
+                    time.sleep(0.05)
+
+    thread = threading.Thread(target=robot, daemon=True)
+    thread.start()
+    Intrinsics.from_fovy(640, 480, 60.0).save(tmp_path / "wrist.yaml")
+    try:
+        code = main(["calibrate", "handeye", "--camera", "wrist", "--board", "9x6", "--square", "0.02", "--views", "8",
+                     "--intrinsics", str(tmp_path / "wrist.yaml"), "--save-captures", str(tmp_path / "cap"),
+                     "-o", str(tmp_path / "wrist_extrinsics.yaml")])
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert code == 0
+    _, _, position, _ = load_extrinsics(tmp_path / "wrist_extrinsics.yaml")
+    assert np.linalg.norm(position - cap["truth"][:3, 3]) < 0.002
+    assert (tmp_path / "cap" / "joints.yaml").is_file()
