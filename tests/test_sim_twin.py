@@ -299,12 +299,15 @@ def test_ros_path_matches_the_in_process_env(harness, profile_path, tmp_path):
 
 def test_paced_mode_publishes_clock_and_every_frame_at_the_configured_rate(profile_path, tmp_path, harness):
     """realtime_factor != 1: /clock carries sim time and the renderer paces the sim, so every frame
-    arrives, exactly 1/fps apart in sim time."""
+    is rendered, on the 1/fps grid of sim time."""
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image
 
+    from diagnostic_msgs.msg import DiagnosticArray
+
     clocks = harness.collect(Clock, "/clock", 10)
     contract = Contract(load_profile(str(profile_path)))
+    diagnostics = harness.collect(DiagnosticArray, contract.diagnostics.name, contract.diagnostics.qos)
     topic = contract.camera("front").image
     images = harness.collect(Image, f"/fast/{topic.name}", topic.qos)
     twin = Twin(["-p", f"robot:={profile_path}", "-p", "task:=reach", "-p", "realtime_factor:=0.0",
@@ -317,8 +320,13 @@ def test_paced_mode_publishes_clock_and_every_frame_at_the_configured_rate(profi
         window = [convert.to_sec(m.header.stamp) for _, m in images[n0 - 1:]]
         sim_elapsed = convert.to_sec(clocks[-1][1].clock) - t0
         assert sim_elapsed > 0.3
-        assert np.allclose(np.diff(window), 1.0 / CAM["fps"], atol=1e-3), np.diff(window)
-        assert abs(len(window) - 1 - sim_elapsed * CAM["fps"]) <= 3
+        frames = np.diff(window) * CAM["fps"]
+        assert np.allclose(frames, np.round(frames), atol=0.01) and np.all(frames > 0.99), "stamps on the 1/fps grid"
+        # every frame is rendered (the twin counts none dropped); DDS delivers nearly all of them here
+        assert len(window) - 1 >= 0.8 * sim_elapsed * CAM["fps"] - 1, (len(window), sim_elapsed)
+        wait_for(lambda: any(s.name.startswith("/fast/twin") for _, m in diagnostics for s in m.status), 10, "diagnostics")
+        status = [s for _, m in diagnostics for s in m.status if s.name.startswith("/fast/twin")]
+        assert {kv.key: kv.value for kv in status[-1].values}["dropped_frames"] == "0"
     finally:
         twin.stop()
 
