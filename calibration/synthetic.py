@@ -21,15 +21,32 @@ OPTICAL_TO_MJ = np.diag([1.0, -1.0, -1.0])
 """Rotation from the optical frame to MuJoCo's camera frame (and back: it is its own inverse)."""
 
 
-def add_board(body: mujoco.MjsBody, board: Board, pose: np.ndarray | None = None, name: str = "board") -> None:
-    """Add ``board`` to ``body``: a white plate and black squares, board frame at ``pose`` in the body."""
+def add_board(body: mujoco.MjsBody, board: Board, pose: np.ndarray | None = None, name: str = "board",
+              spec: mujoco.MjSpec | None = None) -> None:
+    """Add ``board`` to ``body``, board frame at ``pose`` in the body, printed face towards -z.
+
+    A checkerboard is built from box geoms (a white plate and black squares: exact geometry); a ChArUco
+    board is a plate textured with ``board.image()`` (needs ``spec`` for the texture and material).
+    """
     pose = np.eye(4) if pose is None else pose
     frame = body.add_frame(pos=pose[:3, 3], quat=matrix_to_quat_wxyz(pose[:3, :3]))
     half = board.square / 2
     margin = board.square
+    plate = [board.cols * half + margin, board.rows * half + margin, 0.002]
+    if board.kind == "charuco":
+        if spec is None:
+            raise ValueError("a ChArUco board needs the MjSpec for its texture")
+        image = np.fliplr(board.image(px_per_square=80, margin=1))  # the -z face shows the texture mirrored
+        tex = spec.add_texture(name=f"{name}_texture", type=mujoco.mjtTexture.mjTEXTURE_2D, width=image.shape[1],
+                               height=image.shape[0], nchannel=3)
+        tex.data = np.ascontiguousarray(np.dstack([image] * 3)).tobytes()
+        material = spec.add_material(name=f"{name}_material")
+        material.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = f"{name}_texture"
+        frame.add_geom(name=f"{name}_plate", type=mujoco.mjtGeom.mjGEOM_BOX, contype=0, conaffinity=0, size=plate,
+                       pos=[0, 0, 0.002], material=f"{name}_material")
+        return
     frame.add_geom(name=f"{name}_plate", type=mujoco.mjtGeom.mjGEOM_BOX, contype=0, conaffinity=0,
-                   size=[board.cols * half + margin, board.rows * half + margin, 0.002], pos=[0, 0, 0.00205],
-                   rgba=[1, 1, 1, 1])
+                   size=plate, pos=[0, 0, 0.00205], rgba=[1, 1, 1, 1])
     for i, (x, y) in enumerate(board.squares()):
         frame.add_geom(name=f"{name}_sq{i}", type=mujoco.mjtGeom.mjGEOM_BOX, contype=0, conaffinity=0,
                        size=[half, half, 0.0001], pos=[x, y, 0], rgba=[0, 0, 0, 1])
@@ -77,7 +94,7 @@ class BoardScene:
         spec.visual.headlight.ambient = [0.6, 0.6, 0.6]
         spec.visual.headlight.diffuse = [0.3, 0.3, 0.3]
         add_camera(spec.worldbody, "cam", fovy, np.eye(4))
-        add_board(spec.worldbody.add_body(name="board", mocap=True), board)
+        add_board(spec.worldbody.add_body(name="board", mocap=True), board, spec=spec)
         self.model = spec.compile()
         self.data = mujoco.MjData(self.model)
         self.renderer = mujoco.Renderer(self.model, height=height, width=width)
@@ -142,9 +159,9 @@ class RobotBoardScene:
         mocap = spec.worldbody.add_body(name="calibration_mocap", mocap=True)
         if mode == "eye_in_hand":
             add_camera(ee_body, "cam", fovy, site_in_body @ mount)
-            add_board(mocap, board)
+            add_board(mocap, board, spec=spec)
         elif mode == "eye_to_hand":
-            add_board(ee_body, board, site_in_body @ mount)
+            add_board(ee_body, board, site_in_body @ mount, spec=spec)
             add_camera(mocap, "cam", fovy, np.eye(4))
         else:
             raise ValueError(f"mode must be eye_in_hand or eye_to_hand, not {mode!r}")
