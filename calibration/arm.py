@@ -28,9 +28,9 @@ from typing import Literal
 import numpy as np
 
 from robot_stack.drivers.servo import protocol as P
-from robot_stack.drivers.servo.backend import Bus, ServoBusError, no_answer
+from robot_stack.drivers.servo.backend import Bus, no_answer
 from robot_stack.drivers.servo.calibration import (
-    CalibrationFile, JointCalibration, joint_limits, load_calibration, make_calibration, save_calibration,
+    CalibrationFile, JointCalibration, joint_limits, load_calibration, make_calibration,
 )
 from robot_stack.errors import UserError
 from robot_stack.profile import RobotProfile
@@ -232,6 +232,3 @@ def check_limits(profile: RobotProfile, cal: CalibrationFile, resolutions: list[
     return [f"joint {n!r}: calibrated range {a:+.2f}..{b:+.2f} rad is narrower than the limits {c:+.2f}..{d:+.2f} rad"
             for n, a, b, c, d in zip(profile.all_joint_names, lo, hi, lower, upper) if a > c + 0.05 or b < d - 0.05]
 
-
-__all__ = ["ArmCalibrator", "RawBus", "ServoBusError", "check_limits", "default_output", "profile_calibration",
-           "save_calibration"]

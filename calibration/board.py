@@ -1,11 +1,11 @@
 """Calibration targets: a checkerboard (or a ChArUco board), its 3-D corner points and detection.
 
-Board frame: origin at the board centre, x along the ``cols`` direction, y along ``rows``, z into the
-board (away from a camera that sees the printed face; OpenCV's convention, right-handed). ``cols`` x ``rows`` count *squares*; OpenCV finds the
-(cols-1) x (rows-1) inner corners. Use an odd x even square count (e.g. 9 x 6): the board is then not
-symmetric under a half turn, and ``detect`` orders the corners the same way in every image (the
-square between the first two inner corners of the first two rows is always black), which hand-eye
-calibration needs.
+Board frame: origin at the board centre, x along the ``cols`` direction, y along ``rows``, z into
+the board (away from a camera that sees the printed face; OpenCV's convention, right-handed).
+``cols`` x ``rows`` count *squares*; OpenCV finds the (cols-1) x (rows-1) inner corners. Use an odd x
+even square count (e.g. 9 x 6): the board is then not symmetric under a half turn, and ``detect``
+orders the corners the same way in every image (the square between the first two inner corners of
+the first two rows is always black), which hand-eye calibration needs.
 """
 
 from __future__ import annotations

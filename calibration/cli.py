@@ -217,9 +217,8 @@ def _arm_interactive(args: argparse.Namespace, profile) -> int:  # noqa: ANN001
 
     import numpy as np
 
-    from robot_stack.calibration.arm import (
-        ArmCalibrator, RawBus, check_limits, default_output, profile_calibration, save_calibration,
-    )
+    from robot_stack.calibration.arm import ArmCalibrator, RawBus, check_limits, default_output, profile_calibration
+    from robot_stack.drivers.servo.calibration import save_calibration
 
     names = profile.all_joint_names
     reference = np.array(args.reference_pose if args.reference_pose is not None else

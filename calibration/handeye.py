@@ -55,7 +55,8 @@ def board_pose(image_points: np.ndarray, object_points: np.ndarray, intrinsics: 
 
 
 # -- AX = XB solvers -------------------------------------------------------------------------------------
-def motions(ee_poses: Sequence[np.ndarray], board_poses: Sequence[np.ndarray], mode: Mode) -> list[tuple[np.ndarray, np.ndarray]]:
+def motions(ee_poses: Sequence[np.ndarray], board_poses: Sequence[np.ndarray],
+            mode: Mode) -> list[tuple[np.ndarray, np.ndarray]]:
     """Relative motions (A, B) with A X = X B, over all pairs of views."""
     hands = [np.asarray(g) if mode == "eye_in_hand" else invert(np.asarray(g)) for g in ee_poses]
     pairs = []
@@ -235,7 +236,7 @@ def calibrate(ee_poses: Sequence[np.ndarray], board_poses: Sequence[np.ndarray],
         raise UserError(f"only {len(ee_poses)} views with the board: hand-eye calibration needs at least 5 "
                         "(10-20 recommended) at different gripper orientations")
     pairs = motions(ee_poses, board_poses, mode)
-    axes = np.array([log_so3(A[:3, :3]) / np.linalg.norm(log_so3(A[:3, :3])) for A, _ in pairs]) if pairs else np.zeros((0, 3))
+    axes = np.array([log_so3(A[:3, :3]) / np.linalg.norm(log_so3(A[:3, :3])) for A, _ in pairs])
     if len(pairs) < 2 or np.linalg.svd(axes, compute_uv=False)[1] < 0.1:
         raise UserError("the gripper rotates about (nearly) one axis only between views: vary the gripper's "
                         "orientation about at least two axes (tilt and roll the wrist)")

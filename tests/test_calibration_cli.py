@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import wait_for  # noqa: F401 - shared test helpers
 from robot_stack.calibration.board import Board
 from robot_stack.calibration.captures import save_capture
 from robot_stack.calibration.handeye import load_extrinsics

@@ -4,7 +4,6 @@ import os
 import sys
 import time
 
-import pytest
 import yaml
 
 from conftest import REPO, wait_for
