@@ -8,7 +8,7 @@ keeps a short timestamped history per key, and samples every key at the same ins
 ``joint_pos``      ``joint_states`` positions (arm joints then gripper)
 ``joint_vel``      ``joint_states`` velocities
 ``ee_pose``        ``ee_pose`` as (x, y, z, qx, qy, qz, qw)
-``object_state``   ``object_poses`` flattened as (x, y, z, qx, qy, qz, qw) per pose
+``object_state``   ``object_poses`` through the task's ``object_state_from_poses``
 ``<cam>_image``    ``<cam>/color/image_raw`` as (H, W, 3) uint8 RGB
 =================  ========================================================
 """
@@ -43,8 +43,14 @@ def _pose_vector(pose) -> np.ndarray:  # noqa: ANN001 - geometry_msgs/Pose
 
 
 class ObservationStreams:
-    def __init__(self, node, contract: Contract, keys: list[str], history: int = 64):  # noqa: ANN001
+    def __init__(self, node, contract: Contract, keys: list[str], history: int = 64,  # noqa: ANN001
+                 task_kind: str | None = None):
+        """``task_kind`` (reach, pick_cube, push) is needed when ``object_state`` is a key."""
         self.node, self.contract, self.keys = node, contract, list(keys)
+        if "object_state" in self.keys and not task_kind:
+            raise UserError("the policy observes object_state: give the task (parameter 'task') so its object "
+                            "poses can be interpreted")
+        self.task_kind = task_kind
         self._lock = threading.Lock()
         names = contract.profile.all_joint_names
         self.streams: dict[str, StreamHistory] = {}
@@ -86,14 +92,17 @@ class ObservationStreams:
             if key == "ee_pose":
                 return _pose_vector(msg.pose)
             if key == "object_state":
-                return np.concatenate([_pose_vector(p) for p in msg.poses]) if msg.poses else np.zeros(0, np.float32)
+                from robot_stack.sim.tasks import object_state_from_poses
+
+                rows = np.array([_pose_vector(p) for p in msg.poses]).reshape(-1, 7)
+                return object_state_from_poses(self.task_kind, rows).astype(np.float32)
             image = convert.image_to_array(msg)
             if msg.encoding == "bgr8":
                 image = image[:, :, ::-1]
             elif msg.encoding == "mono8":
                 image = np.repeat(image[:, :, None], 3, axis=2)
             return np.ascontiguousarray(image)
-        except convert.MessageError as err:
+        except (convert.MessageError, ValueError) as err:
             self.node.get_logger().error(f"bad message for {key}: {err}", throttle_duration_sec=2.0)
             return None
 

@@ -40,7 +40,7 @@ class PolicyServer(Node):
         self.silence_s = declare(self, "silent_after", 0.5, "seconds without data after which a topic counts as silent")
         self.latency_s = declare(self, "execution_latency", 0.0, "measured actuation latency (s) to compensate")
         require = declare(self, "require_sim_validation", False, "refuse checkpoints without a passing sim eval")
-        task = declare(self, "task", "", "task the sim validation must be for (empty: any)")
+        task = declare(self, "task", "", "task (interprets object_poses; the sim validation must be for it)")
         if not checkpoint:
             raise UserError("policy_server needs the 'policy' parameter: a checkpoint folder")
         if require:
@@ -57,7 +57,12 @@ class PolicyServer(Node):
         self.n_obs, self.n_act = cfg.horizon.n_obs_steps, cfg.horizon.n_action_steps
         self.dt = 1.0 / self.profile.control.policy_rate_hz
         self.contract = Contract(self.profile)
-        self.streams = ObservationStreams(self, self.contract, list(cfg.obs.keys))
+        kind = None
+        if task:
+            from robot_stack.sim.tasks import load_task_config
+
+            kind = load_task_config(task).kind
+        self.streams = ObservationStreams(self, self.contract, list(cfg.obs.keys), task_kind=kind)
         self.chunks = ActionChunks(self.blend_steps)
         self.trajectory_pub = self.contract.publisher(self, self.contract.joint_trajectory)
         self.contract.subscription(self, self.contract.intervention, self._on_intervention)

@@ -1,10 +1,13 @@
 """expert_node: a scripted expert that drives any arm over the contract, like a human teleoperator.
 
-It subscribes to ``joint_states``, ``ee_pose`` and the twin's task state, and at the policy rate
+It subscribes to ``joint_states``, ``ee_pose`` and ``object_poses``, and at the policy rate
 publishes the same commands a leader-arm teleop device would: arm joint targets on
 ``<controller>/commands`` and the gripper on ``<gripper_controller>/commands``. With
 ``episodes`` > 0 it resets the twin (``reset`` service) before each episode, polls
 ``task_success`` and exits after that many episodes; with 0 it just acts (no resets) until stopped.
+When a recorder is running it also presses the episode buttons an operator would: ``episode/start``
+after each reset, ``episode/save`` on success and ``episode/discard`` on a timeout (``keep_failures``
+saves those too).
 """
 
 from __future__ import annotations
@@ -17,33 +20,40 @@ from robot_stack.contract import Contract
 from robot_stack.node import declare, run_node
 from robot_stack.profile import load_profile
 from robot_stack.sim.experts import make_expert
-from robot_stack.sim.observation import OBJECT_STATE_TOPIC, make_observation
+from robot_stack.sim.observation import make_observation
+from robot_stack.sim.tasks import object_state_from_poses
+
+
+def pose_rows(msg) -> np.ndarray:  # noqa: ANN001 - geometry_msgs/PoseArray
+    """PoseArray -> (k, 7) rows of x, y, z, qx, qy, qz, qw."""
+    return np.array([[p.position.x, p.position.y, p.position.z, p.orientation.x, p.orientation.y,
+                      p.orientation.z, p.orientation.w] for p in msg.poses]).reshape(-1, 7)
 
 
 class ExpertNode(Node):
     def __init__(self) -> None:
         super().__init__("expert")
-        from std_msgs.msg import Float64MultiArray
-        from std_srvs.srv import Trigger
-
         robot = declare(self, "robot", "so101", "robot profile name or path")
         task = declare(self, "task", "pick_cube", "task name or path")
         self.episodes = int(declare(self, "episodes", 0, "episodes to run with a reset before each (0: just act)"))
+        self.keep_failures = bool(declare(self, "keep_failures", False, "save failed episodes too (default: discard)"))
         self.profile = load_profile(robot)
         self.contract = c = Contract(self.profile)
         self.expert = make_expert(self.profile, task)
+        self.kind = self.expert.config.kind
         self.names = self.profile.all_joint_names
         self.joints: tuple[np.ndarray, np.ndarray] | None = None
         self.ee: np.ndarray | None = None
         self.object_state: np.ndarray | None = None
         c.subscription(self, c.joint_states, self._on_joints)
         c.subscription(self, c.ee_pose, self._on_ee)
-        self.create_subscription(Float64MultiArray, OBJECT_STATE_TOPIC,
-                                 lambda m: setattr(self, "object_state", np.array(m.data)), 10)
+        c.subscription(self, c.object_poses, self._on_objects)
         self.arm_pub = c.publisher(self, c.joint_commands)
         self.gripper_pub = c.publisher(self, c.gripper_commands) if c.gripper_commands else None
         self.reset_client = c.client(self, c.reset_service)
-        self.success_client = self.create_client(Trigger, c.task_success_service.name)
+        self.success_client = c.client(self, c.task_success_service)
+        self.episode_clients = {name: c.client(self, srv) for name, srv in c.episode_services.items()}
+        self.recording = False
         self.completed, self.successes = 0, 0
         self.pending = None
         self.state = "reset" if self.episodes > 0 else "act"
@@ -63,6 +73,19 @@ class ExpertNode(Node):
         pos, quat = convert.pose_arrays(msg)
         self.ee = np.concatenate([pos, quat])
 
+    def _on_objects(self, msg) -> None:  # noqa: ANN001
+        try:
+            self.object_state = object_state_from_poses(self.kind, pose_rows(msg))
+        except ValueError as err:
+            self.get_logger().error(f"object_poses: {err}", throttle_duration_sec=2.0)
+
+    def _call(self, client) -> None:  # noqa: ANN001
+        self.pending = client.call_async(client.srv_type.Request())
+
+    def _recorder(self, name: str):  # noqa: ANN202
+        client = self.episode_clients[name]
+        return client if client.service_is_ready() else None
+
     def _step(self) -> None:
         if self.pending is not None and not self.pending.done():
             return
@@ -70,12 +93,31 @@ class ExpertNode(Node):
             if self.pending is None:
                 if not self.reset_client.service_is_ready():
                     return
-                self.pending = self.reset_client.call_async(self.reset_client.srv_type.Request())
-                return
+                return self._call(self.reset_client)
             self.get_logger().info(f"episode {self.completed + 1}: {self.pending.result().message}")
-            self.pending, self.state, self.steps = None, "act", 0
+            self.pending, self.steps = None, 0
             self.joints = self.ee = self.object_state = None  # wait for post-reset state
             self.expert.reset()
+            self.state = "start"
+            return
+        if self.state == "start":
+            if self.pending is not None:  # episode/start answered
+                result, self.pending = self.pending.result(), None
+                self.recording = result.success
+                if not result.success:
+                    self.get_logger().warning(f"episode/start refused: {result.message}")
+                self.state = "act"
+            elif (client := self._recorder("start")) is not None and self._state_ready():
+                return self._call(client)
+            elif client is None:
+                self.state = "act"
+            return
+        if self.state == "finish":
+            if self.pending is not None:
+                self.get_logger().info(f"recorder: {self.pending.result().message}")
+                self.pending = None
+            self.recording = False
+            self._next_episode()
             return
         if self.state == "check":
             result = self.pending.result()
@@ -85,17 +127,14 @@ class ExpertNode(Node):
                 self.successes += int(result.success)
                 self.get_logger().info(f"episode {self.completed}: {result.message} "
                                        f"({self.successes}/{self.completed} successful)")
-                if self.completed >= self.episodes:
-                    self.state = "done"
-                    self.get_logger().info(f"done: {self.successes}/{self.completed} episodes successful")
-                    self.context.try_shutdown()  # exit 0; the twin keeps holding its position
-                    return
-                self.state = "reset"
+                self.state = "finish"
+                if self.recording:
+                    name = "save" if (result.success or self.keep_failures) else "discard"
+                    if (client := self._recorder(name)) is not None:
+                        self._call(client)
                 return
             self.state = "act"
-        if self.state != "act" or self.joints is None or self.ee is None:
-            return
-        if self.expert.config.kind and self.object_state is None:
+        if self.state != "act" or not self._state_ready():
             return
         obs = make_observation(self.joints[0], self.joints[1], self.ee[:3], self.ee[3:], self.object_state)
         action = self.expert.act({k: v.astype(float) for k, v in obs.items()})
@@ -107,8 +146,19 @@ class ExpertNode(Node):
             self.gripper_pub.publish(Float64MultiArray(data=[float(action[n_arm])]))
         self.steps += 1
         if self.episodes > 0 and self.steps % 5 == 0 and self.success_client.service_is_ready():
-            self.pending = self.success_client.call_async(self.success_client.srv_type.Request())
+            self._call(self.success_client)
             self.state = "check"
+
+    def _state_ready(self) -> bool:
+        return self.joints is not None and self.ee is not None and (not self.kind or self.object_state is not None)
+
+    def _next_episode(self) -> None:
+        if self.completed >= self.episodes:
+            self.state = "done"
+            self.get_logger().info(f"done: {self.successes}/{self.completed} episodes successful")
+            self.context.try_shutdown()  # exit 0; the twin keeps holding its position
+            return
+        self.state = "reset"
 
 
 def main() -> None:

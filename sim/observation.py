@@ -5,9 +5,10 @@ Keys (also the dataset keys the recorder writes under ``data/``):
 * ``joint_pos`` (n_all,) float32, rad: ``joint_states`` position, arm joints then gripper;
 * ``joint_vel`` (n_all,) float32, rad/s;
 * ``ee_pose`` (7,) float32: ``ee_pose`` position xyz (m) + quaternion xyzw, base frame;
-* ``object_state`` (k,) float32: the twin's privileged task state (reach: target xyz; pick_cube:
-  cube xyz + quat xyzw; push: block x, y, yaw + target x, y, yaw), published by the twin on
-  ``OBJECT_STATE_TOPIC``;
+* ``object_state`` (k,) float32: the task state derived from the contract's ``object_poses``
+  (``robot_stack.sim.tasks.object_state_from_poses``; reach: target xyz; pick_cube: cube xyz + quat
+  xyzw; push: block x, y, yaw + target x, y, yaw). The twin publishes ``object_poses``; on hardware a
+  perception node does;
 * ``<camera>_image`` (H, W, 3) uint8 RGB for each enabled camera.
 
 The action is the absolute joint position target (n_all,) float32 at the policy rate.
@@ -21,8 +22,6 @@ from gymnasium import spaces
 from robot_stack.arm.safety import ArmSafety
 from robot_stack.profile import RobotProfile
 
-OBJECT_STATE_TOPIC = "sim/object_state"
-"""Twin-only topic (std_msgs/Float64MultiArray): the task's privileged object state (see above)."""
 OBJECT_DIMS = {"reach": 3, "pick_cube": 7, "push": 6}
 
 

@@ -131,8 +131,15 @@ class Task:
     def start(self, data: mujoco.MjData) -> None:
         """Record the episode's starting measures (after reset and forward kinematics)."""
 
+    def object_poses(self, data: mujoco.MjData) -> np.ndarray:
+        """Poses of the task's objects then targets, (k, 7) rows of x, y, z, qx, qy, qz, qw (base frame).
+
+        This is what the twin publishes on ``object_poses`` (and a perception node on hardware)."""
+        return np.zeros((0, 7))
+
     def object_state(self, data: mujoco.MjData) -> np.ndarray | None:
-        return None
+        """The ``object_state`` observation: a function of ``object_poses`` alone, so the ROS path matches."""
+        return object_state_from_poses(self.config.kind, self.object_poses(data)) if self.object_dim else None
 
     def success(self, data: mujoco.MjData) -> bool:
         raise NotImplementedError
@@ -171,8 +178,8 @@ class ReachTask(Task):
     def start(self, data) -> None:  # noqa: ANN001
         self.start_distance = max(self._distance(data), 1e-6)
 
-    def object_state(self, data):  # noqa: ANN001, ANN201
-        return data.mocap_pos[self.mocap].copy()
+    def object_poses(self, data):  # noqa: ANN001, ANN201
+        return np.array([[*data.mocap_pos[self.mocap], 0.0, 0.0, 0.0, 1.0]])
 
     def success(self, data) -> bool:  # noqa: ANN001
         return self._distance(data) < self.config.success_distance
@@ -212,6 +219,10 @@ class _BoxObjectTask(Task):
     def object_pos(self, data) -> np.ndarray:  # noqa: ANN001
         return data.qpos[self.qadr: self.qadr + 3].copy()
 
+    def body_pose(self, data) -> np.ndarray:  # noqa: ANN001
+        q = data.qpos[self.qadr + 3: self.qadr + 7]
+        return np.array([*self.object_pos(data), q[1], q[2], q[3], q[0]])
+
 
 class PickCubeTask(_BoxObjectTask):
     object_dim = 7
@@ -224,9 +235,8 @@ class PickCubeTask(_BoxObjectTask):
         self.rest_z = float(self.object_pos(data)[2])
         self.start_distance = max(float(np.linalg.norm(self.ee_position(data) - self.object_pos(data))), 1e-6)
 
-    def object_state(self, data):  # noqa: ANN001, ANN201
-        q = data.qpos[self.qadr + 3: self.qadr + 7]
-        return np.concatenate([self.object_pos(data), [q[1], q[2], q[3], q[0]]])
+    def object_poses(self, data):  # noqa: ANN001, ANN201
+        return np.array([self.body_pose(data)])
 
     def lift(self, data) -> float:  # noqa: ANN001
         return float(self.object_pos(data)[2] - self.rest_z)
@@ -279,8 +289,9 @@ class PushTask(_BoxObjectTask):
         block, target = self.block_pose(data), self.target_pose(data)
         return float(np.linalg.norm(block[:2] - target[:2])), abs(_wrap(block[2] - target[2], np.pi / 2))
 
-    def object_state(self, data):  # noqa: ANN001, ANN201
-        return np.concatenate([self.block_pose(data), self.target_pose(data)])
+    def object_poses(self, data):  # noqa: ANN001, ANN201
+        q = data.mocap_quat[self.mocap]
+        return np.array([self.body_pose(data), [*data.mocap_pos[self.mocap], q[1], q[2], q[3], q[0]]])
 
     def success(self, data) -> bool:  # noqa: ANN001
         dist, yaw = self.errors(data)
@@ -291,6 +302,26 @@ class PushTask(_BoxObjectTask):
 
 
 TASKS = {"reach": ReachTask, "pick_cube": PickCubeTask, "push": PushTask}
+
+
+def object_state_from_poses(kind: str, poses: np.ndarray) -> np.ndarray:
+    """``object_state`` of a task from its ``object_poses`` rows (x, y, z, qx, qy, qz, qw).
+
+    reach: target xyz (3); pick_cube: cube pose (7); push: block x, y, yaw + target x, y, yaw (6)."""
+    poses = np.asarray(poses, dtype=float).reshape(-1, 7)
+    expected = {"reach": 1, "pick_cube": 1, "push": 2}[kind]
+    if len(poses) != expected:
+        raise ValueError(f"{kind}: expected {expected} object poses, got {len(poses)}")
+    if kind == "reach":
+        return poses[0, :3].copy()
+    if kind == "pick_cube":
+        return poses[0].copy()
+
+    def planar(row: np.ndarray) -> list[float]:
+        x, y, z, w = row[3:7]
+        return [row[0], row[1], _quat_yaw(np.array([w, x, y, z]))]
+
+    return np.array(planar(poses[0]) + planar(poses[1]))
 
 
 def make_task(config: TaskConfig | str, profile: RobotProfile) -> Task:

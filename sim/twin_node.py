@@ -28,7 +28,6 @@ from robot_stack.arm.node import ArmNode
 from robot_stack.errors import UserError
 from robot_stack.node import declare, run_node
 from robot_stack.profile import RobotProfile, load_profile
-from robot_stack.sim.observation import OBJECT_STATE_TOPIC
 from robot_stack.sim.robot import SimRobot
 
 DEFAULTS = {"robot": "so101", "task": "pick_cube", "cameras": "all", "seed": 0, "realtime_factor": 1.0, "headless": True}
@@ -55,13 +54,12 @@ class TwinNode(ArmNode):
         self.sim = SimRobot(profile, task or None, seed=seed, time_offset=offset)
         super().__init__(profile, self.sim, node_name, kinematics=Kinematics(profile), start_timer=False, **node_kwargs)
         from rosgraph_msgs.msg import Clock
-        from std_msgs.msg import Float64MultiArray
 
         declare(self, "seed", int(seed), "seed of the next reset (advances by one after each reset)")
         self.sim.diagnostics = self.diagnostics  # type: ignore[attr-defined] - read by ArmNode.publish_diagnostics
         c = self.contract
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.publish_clock else None
-        self.object_pub = self.create_publisher(Float64MultiArray, OBJECT_STATE_TOPIC, 10) if self.sim.task else None
+        self.object_pub = c.publisher(self, c.object_poses) if self.sim.task else None
         c.service(self, c.reset_service, self._on_reset)
         c.service(self, c.task_success_service, self._on_task_success)
         c.service(self, c.pause_service, self._on_pause)
@@ -144,11 +142,23 @@ class TwinNode(ArmNode):
 
             self.clock_pub.publish(Clock(clock=convert.to_stamp(self.sim.now())))
         if self.object_pub is not None:
-            from std_msgs.msg import Float64MultiArray
-
-            self.object_pub.publish(Float64MultiArray(data=[float(v) for v in self.sim.object_state()]))
+            self.object_pub.publish(self._object_poses())
         if self.viewer is not None and self.viewer.is_running() and int(self.sim.elapsed / self.sim.dt) % 3 == 0:
             self.viewer.sync()
+
+    def _object_poses(self):  # noqa: ANN202
+        from geometry_msgs.msg import Pose, PoseArray
+
+        msg = PoseArray()
+        msg.header.stamp = convert.to_stamp(self.sim.now())
+        msg.header.frame_id = self.profile.frames.base
+        for row in self.sim.task.object_poses(self.sim.data):
+            pose = Pose()
+            pose.position.x, pose.position.y, pose.position.z = (float(v) for v in row[:3])
+            o = pose.orientation
+            o.x, o.y, o.z, o.w = (float(v) for v in row[3:])
+            msg.poses.append(pose)
+        return msg
 
     # -- cameras ----------------------------------------------------------------------------------
     def _schedule_frames(self) -> None:

@@ -22,7 +22,8 @@ from robot_stack.profile import load_profile
 from robot_stack.resources import ros_environment
 from robot_stack.sim.experts import make_expert
 from robot_stack.sim.gym_env import TwinEnv
-from robot_stack.sim.observation import OBJECT_STATE_TOPIC, make_observation
+from robot_stack.sim.observation import make_observation
+from robot_stack.sim.tasks import object_state_from_poses
 
 TWIN = str(Path(os.sys.executable).parent / "twin_node")
 SEED = 3
@@ -94,7 +95,7 @@ class Probe:
         self.c = Contract(self.profile)
         self.states = harness.collect(JointState, ns + self.c.joint_states.name, self.c.joint_states.qos)
         self.poses = harness.collect(PoseStamped, ns + self.c.ee_pose.name, self.c.ee_pose.qos)
-        self.objects = harness.collect(Float64MultiArray, ns + OBJECT_STATE_TOPIC, 10)
+        self.objects = harness.collect(self.c.object_poses.type, ns + self.c.object_poses.name, self.c.object_poses.qos)
         wait_for(lambda: self.states and self.poses and self.objects, 30, "twin state topics")
 
     def q(self) -> np.ndarray:
@@ -103,8 +104,12 @@ class Probe:
     def ee(self) -> np.ndarray:
         return convert.pose_arrays(self.poses[-1][1])[0]
 
-    def obj(self) -> np.ndarray:
-        return np.array(self.objects[-1][1].data)
+    def obj(self, kind: str = "pick_cube") -> np.ndarray:
+        msg = self.objects[-1][1]
+        assert msg.header.frame_id == self.profile.frames.base
+        rows = [[p.position.x, p.position.y, p.position.z, p.orientation.x, p.orientation.y, p.orientation.z,
+                 p.orientation.w] for p in msg.poses]
+        return object_state_from_poses(kind, np.array(rows))
 
     def stamp(self) -> float:
         return convert.to_sec(self.states[-1][1].header.stamp)
@@ -165,12 +170,15 @@ def test_cartesian_twist_moves_the_end_effector(probe):
     time.sleep(0.5)
     start = probe.ee()
     pub = probe.publisher(probe.c.target_twist)
-    for _ in range(20):  # streamed at 20 Hz for 1 s: +2 cm/s along z
+    began = time.monotonic()
+    for _ in range(20):  # streamed at 20 Hz for about 1 s: +2 cm/s along z
         pub.publish(convert.make_twist([0.0, 0.0, 0.02], [0.0, 0.0, 0.0], probe.profile.frames.base))
         time.sleep(0.05)
+    streamed = time.monotonic() - began
     time.sleep(0.5)  # the stream stops: the watchdog holds the arm
     moved = probe.ee() - start
-    assert 0.01 < moved[2] < 0.03 and np.abs(moved[:2]).max() < 0.005, moved
+    watchdog = probe.profile.control.watchdog_periods * probe.profile.control_period
+    assert 0.01 < moved[2] < 0.02 * (streamed + watchdog) + 0.003 and np.abs(moved[:2]).max() < 0.005, moved
 
 
 def test_bad_commands_are_rejected_without_moving(probe, twin):
