@@ -452,6 +452,8 @@ class EpisodeWriter:
         self._images: dict[str, Any] = {}
         self._capacity: dict[str, int] = {}
         self._last: dict[str, tuple[np.ndarray | None, Any]] = {}
+        self._synced = time.monotonic()
+        self._sync_future: Any = None
         self.started = time.time()
 
     def append(self, step: Mapping[str, Any]) -> None:
@@ -515,6 +517,12 @@ class EpisodeWriter:
 
         for future in [pool.submit(put, i) for i in range(frames.shape[0])]:
             future.result()
+        # flush frame files in the background about once a second, so little is left for the commit
+        if self.store._zstore.fsync and time.monotonic() - self._synced > 1.0 and (
+            self._sync_future is None or self._sync_future.done()
+        ):
+            self._synced = time.monotonic()
+            self._sync_future = pool.submit(_syncfs, self.store.path)
 
     def commit(self, profile: Mapping[str, Any] | None = None, **info: Any) -> int:
         """Write the buffered arrays and commit atomically; returns the episode index."""
@@ -548,6 +556,8 @@ class EpisodeWriter:
                 future.result()
             lengths = {key: self.length for key in [*self._lowdim, *self._images]}
             if self._images and self.store._zstore.fsync:
+                if self._sync_future is not None:
+                    self._sync_future.result()
                 _syncfs(self.store.path)  # frame files durable before the commit record
             info.setdefault("started", self.started)
             index = self.store._commit(lengths, dict(info), profile)
