@@ -13,8 +13,10 @@ Nothing is dropped silently: if the writer falls behind so far that its queue is
 is counted as *dropped*.
 
 Stored keys (see docs/data.md): ``timestamp``, ``joint_pos``, ``joint_vel``, ``action``,
-``intervention``, ``ee_pose`` (when ``ee_pose`` was published before the episode started) and
-``<camera>_image`` + ``<camera>_stamp`` for each camera.
+``intervention``, ``ee_pose`` (when ``ee_pose`` was published before the episode started),
+``object_state`` (when ``object_poses`` was published before the episode started and ``task`` names
+a task: the task's ``object_state_from_poses``) and ``<camera>_image`` + ``<camera>_stamp`` for
+each camera.
 
 ``action`` is the commanded absolute joint position (arm joints then gripper) at the tick: the
 latest point that is due of the latest ``joint_trajectory`` (a trajectory's first point counts
@@ -118,6 +120,18 @@ class CommandTracker:
 
 
 
+def _task_kind(task: str) -> str | None:
+    """The task kind (reach, pick_cube, push) when ``task`` names a known task, else None."""
+    if not task:
+        return None
+    try:
+        from robot_stack.sim.tasks import load_task_config
+
+        return load_task_config(task).kind
+    except UserError:
+        return None
+
+
 def _to_rgb(array: np.ndarray, encoding: str) -> np.ndarray:
     if encoding == "bgr8":
         return np.ascontiguousarray(array[:, :, ::-1])
@@ -141,9 +155,9 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
         def __init__(self) -> None:
             super().__init__("recorder")
             profile = load_profile(declare(self, "profile", "so101", "robot profile name or YAML path"))
-            cams = declare(self, "cameras", "", "comma-separated cameras to record (empty: all of the profile's)")
-            if cams.strip():
-                profile = profile.with_cameras([c.strip() for c in cams.split(",") if c.strip()])
+            cams = declare(self, "cameras", "", "comma-separated cameras to record ('' or all: the profile's; none)")
+            if cams.strip() not in ("", "all"):
+                profile = profile.with_cameras([c.strip() for c in cams.split(",") if c.strip() not in ("", "none")])
             self.profile = profile
             self.contract = Contract(profile)
             self.rate = float(declare(self, "record_rate_hz", 0.0, "sampling rate, Hz (0: profile control rate)"))
@@ -154,7 +168,7 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
             codec = declare(self, "image_codec", "jpeg", "image codec: jpeg (quality 95, ~18x smaller) or blosc (lossless lz4)")
             fsync = bool(declare(self, "fsync", True, "fsync every file (survives power loss)"))
             self.queue_s = float(declare(self, "queue_s", 3.0, "writer queue length, seconds of steps"))
-            declare(self, "task", "", "task description stored with each episode")
+            task = declare(self, "task", "", "task stored with each episode (a task name also enables object_state)")
             declare(self, "operator", "", "operator name stored with each episode")
             declare(self, "success", True, "success flag stored with the next saved episode")
             self.show_progress = bool(declare(self, "progress", sys.stdout.isatty(), "live progress table"))
@@ -163,16 +177,19 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
 
             self.names = profile.all_joint_names
             self.n = len(self.names)
-            self.tol = {"joint_states": tolerance or 1.5 / profile.control.rate_hz, "ee_pose": tolerance or 1.5 / profile.control.rate_hz}
+            period = 1.5 / profile.control.rate_hz
+            self.tol = {"joint_states": tolerance or period, "ee_pose": tolerance or period, "object_poses": tolerance or period}
+            self.task_kind = _task_kind(task)
             for cam in profile.cameras:
                 self.tol[cam.name] = tolerance or 1.5 / cam.fps
             keep = self.latency + max(self.tol.values()) + 1.0
             self.joints = History(keep, profile.control.rate_hz * 2)
             self.ee = History(keep, profile.control.rate_hz * 2)
+            self.objects = History(keep, profile.control.rate_hz * 2)
             self.frames = {c.name: History(keep, c.fps * 2) for c in profile.cameras}
             self.intervention = History(keep, 100.0)
             self.commands = CommandTracker(self.n)
-            self.stats = {name: StreamStats() for name in ["joint_states", "ee_pose", *self.frames]}
+            self.stats = {name: StreamStats() for name in ["joint_states", "ee_pose", "object_poses", *self.frames]}
 
             self.store = EpisodeStore(store_path, "a", image_codec=codec, fsync=fsync)
             self.queue: queue.Queue = queue.Queue(maxsize=max(4, int(self.queue_s * self.rate)))
@@ -187,6 +204,8 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
             sensors = ReentrantCallbackGroup()
             self.create_subscription(c.joint_states.type, c.joint_states.name, self._on_joint_states, c.joint_states.qos, callback_group=sensors)
             self.create_subscription(c.ee_pose.type, c.ee_pose.name, self._on_ee_pose, c.ee_pose.qos, callback_group=sensors)
+            if self.task_kind:
+                self.create_subscription(c.object_poses.type, c.object_poses.name, self._on_object_poses, c.object_poses.qos, callback_group=sensors)
             self.create_subscription(c.intervention.type, c.intervention.name, self._on_intervention, c.intervention.qos, callback_group=sensors)
             self.create_subscription(c.joint_trajectory.type, c.joint_trajectory.name, self._on_trajectory, c.joint_trajectory.qos, callback_group=sensors)
             self.create_subscription(c.joint_commands.type, c.joint_commands.name, self._on_commands, c.joint_commands.qos, callback_group=sensors)
@@ -247,6 +266,21 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
             stamp = convert.to_sec(msg.header.stamp)
             self._count("ee_pose", stamp)
             self.ee.add(stamp, np.concatenate([pos, quat]).astype(np.float32))
+
+        def _on_object_poses(self, msg: Any) -> None:
+            from robot_stack.sim.tasks import object_state_from_poses
+
+            rows = np.array([[p.position.x, p.position.y, p.position.z, p.orientation.x, p.orientation.y,
+                              p.orientation.z, p.orientation.w] for p in msg.poses]).reshape(-1, 7)
+            try:
+                state = object_state_from_poses(self.task_kind, rows)
+            except ValueError as err:
+                self.stats["object_poses"].bad += 1
+                self.get_logger().warning(f"ignoring object_poses: {err}", throttle_duration_sec=5.0)
+                return
+            stamp = convert.to_sec(msg.header.stamp)
+            self._count("object_poses", stamp)
+            self.objects.add(stamp, state.astype(np.float32))
 
         def _on_image(self, name: str, msg: Any) -> None:
             cam = self.profile.camera(name)
@@ -345,6 +379,12 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                     self.stats["ee_pose"].late += 1
                     ep["late"]["ee_pose"] += 1
                 step["ee_pose"] = pose[1] if pose is not None else np.full(7, np.nan, np.float32)
+            if ep["objects"] is not None:
+                state = self.objects.at(t)
+                if state is None or t - state[0] > self.tol["object_poses"]:
+                    self.stats["object_poses"].late += 1
+                    ep["late"]["object_poses"] += 1
+                step["object_state"] = state[1] if state is not None else np.full(ep["objects"], np.nan, np.float32)
             for name, (stamp, msg) in frames.items():
                 if t - stamp > self.tol[name]:
                     self.stats[name].late += 1
@@ -375,6 +415,8 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                 expected = {"timestamp", "joint_pos", "joint_vel", "action", "intervention"}
                 expected |= {f"{n}_{s}" for n in self.frames for s in ("image", "stamp")}
                 expected |= {"ee_pose"} if with_ee else set()
+                with_obj = "object_state" in stored if stored else bool(self.objects)
+                expected |= {"object_state"} if with_obj else set()
                 if stored and expected != stored:
                     response.success = False
                     response.message = (
@@ -387,6 +429,7 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                 self.episode = {
                     "id": ep_id, "t0": now, "k": 0, "next": now, "end": None, "done": threading.Event(),
                     "steps": 0, "warmup": 0, "dropped": 0, "fallback": 0, "ee": with_ee,
+                    "objects": (self.objects.items[-1][1].size if self.objects else 0) if with_obj else None,
                     "late": {n: 0 for n in self.stats}, "missing0": {n: self.stats[n].missing for n in self.frames},
                     "started": time.time(),
                 }
