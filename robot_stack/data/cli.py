@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("store", type=Path, help="episode store folder")
     export.add_argument("--mcap", type=Path, required=True, metavar="FOLDER",
                         help="write one rosbag2 (MCAP) folder per episode under FOLDER, on the contract's topics")
-    export.add_argument("--episodes", nargs="+", default=None, help="episode indices or ranges (default: all)")
+    export.add_argument("--episodes", nargs="+", default=None, help="episode indices or ranges, e.g. 0 3-5 -1 (all when omitted)")
     export.set_defaults(handler=_export)
 
     imp = add_command(sub, "import", "append the episodes of a diffusion_policy replay-buffer zarr (v2 or v3)")

@@ -32,14 +32,12 @@ soon as ``save`` returns.
 
 from __future__ import annotations
 
-import math
 import queue
 import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
