@@ -70,6 +70,7 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.xml") + glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/robots", glob("config/robots/*.yaml")),
         (f"share/{PACKAGE}/config/tasks", glob("config/tasks/*.yaml")),
+        (f"share/{PACKAGE}/config/policies", glob("config/policies/*.yaml")),
     ],
     zip_safe=True,
     maintainer="robot_stack developers",
@@ -77,5 +78,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [f"robot-stack = {PACKAGE}.cli:main"] + [f"{k} = {v}" for k, v in NODES.items()],
+        # lets any zarr reader decode the recorder's JPEG image chunks
+        "zarr.codecs": ["robot_stack.jpeg = robot_stack.data.jpeg:JpegCodec"],
     },
 )

@@ -1,0 +1,150 @@
+"""``robot-stack demo``: the whole loop on the MuJoCo twin, no hardware needed.
+
+1. record scripted demonstrations through the teleop/recorder path (``launch/teleop.launch.xml``:
+   twin + scripted expert + recorder over DDS, exactly as a human teleoperator would record);
+2. train a diffusion policy on them (``robot-stack train diffusion``);
+3. evaluate it in the in-process twin (success rate, videos, sim sign-off) and through the ROS
+   deploy path (``launch/deploy.launch.xml``: twin + policy_server) (``robot-stack eval``);
+4. print a short report and write ``<out>/report.md``.
+
+Every step prints the equivalent command, so each can be re-run or changed on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import time
+from pathlib import Path
+
+from robot_stack.cli import add_command
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = add_command(
+        subparsers,
+        "demo",
+        "record demos on the twin, train a diffusion policy, evaluate it (the main job)",
+        __doc__.split("\n\n", 1)[1] if __doc__ else "",
+    )
+    p.add_argument("--robot", default="so101", help="robot profile")
+    p.add_argument("--task", default="pick_cube", help="twin task (reach, pick_cube, push)")
+    p.add_argument("--demos", type=int, default=50, help="scripted demonstrations to record")
+    p.add_argument("--steps", type=int, default=3000, help="training steps")
+    p.add_argument("--images", action="store_true", help="image policy (front camera + joints) instead of low-dim")
+    p.add_argument("--episodes", type=int, default=50, help="in-process evaluation episodes")
+    p.add_argument("--ros-episodes", type=int, default=5, help="evaluation episodes through the ROS deploy path")
+    p.add_argument("--gate", type=float, default=0.8, help="success rate the policy must reach")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (must not hold a previous demo)")
+    p.set_defaults(handler=run)
+
+
+def _say(console, step: str, command: list[str]) -> None:  # noqa: ANN001
+    console.rule(f"[bold]{step}")
+    console.print(f"[dim]$ {shlex.join(command)}")
+
+
+def record(args: argparse.Namespace, store: Path, console) -> float:  # noqa: ANN001
+    """Record ``args.demos`` successful expert episodes through the ROS teleop path; returns seconds."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from robot_stack.data.store import EpisodeStore
+    from robot_stack.errors import UserError
+    from robot_stack.launcher import LaunchRunner
+    from robot_stack.resources import share_dir
+
+    launch_args = {"device": "expert", "robot": args.robot, "task": args.task, "dataset": str(store),
+                   "episodes": str(args.demos), "cameras": "front" if args.images else "none"}
+    _say(console, "1/3 record demonstrations (twin + scripted expert + recorder over DDS)",
+         ["robot-stack", "launch", "teleop.launch.xml", *(f"{k}:={v}" for k, v in launch_args.items())])
+    log_path = store.parent / "record.log"
+    start = time.monotonic()
+    with open(log_path, "w") as log:
+        runner = LaunchRunner(share_dir() / "launch" / "teleop.launch.xml", launch_args, stdout=log, stderr=log)
+        runner.start()
+        try:
+            with Progress(TextColumn("demos"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=console) as bar:
+                job = bar.add_task("demos", total=args.demos)
+                expert_pid = next(pids[-1] for name, pids in runner.pids().items() if name.startswith("expert"))
+                while Path(f"/proc/{expert_pid}").exists() and runner.supervisor.running():
+                    time.sleep(1.0)
+                    bar.update(job, completed=_count_saved(log_path))
+                bar.update(job, completed=_count_saved(log_path))
+        finally:
+            runner.stop()
+    if not store.exists() or EpisodeStore(store).n_episodes == 0:
+        raise UserError(f"no demonstrations were recorded: see {log_path}")
+    return time.monotonic() - start
+
+
+def _count_saved(log_path: Path) -> int:
+    return sum("[recorder]: saved episode" in line for line in log_path.read_text(errors="ignore").splitlines())
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from robot_stack.cli import main as cli
+    from robot_stack.data.store import EpisodeStore
+    from robot_stack.errors import UserError
+
+    console = Console()
+    out: Path = args.out
+    if (out / "policy" / "run.json").exists() or (out / "demos.zarr").exists():
+        raise UserError(f"{out} already holds a demo run: pass another --out or delete it")
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / "demos.zarr"
+    began = time.monotonic()
+
+    record_s = record(args, store, console)
+    demos = EpisodeStore(store)
+    console.print(f"recorded {demos.n_episodes} demos ({demos.n_steps} steps) in {record_s:.0f} s -> {store}")
+
+    policy_dir = out / "policy"
+    train_cmd = ["train", "diffusion", "--data", str(store), "--out", str(policy_dir), "--robot", args.robot,
+                 "--preset", "image" if args.images else "lowdim", "--steps", str(args.steps)]
+    if args.images:
+        train_cmd += ["--obs-keys", "joint_pos,front_image"]
+    _say(console, "2/3 train a diffusion policy", ["robot-stack", *train_cmd])
+    t = time.monotonic()
+    if cli(train_cmd) != 0:
+        raise UserError("training failed (see above)")
+    train_s = time.monotonic() - t
+    checkpoint = policy_dir / "checkpoints" / "best"
+    if not (checkpoint / "model.safetensors").exists():
+        checkpoint = policy_dir / "checkpoints" / "latest"
+
+    eval_dir = out / "eval"
+    eval_cmd = ["eval", "--policy", str(checkpoint), "--task", args.task, "--robot", args.robot, "--episodes",
+                str(args.episodes), "--ros", str(args.ros_episodes), "--gate", str(args.gate), "--out", str(eval_dir)]
+    _say(console, "3/3 evaluate on the twin (in-process, then over ROS with policy_server)", ["robot-stack", *eval_cmd])
+    t = time.monotonic()
+    code = cli(eval_cmd)
+    eval_s = time.monotonic() - t
+
+    reports = {p.stem: json.loads(p.read_text()) for p in sorted(eval_dir.glob("*.json"))}
+    table = Table("", "value", title=f"robot-stack demo: {args.task} on {args.robot} ({'images' if args.images else 'low-dim'})")
+    table.add_row("demonstrations", f"{demos.n_episodes} ({record_s:.0f} s through ROS)")
+    table.add_row("training", f"{args.steps} steps in {train_s:.0f} s; curves: {policy_dir / 'loss.png'}")
+    for name, rep in reports.items():
+        lo, hi = rep["ci95"]
+        table.add_row(f"success ({name.replace('_', '-')})",
+                      f"{rep['successes']}/{len(rep['episodes'])} = {rep['success_rate']:.0%} (95% CI {lo:.0%}-{hi:.0%})")
+    videos = reports.get("in_process", {}).get("videos", [])
+    table.add_row("videos", ", ".join(videos) or "none")
+    table.add_row("gate", f"{args.gate:.0%}: {'PASS' if code == 0 else 'FAIL'} (sign-off: {checkpoint / 'sim_validation.json'})")
+    table.add_row("total time", f"{(time.monotonic() - began) / 60:.1f} min (eval {eval_s:.0f} s)")
+    console.print(table)
+    lines = [f"# robot-stack demo: {args.task} on {args.robot}", ""]
+    lines += [f"- {row}" for row in _rows(table)]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    console.print(f"report: {out / 'report.md'}")
+    return code
+
+
+def _rows(table) -> list[str]:  # noqa: ANN001
+    columns = [list(c.cells) for c in table.columns]
+    return [f"{k}: {v}" for k, v in zip(*columns)]
