@@ -37,7 +37,8 @@ def test_node_publishes_joint_states_and_follows_a_trajectory(ros, spawn, tmp_pa
     profile = load_profile(robot)
     contract = Contract(profile)
     received = ros.collect(contract.joint_states.type, contract.joint_states.name, contract.joint_states.qos)
-    node, port, status = start(spawn, robot, tmp_path)
+    diagnostics = ros.collect(contract.diagnostics.type, contract.diagnostics.name, contract.diagnostics.qos)
+    node, port, status = start(spawn, robot, tmp_path, "--corrupt", "0.02")  # 2 % of replies corrupted
     q0 = latest_positions(ros, profile, received)
     assert list(received[-1][1].name) == profile.all_joint_names
 
@@ -52,6 +53,10 @@ def test_node_publishes_joint_states_and_follows_a_trajectory(ros, spawn, tmp_pa
     assert np.max(np.abs(q - goal)) < 0.1, f"final error {np.abs(q - goal).round(3)}"
     assert read_status(status)["out_of_limit_writes"] == 0
     assert node.poll() is None
+    # corrupted replies were retried, counted and reported on /diagnostics; the loop never failed
+    values = {kv.key: kv.value for kv in diagnostics[-1][1].status[0].values}
+    assert int(values["bus_corrupt"]) > 0 and int(values["bus_retries"]) >= int(values["bus_corrupt"])
+    assert int(values["bus_corrupt"]) <= read_status(status)["tx_corrupted"]
 
 
 def test_stale_commands_hold_within_two_periods_and_limits_hold(ros, spawn, tmp_path):
