@@ -1,0 +1,151 @@
+"""Diffusion policy building blocks: shapes, normaliser, dataset windows, NaN guard, checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from robot_stack.errors import UserError
+from robot_stack.policies.diffusion import checkpoint as ckpt
+from robot_stack.policies.diffusion import dataset as ds
+from robot_stack.policies.diffusion.config import ShapeMeta, preset, replace
+from robot_stack.policies.diffusion.normalizer import Normalizer
+from robot_stack.policies.diffusion.policy import DiffusionPolicy, NonFiniteError
+from robot_stack.policies.diffusion.synthetic import write_store
+from robot_stack.policies.diffusion.unet import ConditionalUnet1D
+from robot_stack.policies.diffusion.vision import ImageEncoder, crop, resize_images
+
+torch.set_num_threads(1)
+JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
+
+
+def image_policy(seed: int = 0) -> DiffusionPolicy:
+    cfg = replace(preset("tiny"), obs={"lowdim_keys": ("joint_pos",), "image_keys": ("front_image", "wrist_image")})
+    shape = ShapeMeta(robot="so101", joint_names=JOINTS, lowdim_dims={"joint_pos": 6}, action_dim=6,
+                      image_keys=("front_image", "wrist_image"))
+    torch.manual_seed(seed)
+    return DiffusionPolicy(cfg, shape).eval()
+
+
+def image_obs(b: int = 2, hw: tuple[int, int] = (48, 64)) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return {"joint_pos": torch.rand(b, 2, 6, generator=g) * 2 - 1,
+            "front_image": torch.randint(0, 256, (b, 2, *hw, 3), dtype=torch.uint8, generator=g),
+            "wrist_image": torch.randint(0, 256, (b, 2, *hw, 3), dtype=torch.uint8, generator=g)}
+
+
+def test_shapes():
+    cfg = preset("image")
+    unet = ConditionalUnet1D(7, 40, cfg.unet)
+    assert unet(torch.randn(3, 16, 7), torch.tensor([4]), torch.randn(3, 40)).shape == (3, 16, 7)
+    enc = ImageEncoder(cfg.vision)
+    assert enc(torch.rand(5, 3, 84, 84) * 255).shape == (5, cfg.vision.feature_dim)
+    enc_avg = ImageEncoder(replace(cfg, vision={"pool": "avg"}).vision)
+    assert enc_avg(torch.rand(2, 3, 84, 84) * 255).shape == (2, cfg.vision.feature_dim)
+    policy = image_policy()
+    action = policy.predict_action(image_obs(), generator=torch.Generator().manual_seed(0))
+    assert action.shape == (2, 16, 6) and torch.isfinite(action).all()
+    policy.reset()
+    single = {k: v[0, 0].numpy() for k, v in image_obs(1).items()}
+    assert policy.act(single).shape == (8, 6)
+
+
+def test_resize_and_crop():
+    img = torch.randint(0, 256, (4, 2, 48, 64, 3), dtype=torch.uint8)
+    small = resize_images(img, (32, 32))
+    assert small.shape == (4, 2, 32, 32, 3) and small.dtype == torch.uint8
+    flat = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6)
+    offsets = torch.tensor([[0, 1], [2, 2]])
+    out = crop(flat, (4, 4), offsets)
+    assert torch.equal(out[0], flat[0, :, 0:4, 1:5]) and torch.equal(out[1], flat[1, :, 2:6, 2:6])
+    assert torch.equal(crop(flat, (4, 4)), flat[:, :, 1:5, 1:5])
+
+
+def test_normalizer_round_trip():
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(500, 4)) * [1, 10, 0.01, 0]).astype(np.float32)  # last dim constant
+    x[:, 3] = 2.5
+    norm = Normalizer({"a": 4}).fit({"a": x})
+    y = norm.normalize("a", torch.from_numpy(x))
+    assert y[:, :3].min() >= -1 - 1e-5 and y[:, :3].max() <= 1 + 1e-5
+    assert torch.allclose(y[:, :3].min(0).values, torch.full((3,), -1.0), atol=1e-5)
+    assert torch.allclose(y[:, 3], torch.zeros(500))
+    assert torch.allclose(norm.unnormalize("a", y), torch.from_numpy(x), atol=1e-5)
+    with pytest.raises(ValueError, match="NaN"):
+        Normalizer({"a": 1}).fit({"a": np.array([[np.nan]])})
+
+
+def test_sequence_windows_pad_like_diffusion_policy(tmp_path):
+    store = write_store(tmp_path / "d.zarr", n_episodes=2, length=10)
+    cfg = replace(preset("tiny"), obs={"lowdim_keys": ("joint_pos",)})
+    buf = ds.load_store(store, cfg)
+    data = ds.SequenceDataset(buf, np.array([0, 1]), cfg)
+    # per episode: indices -pad_before .. n - Tp + pad_after  ->  (10 - 16 + 7) + 1 + 1 = 3
+    assert len(data) == 2 * 3
+    first = data[0]
+    q = buf.data["joint_pos"]
+    assert torch.equal(first["joint_pos"], torch.from_numpy(np.stack([q[0], q[0]])))  # padded before start
+    last = data[2]
+    act = buf.data["action"]
+    assert torch.equal(last["action"][-1], torch.from_numpy(act[9]))  # padded past the end with the last action
+    assert first["action"].shape == (16, 6)
+    train, val = ds.split_episodes(10, 0.2, 0)
+    assert len(val) == 2 and not set(train) & set(val)
+
+
+def test_intervention_store_keeps_only_intervened_samples(tmp_path):
+    store = write_store(tmp_path / "h.zarr", n_episodes=2, length=20, intervention_every=5)
+    cfg = replace(preset("tiny"), obs={"lowdim_keys": ("joint_pos",)})
+    buf = ds.load_store(store, cfg, weight=3.0)
+    data = ds.SequenceDataset(buf, np.array([0, 1]), cfg)
+    full = ds.SequenceDataset(ds.load_store(store, cfg), np.array([0, 1]), cfg)
+    assert 0 < len(data) < len(full)
+    assert np.all(data.weights == 3.0)
+
+
+def test_nan_guard():
+    policy = image_policy()
+    obs = image_obs()
+    obs["joint_pos"][0, 1, 2] = float("nan")
+    with pytest.raises(NonFiniteError, match="joint_pos"):
+        policy.predict_action(obs)
+    with torch.no_grad():
+        policy.unet.final[1].bias.fill_(float("nan"))
+    with pytest.raises(NonFiniteError, match="NaN"):
+        policy.predict_action(image_obs())
+
+
+def test_checkpoint_round_trip_and_profile_mismatch(tmp_path):
+    from robot_stack.profile import load_profile
+
+    policy = image_policy(seed=3)
+    policy.normalizer.fit({"joint_pos": np.random.default_rng(0).uniform(-2, 2, (50, 6)),
+                           "action": np.random.default_rng(1).uniform(-2, 2, (50, 6))})
+    ckpt.save_checkpoint(tmp_path / "c", policy, step=7)
+    loaded = ckpt.load_policy(tmp_path / "c", profile=load_profile("so101"))
+    a = policy.predict_action(image_obs(), generator=torch.Generator().manual_seed(5))
+    b = loaded.predict_action(image_obs(), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+    assert (tmp_path / "c" / "model.safetensors").read_bytes()[:8] != b"\x80\x04"  # not a pickle
+    with pytest.raises(UserError) as err:
+        ckpt.load_policy(tmp_path / "c", profile=load_profile("panda"))
+    msg = str(err.value)
+    assert "\n" not in msg and "robot (checkpoint 'so101', here 'panda')" in msg
+    assert "joint_names" in msg and "action_dim (checkpoint 6, here 8)" in msg and "obs.joint_pos" in msg
+    with pytest.raises(UserError, match=r"obs.wrist_image \(checkpoint 'image', here 'missing'\)"):
+        ckpt.load_policy(tmp_path / "c", obs_keys=["joint_pos", "front_image"])
+    weights = tmp_path / "c" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(UserError, match="hash does not match"):
+        ckpt.load_policy(tmp_path / "c")
+
+
+def test_bad_store_is_one_line_error(tmp_path):
+    cfg = replace(preset("tiny"), obs={"lowdim_keys": ("joint_pos", "object_state")})
+    with pytest.raises(UserError, match="dataset not found"):
+        ds.load_store(tmp_path / "missing.zarr", cfg)
+    store = write_store(tmp_path / "d.zarr", n_episodes=1, length=8)
+    cfg2 = replace(cfg, obs={"image_keys": ("top_image",)})
+    with pytest.raises(UserError, match=r"missing data/top_image \(store has: .*joint_pos"):
+        ds.load_store(store, cfg2)
