@@ -13,6 +13,7 @@ never sees an out-of-range goal even if a caller forgets ``ArmSafety``.
 from __future__ import annotations
 
 import importlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ from robot_stack.drivers.servo import protocol as P
 from robot_stack.drivers.servo.calibration import CalibrationFile, TickMap, joint_limits, load_calibration
 from robot_stack.errors import UserError
 from robot_stack.profile import RobotProfile
+
+
+LOG = logging.getLogger("robot_stack.servo")
 
 
 class ServoBusError(UserError):
@@ -215,9 +219,7 @@ class ServoBusBackend:
         if sid not in self._reported:
             self._reported.add(sid)
             detail = self.bus.packets.getRxPacketError(error)
-            import logging
-
-            logging.getLogger("robot_stack.servo").warning(
+            LOG.warning(
                 f"servo {sid} on {self.port_name} reports an error: {detail.replace('[RxPacketError] ', '')}")
 
     def _sync_read(self) -> dict[int, bytes]:

@@ -22,7 +22,6 @@ def dynamixel_profile(folder: Path, model: str = "xm430-w350") -> Path:
     """The SO-101 profile rebuilt on a Dynamixel bus (same MJCF), with its calibration, in ``folder``."""
     data = yaml.safe_load(find_config("robots", "so101").read_text())
     data["name"] = "so101_dxl"
-    data["sim"]["mjcf"] = data["sim"]["mjcf"]  # pkg:// path, independent of the folder
     cal = folder / "so101_dxl_calibration.yaml"
     data["hardware"] = {"backend": "dynamixel", "port": "/dev/ttyUSB0", "baudrate": 1_000_000,
                         "ids": [11, 12, 13, 14, 15, 16], "models": [model] * 6, "calibration": str(cal)}
