@@ -22,8 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         subparsers, "diffusion", "train a diffusion policy (Chi et al. 2023)",
         "Train a diffusion policy on zarr episode stores (diffusion_policy ReplayBuffer layout).\n"
         "Writes run.json, metrics.jsonl, loss.png and checkpoints/{latest,best} into --out.\n"
-        "Observation keys default to joint_pos plus every <camera>_image in the store (preset image)\n"
-        "or joint_pos plus object_state (preset lowdim). Under torchrun it trains with DDP.\n\n" + EXAMPLES,
+        "Observation keys default to joint_pos plus every <camera>_image in the store (presets image,\n"
+        "tiny) or joint_pos plus object_state (preset lowdim). Under torchrun it trains with DDP.\n\n" + EXAMPLES,
     )
     p.add_argument("--data", action="append", default=[], metavar="ZARR", help="demo store (repeat for several)")
     p.add_argument("--out", required=True, type=Path, help="run folder, e.g. runs/<name>")
@@ -79,7 +79,7 @@ def build_config(args: argparse.Namespace):
         obs = {"lowdim_keys": tuple(k for k in keys if not k.endswith("_image")),
                "image_keys": tuple(k for k in keys if k.endswith("_image"))}
     elif not args.config and (args.data or args.interventions):
-        obs = _auto_obs_keys((args.data or args.interventions)[0], cfg)
+        obs = _auto_obs_keys((args.data or args.interventions)[0], cfg, cameras=args.preset != "lowdim")
     try:
         return replace(cfg, obs=obs, train=_train_overrides(args),
                        optim={"lr": args.lr} if args.lr is not None else {},
@@ -88,8 +88,8 @@ def build_config(args: argparse.Namespace):
         raise UserError(f"config: {err}") from None
 
 
-def _auto_obs_keys(store: str, cfg) -> dict:
-    """Keys of the preset that the store has, plus (image preset) every camera in it."""
+def _auto_obs_keys(store: str, cfg, cameras: bool) -> dict:
+    """Low-dim keys of the preset that the store has, plus (``cameras``) every camera in it."""
     import zarr
 
     try:
@@ -97,7 +97,7 @@ def _auto_obs_keys(store: str, cfg) -> dict:
     except Exception:  # noqa: BLE001 - the dataset loader reports a missing/corrupt store properly
         return {}
     lowdim = tuple(k for k in cfg.obs.lowdim_keys if k in available) or cfg.obs.lowdim_keys
-    images = tuple(sorted(k for k in available if k.endswith("_image"))) if cfg.obs.image_keys else ()
+    images = tuple(sorted(k for k in available if k.endswith("_image"))) if cameras else ()
     return {"lowdim_keys": lowdim, "image_keys": images}
 
 
