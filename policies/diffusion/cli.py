@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="seed for splits, sampling and noise")
     p.add_argument("--val-every", type=int, help="steps between validation losses")
     p.add_argument("--ckpt-every", type=int, help="steps between checkpoints")
+    p.add_argument("--log-every", type=int, help="steps between lines in metrics.jsonl")
     p.add_argument("--num-workers", type=int, help="DataLoader worker processes")
     p.add_argument("--inference-steps", type=int, help="DDIM steps stored for deployment")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<n>")
@@ -51,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _train_overrides(args: argparse.Namespace) -> dict:
     names = {"steps": "steps", "batch_size": "batch_size", "seed": "seed", "val_every": "val_every",
-             "ckpt_every": "ckpt_every", "num_workers": "num_workers", "intervention_weight": "intervention_weight"}
+             "ckpt_every": "ckpt_every", "log_every": "log_every", "num_workers": "num_workers", "intervention_weight": "intervention_weight"}
     return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
 
 
