@@ -195,8 +195,7 @@ class ShapeMeta:
 def preset(name: str) -> DiffusionConfig:
     """Defaults per task type: ``lowdim`` (state only), ``image`` (cameras + joints), ``tiny`` (tests/CI)."""
     if name == "lowdim":
-        return DiffusionConfig(obs=ObsConfig(lowdim_keys=("joint_pos", "object_state")),
-                               unet=UNetConfig(down_dims=(128, 256, 512)), train=TrainConfig(batch_size=256))
+        return DiffusionConfig(obs=ObsConfig(lowdim_keys=("joint_pos", "object_state")), train=TrainConfig(batch_size=256))
     if name == "image":
         return DiffusionConfig(obs=ObsConfig(lowdim_keys=("joint_pos",), image_keys=("front_image", "wrist_image")))
     if name == "tiny":
