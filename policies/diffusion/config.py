@@ -33,7 +33,7 @@ class ObsConfig:
 
     def __post_init__(self) -> None:
         if not self.lowdim_keys and not self.image_keys:
-            raise ValueError("obs: give at least one of lowdim_keys, image_keys")
+            raise ValueError("give at least one of lowdim_keys, image_keys")
         for key in self.image_keys:
             if not key.endswith(IMAGE_SUFFIX):
                 raise ValueError(f"obs.image_keys: {key!r} must be '<camera>{IMAGE_SUFFIX}'")
@@ -56,9 +56,9 @@ class HorizonConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_obs_steps <= self.horizon:
-            raise ValueError("horizon: need 1 <= n_obs_steps <= horizon")
+            raise ValueError("need 1 <= n_obs_steps <= horizon")
         if not 1 <= self.n_action_steps <= self.horizon - self.n_obs_steps + 1:
-            raise ValueError("horizon: need 1 <= n_action_steps <= horizon - n_obs_steps + 1")
+            raise ValueError("need 1 <= n_action_steps <= horizon - n_obs_steps + 1")
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,9 @@ class VisionConfig:
 
     def __post_init__(self) -> None:
         if len(self.widths) != len(self.blocks) or not self.widths:
-            raise ValueError("vision: widths and blocks need the same (non-zero) length")
+            raise ValueError("widths and blocks need the same (non-zero) length")
         if any(w % self.group_size for w in self.widths):
-            raise ValueError(f"vision: every width must be a multiple of group_size ({self.group_size})")
+            raise ValueError(f"every width must be a multiple of group_size ({self.group_size})")
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class UNetConfig:
 
     def __post_init__(self) -> None:
         if not self.down_dims or any(d % self.n_groups for d in self.down_dims):
-            raise ValueError(f"unet: down_dims must be non-empty multiples of n_groups ({self.n_groups})")
+            raise ValueError(f"down_dims must be non-empty multiples of n_groups ({self.n_groups})")
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class SchedulerConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.inference_steps <= self.train_steps:
-            raise ValueError("scheduler: need 1 <= inference_steps <= train_steps")
+            raise ValueError("need 1 <= inference_steps <= train_steps")
 
 
 @dataclass(frozen=True)
@@ -150,9 +150,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("train: steps and batch_size must be positive")
+            raise ValueError("steps and batch_size must be positive")
         if not 0.0 <= self.val_ratio < 1.0:
-            raise ValueError("train: val_ratio must be in [0, 1)")
+            raise ValueError("val_ratio must be in [0, 1)")
 
 
 @dataclass(frozen=True)
