@@ -36,9 +36,9 @@ class ObsConfig:
             raise ValueError("give at least one of lowdim_keys, image_keys")
         for key in self.image_keys:
             if not key.endswith(IMAGE_SUFFIX):
-                raise ValueError(f"obs.image_keys: {key!r} must be '<camera>{IMAGE_SUFFIX}'")
+                raise ValueError(f"image_keys: {key!r} must be '<camera>{IMAGE_SUFFIX}'")
         if any(c > s for c, s in zip(self.crop_size, self.image_size)):
-            raise ValueError(f"obs.crop_size {self.crop_size} must fit in image_size {self.image_size}")
+            raise ValueError(f"crop_size {self.crop_size} must fit in image_size {self.image_size}")
 
     @property
     def keys(self) -> tuple[str, ...]:
