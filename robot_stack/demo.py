@@ -106,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
     policy_dir = out / "policy"
     train_cmd = ["train", "diffusion", "--data", str(store), "--out", str(policy_dir), "--robot", args.robot,
                  "--preset", "image" if args.images else "lowdim", "--steps", str(args.steps)]
+    from robot_stack.resources import share_dir
+
+    config = share_dir() / "config" / "policies" / ("image_small.yaml" if args.images else "lowdim_small.yaml")
+    train_cmd += ["--config", str(config)]
     if args.images:
         train_cmd += ["--obs-keys", "joint_pos,front_image"]
     _say(console, "2/3 train a diffusion policy", ["robot-stack", *train_cmd])
