@@ -68,7 +68,7 @@ def record(args: argparse.Namespace, store: Path, console) -> float:  # noqa: AN
                           console=console) as bar:
                 job = bar.add_task("demos", total=args.demos)
                 expert_pid = next(pids[-1] for name, pids in runner.pids().items() if name.startswith("expert"))
-                while Path(f"/proc/{expert_pid}").exists() and runner.supervisor.running():
+                while Path(f"/proc/{expert_pid}").exists() and runner.supervisor.running:
                     time.sleep(1.0)
                     bar.update(job, completed=_count_saved(log_path))
                 bar.update(job, completed=_count_saved(log_path))
