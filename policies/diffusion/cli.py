@@ -63,6 +63,7 @@ def build_config(args: argparse.Namespace):
     from robot_stack.typed_config import from_dict, load_yaml, to_dict
 
     cfg = preset(args.preset)
+    user: dict = {}
     if args.config:
         merged = to_dict(cfg)
         user = load_yaml(args.config) or {}
@@ -79,7 +80,7 @@ def build_config(args: argparse.Namespace):
         keys = [k.strip() for k in args.obs_keys.split(",") if k.strip()]
         obs = {"lowdim_keys": tuple(k for k in keys if not k.endswith("_image")),
                "image_keys": tuple(k for k in keys if k.endswith("_image"))}
-    elif not args.config and (args.data or args.interventions):
+    elif not {"lowdim_keys", "image_keys"} & set(user.get("obs") or {}) and (args.data or args.interventions):
         obs = _auto_obs_keys((args.data or args.interventions)[0], cfg, cameras=args.preset != "lowdim")
     try:
         return replace(cfg, obs=obs, train=_train_overrides(args),
