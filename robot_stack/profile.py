@@ -65,6 +65,8 @@ class CameraSpec:
     """Optical frame (z forward, x right, y down). Defaults to ``<name>_color_optical_frame``."""
     sim_camera: str = ""
     """Name of the MJCF camera the twin renders for this camera (defaults to ``name``)."""
+    extrinsics: str | None = None
+    """Hand-eye calibration YAML (``robot-stack calibrate handeye``): the twin mounts its camera there."""
 
     def __post_init__(self) -> None:
         if self.encoding not in IMAGE_ENCODINGS:

@@ -163,6 +163,24 @@ def _add_camera(spec: mujoco.MjSpec, robot: mujoco.MjModel, profile: RobotProfil
     spec.worldbody.add_camera(name=cam.sim_camera, pos=pos, quat=look_at_quat(pos, target), fovy=FRONT_FOVY)
 
 
+def _mount_calibrated_camera(spec: mujoco.MjSpec, robot: mujoco.MjModel, profile: RobotProfile, cam: CameraSpec) -> None:
+    """Place the camera where its hand-eye calibration says the real one is (field of view from its intrinsics)."""
+    import math
+
+    from robot_stack.calibration.handeye import twin_camera_mount
+    from robot_stack.camera_info import Intrinsics
+
+    body, pos, quat_wxyz = twin_camera_mount(profile, robot, profile.resolve(cam.extrinsics))
+    fovy = WRIST_FOVY if any(k in cam.name.lower() for k in ("wrist", "hand", "gripper")) else FRONT_FOVY
+    if cam.intrinsics:
+        intrinsics = Intrinsics.load(profile.resolve(cam.intrinsics))
+        fovy = math.degrees(2 * math.atan(0.5 * intrinsics.height / intrinsics.fy))
+    existing = spec.camera(cam.sim_camera)
+    if existing is not None:
+        spec.delete(existing)
+    spec.body(body).add_camera(name=cam.sim_camera, pos=pos, quat=quat_wxyz, fovy=fovy)
+
+
 def check_joints(profile: RobotProfile, model: mujoco.MjModel, where: str) -> None:
     """Every profile joint and the EE site must exist in the model (one-line error naming the first missing)."""
     for name in profile.all_joint_names:
@@ -196,7 +214,9 @@ def build_scene(profile: RobotProfile, task: SceneTask | None = None) -> Scene:
             body.gravcomp = 1.0
     _add_environment(spec, profile)
     for cam in profile.cameras:
-        if mujoco.mj_name2id(robot, mujoco.mjtObj.mjOBJ_CAMERA, cam.sim_camera) < 0:
+        if cam.extrinsics:
+            _mount_calibrated_camera(spec, robot, profile, cam)
+        elif mujoco.mj_name2id(robot, mujoco.mjtObj.mjOBJ_CAMERA, cam.sim_camera) < 0:
             _add_camera(spec, robot, profile, cam)
     spec.visual.quality.offsamples = OFFSCREEN_SAMPLES
     if profile.cameras:
