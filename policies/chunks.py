@@ -25,7 +25,9 @@ class ActionChunks:
         future = times > now
         self.dropped += int((~future).sum())
         times, actions = times[future], actions[future].copy()
-        if self.times is not None and self.blend_steps > 0 and len(times):
+        if not len(times):
+            return times, actions  # all late: keep the chunk that is running
+        if self.times is not None and self.blend_steps > 0:
             overlap = (times >= self.times[0]) & (times <= self.times[-1])
             idx = np.flatnonzero(overlap)[: self.blend_steps]
             for j, i in enumerate(idx):

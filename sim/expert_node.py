@@ -8,6 +8,11 @@ publishes the same commands a leader-arm teleop device would: arm joint targets 
 When a recorder is running it also presses the episode buttons an operator would: ``episode/start``
 after each reset, ``episode/save`` on success and ``episode/discard`` on a timeout (``keep_failures``
 saves those too).
+
+With ``intervene_probability`` > 0 it is a *scripted intervener* instead (for testing the human-in-
+the-loop paths without a human): silent while a policy drives, it takes over with that probability
+per policy step for ``intervene_steps`` steps (``teleop/intervention`` = true, its own commands), then
+gives control back; after ``intervene_budget`` steps in total it stops intervening.
 """
 
 from __future__ import annotations
@@ -37,6 +42,12 @@ class ExpertNode(Node):
         task = declare(self, "task", "pick_cube", "task name or path")
         self.episodes = int(declare(self, "episodes", 0, "episodes to run with a reset before each (0: just act)"))
         self.keep_failures = bool(declare(self, "keep_failures", False, "save failed episodes too (default: discard)"))
+        self.p_intervene = float(declare(self, "intervene_probability", 0.0,
+                                         "scripted intervener: chance per step to take over (0: always drive)"))
+        self.intervene_steps = int(declare(self, "intervene_steps", 20, "scripted intervener: steps per takeover"))
+        self.intervene_budget = int(declare(self, "intervene_budget", 10**9, "scripted intervener: total steps"))
+        self.rng = np.random.default_rng(int(declare(self, "seed", 0, "scripted intervener: random seed")))
+        self.intervening, self.intervened = 0, 0
         self.profile = load_profile(robot)
         self.contract = c = Contract(self.profile)
         self.expert = make_expert(self.profile, task)
@@ -49,6 +60,7 @@ class ExpertNode(Node):
         c.subscription(self, c.ee_pose, self._on_ee)
         c.subscription(self, c.object_poses, self._on_objects)
         self.arm_pub = c.publisher(self, c.joint_commands)
+        self.intervention_pub = c.publisher(self, c.intervention)
         self.gripper_pub = c.publisher(self, c.gripper_commands) if c.gripper_commands else None
         self.reset_client = c.client(self, c.reset_service)
         self.success_client = c.client(self, c.task_success_service)
@@ -136,6 +148,8 @@ class ExpertNode(Node):
             self.state = "act"
         if self.state != "act" or not self._state_ready():
             return
+        if self.p_intervene > 0 and not self._intervening():
+            return
         obs = make_observation(self.joints[0], self.joints[1], self.ee[:3], self.ee[3:], self.object_state)
         action = self.expert.act({k: v.astype(float) for k, v in obs.items()})
         from std_msgs.msg import Float64MultiArray
@@ -148,6 +162,21 @@ class ExpertNode(Node):
         if self.episodes > 0 and self.steps % 5 == 0 and self.success_client.service_is_ready():
             self._call(self.success_client)
             self.state = "check"
+
+    def _intervening(self) -> bool:
+        """Scripted intervener: decide whether to command this step; publishes teleop/intervention."""
+        from std_msgs.msg import Bool
+
+        if self.intervening == 0 and self.intervened < self.intervene_budget and self.rng.random() < self.p_intervene:
+            self.intervening = self.intervene_steps
+            self.expert.reset()
+            self.get_logger().info(f"intervening for {self.intervene_steps} steps")
+        active = self.intervening > 0
+        self.intervention_pub.publish(Bool(data=active))
+        if active:
+            self.intervening -= 1
+            self.intervened += 1
+        return active
 
     def _state_ready(self) -> bool:
         return self.joints is not None and self.ee is not None and (not self.kind or self.object_state is not None)

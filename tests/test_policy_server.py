@@ -128,3 +128,13 @@ def test_server_refuses_unvalidated_checkpoint_in_one_line(spawn, checkpoint):
     assert proc.returncode == 2
     errors = [line for line in out.splitlines() if "error" in line]
     assert errors and "no sim validation record" in errors[0] and "Traceback" not in out
+
+
+def test_a_fully_late_chunk_keeps_the_running_one():
+    chunks = ActionChunks(blend_steps=3)
+    t = np.arange(8) * 0.1
+    chunks.add(t, np.zeros((8, 1)), now=0.0)
+    times, _ = chunks.add(t, np.ones((8, 1)), now=5.0)
+    assert len(times) == 0 and chunks.dropped == 8 and len(chunks.times) == 7
+    times, actions = chunks.add(t + 0.2, np.ones((8, 1)), now=0.25)
+    assert len(times) and actions[0, 0] < 1.0  # still blended into the running chunk
