@@ -161,6 +161,8 @@ def evaluate_over_ros(checkpoint: str | Path, task: str, robot: str, episodes: i
     args = {"sim": "true", "robot": robot, "task": task, "policy": str(checkpoint), "cameras": cameras,
             "seed": str(seed), "realtime_factor": str(realtime_factor)}
     report = EvalReport("ros", str(checkpoint), task, profile.name, gate=gate)
+    if log:
+        log.parent.mkdir(parents=True, exist_ok=True)
     stream = open(log, "w") if log else None  # noqa: SIM115 - closed below
     runner = LaunchRunner(share_dir() / "launch" / "deploy.launch.xml", args, stdout=stream, stderr=stream)
     context = rclpy.Context()
