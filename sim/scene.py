@@ -182,16 +182,13 @@ def _mount_calibrated_camera(spec: mujoco.MjSpec, robot: mujoco.MjModel, profile
 
 
 def check_joints(profile: RobotProfile, model: mujoco.MjModel, where: str) -> None:
-    """Every profile joint and the EE site must exist in the model (one-line error naming the first missing)."""
-    for name in profile.all_joint_names:
-        if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name) < 0:
-            raise UserError(f"{where}: robot profile joint {name!r} is not in the model (check the profile's joint names)")
+    """Every profile joint, the EE site and the base body exist (one line naming the first missing),
+    and the base sits at the world origin."""
+    from robot_stack.arm.kinematics import check_model
+
+    check_model(profile, model, where)
     assert profile.sim is not None
-    if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, profile.sim.ee_site) < 0:
-        raise UserError(f"{where}: sim.ee_site {profile.sim.ee_site!r} is not a site of the model")
     base = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, profile.sim.base_body) if profile.sim.base_body else 0
-    if base < 0:
-        raise UserError(f"{where}: sim.base_body {profile.sim.base_body!r} is not a body of the model")
     data = mujoco.MjData(model)
     mujoco.mj_kinematics(model, data)
     if np.abs(data.xpos[base]).max() > 1e-6 or np.abs(data.xmat[base] - np.eye(3).ravel()).max() > 1e-6:

@@ -33,7 +33,7 @@ def check_model(profile: RobotProfile, model: mujoco.MjModel, where: str) -> Non
     """Every profile joint and the EE site must exist in the model."""
     for name in profile.all_joint_names:
         if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name) < 0:
-            raise UserError(f"{where}: robot profile joint {name!r} is not in the model")
+            raise UserError(f"{where}: robot profile joint {name!r} is not in the model (check the profile's joint names)")
     assert profile.sim is not None
     if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, profile.sim.ee_site) < 0:
         raise UserError(f"{where}: sim.ee_site {profile.sim.ee_site!r} is not a site of the model")
