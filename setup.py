@@ -54,6 +54,7 @@ setup(
         "torch>=2.4",
         "diffusers>=0.30",
         "safetensors>=0.4",
+        "msgpack>=1.0",
         "zarr>=3.0,<4",
         "numcodecs>=0.15",
         "opencv-python-headless>=4.9",
