@@ -72,6 +72,7 @@ setup(
         (f"share/{PACKAGE}/config/robots", glob("config/robots/*.yaml")),
         (f"share/{PACKAGE}/config/tasks", glob("config/tasks/*.yaml")),
         (f"share/{PACKAGE}/config/policies", glob("config/policies/*.yaml")),
+        (f"share/{PACKAGE}/config/hil", glob("config/hil/*.yaml")),
     ],
     zip_safe=True,
     maintainer="robot_stack developers",
