@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from robot_stack.data.align import CommandTracker, History, Streams, image_array, tolerances  # noqa: F401 (re-exported)
 from robot_stack.errors import UserError
 
 WRITE_BATCH = 8
@@ -64,60 +65,6 @@ class StreamStats:
         return len(self.recent) / 2.0
 
 
-class History:
-    """Recent (stamp, value) pairs of one stream; nearest-earlier lookup by stamp."""
-
-    def __init__(self, seconds: float, rate_hz: float):
-        self.items: deque[tuple[float, Any]] = deque(maxlen=max(8, int(seconds * rate_hz * 1.5)))
-        self.lock = threading.Lock()
-
-    def add(self, stamp: float, value: Any) -> None:
-        with self.lock:
-            self.items.append((stamp, value))
-
-    def at(self, t: float) -> tuple[float, Any] | None:
-        with self.lock:
-            for stamp, value in reversed(self.items):
-                if stamp <= t:
-                    return stamp, value
-        return None
-
-    def __bool__(self) -> bool:
-        return bool(self.items)
-
-
-class CommandTracker:
-    """The commanded joint target at any tick time (see module docstring for the exact rule)."""
-
-    def __init__(self, n: int):
-        self.n = n
-        self.current = np.full(n, np.nan)
-        self.pending: list[tuple[float, int, np.ndarray, bool]] = []  # (time, seq, values, from_trajectory)
-        self.lock = threading.Lock()
-        self._seq = 0
-
-    def add(self, t: float, values: np.ndarray, trajectory: bool = False) -> None:
-        with self.lock:
-            self._seq += 1
-            self.pending.append((t, self._seq, values, trajectory))
-            self.pending.sort(key=lambda e: (e[0], e[1]))
-
-    def add_trajectory(self, received: float, due: np.ndarray, points: np.ndarray) -> None:
-        with self.lock:  # a new trajectory replaces the remaining points of the previous one
-            self.pending = [e for e in self.pending if not (e[3] and e[0] >= received)]
-        for k, (t, q) in enumerate(zip(due, points)):
-            self.add(received if k == 0 else max(float(t), received), q, trajectory=True)
-
-    def at(self, t: float) -> np.ndarray:
-        with self.lock:
-            while self.pending and self.pending[0][0] <= t:
-                _, _, values, _ = self.pending.pop(0)
-                mask = ~np.isnan(values)
-                self.current[mask] = values[mask]
-            return self.current.copy()
-
-
-
 def _task_kind(task: str) -> str | None:
     """The task kind (reach, pick_cube, push) when ``task`` names a known task, else None."""
     if not task:
@@ -128,14 +75,6 @@ def _task_kind(task: str) -> str | None:
         return load_task_config(task).kind
     except UserError:
         return None
-
-
-def _to_rgb(array: np.ndarray, encoding: str) -> np.ndarray:
-    if encoding == "bgr8":
-        return np.ascontiguousarray(array[:, :, ::-1])
-    if encoding == "mono8":
-        return np.repeat(array[:, :, None], 3, axis=2)
-    return np.array(array, copy=True) if not array.flags.c_contiguous else array
 
 
 def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
@@ -175,18 +114,11 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
 
             self.names = profile.all_joint_names
             self.n = len(self.names)
-            period = 1.5 / profile.control.rate_hz
-            self.tol = {"joint_states": tolerance or period, "ee_pose": tolerance or period, "object_poses": tolerance or period}
             self.task_kind = _task_kind(task)
-            for cam in profile.cameras:
-                self.tol[cam.name] = tolerance or 1.5 / cam.fps
+            self.tol = tolerances(profile, tolerance)
             keep = self.latency + max(self.tol.values()) + 1.0
-            self.joints = History(keep, profile.control.rate_hz * 2)
-            self.ee = History(keep, profile.control.rate_hz * 2)
-            self.objects = History(keep, profile.control.rate_hz * 2)
-            self.frames = {c.name: History(keep, c.fps * 2) for c in profile.cameras}
-            self.intervention = History(keep, 100.0)
-            self.commands = CommandTracker(self.n)
+            self.streams = Streams(profile, self.tol, keep, task_kind=self.task_kind)
+            self.frames = self.streams.frames
             self.stats = {name: StreamStats() for name in ["joint_states", "ee_pose", "object_poses", *self.frames]}
 
             self.store = EpisodeStore(store_path, "a", image_codec=codec, fsync=fsync)
@@ -241,95 +173,55 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
             s.received += 1
             s.recent.append(time.monotonic())
 
-        def _on_joint_states(self, msg: Any) -> None:
+        def _add(self, name: str, add: Any, msg: Any) -> float | None:
+            """Parse a sensor message into its stream; a bad one is counted and logged, never stored."""
             try:
-                pos, vel, _ = convert.joint_state_arrays(msg, self.names)
-                if not np.all(np.isfinite(pos)):
-                    raise convert.MessageError("positions contain NaN or inf")
+                stamp = add(msg)
             except convert.MessageError as err:
-                self.stats["joint_states"].bad += 1
-                self.get_logger().warning(f"ignoring joint_states: {err}", throttle_duration_sec=5.0)
-                return
-            stamp = convert.to_sec(msg.header.stamp)
-            self._count("joint_states", stamp)
-            self.joints.add(stamp, (pos.astype(np.float32), vel.astype(np.float32)))
+                self.stats[name].bad += 1
+                self.get_logger().warning(f"ignoring {name}: {err}", throttle_duration_sec=5.0)
+                return None
+            self._count(name, stamp)
+            return stamp
+
+        def _on_joint_states(self, msg: Any) -> None:
+            self._add("joint_states", self.streams.add_joint_states, msg)
 
         def _on_ee_pose(self, msg: Any) -> None:
-            try:
-                pos, quat = convert.pose_arrays(msg)
-            except convert.MessageError as err:
-                self.stats["ee_pose"].bad += 1
-                self.get_logger().warning(f"ignoring ee_pose: {err}", throttle_duration_sec=5.0)
-                return
-            stamp = convert.to_sec(msg.header.stamp)
-            self._count("ee_pose", stamp)
-            self.ee.add(stamp, np.concatenate([pos, quat]).astype(np.float32))
+            self._add("ee_pose", self.streams.add_ee_pose, msg)
 
         def _on_object_poses(self, msg: Any) -> None:
-            from robot_stack.sim.tasks import object_state_from_poses
-
-            rows = np.array([[p.position.x, p.position.y, p.position.z, p.orientation.x, p.orientation.y,
-                              p.orientation.z, p.orientation.w] for p in msg.poses]).reshape(-1, 7)
-            try:
-                state = object_state_from_poses(self.task_kind, rows)
-            except ValueError as err:
-                self.stats["object_poses"].bad += 1
-                self.get_logger().warning(f"ignoring object_poses: {err}", throttle_duration_sec=5.0)
-                return
-            stamp = convert.to_sec(msg.header.stamp)
-            self._count("object_poses", stamp)
-            self.objects.add(stamp, state.astype(np.float32))
+            self._add("object_poses", self.streams.add_object_poses, msg)
 
         def _on_image(self, name: str, msg: Any) -> None:
-            cam = self.profile.camera(name)
-            if msg.width != cam.width or msg.height != cam.height or msg.encoding not in ("rgb8", "bgr8", "mono8"):
-                self.stats[name].bad += 1
-                self.get_logger().warning(
-                    f"ignoring {name} image {msg.width}x{msg.height} {msg.encoding}: profile says "
-                    f"{cam.width}x{cam.height} rgb8/bgr8/mono8", throttle_duration_sec=5.0,
-                )
+            stamp = self._add(name, lambda m: self.streams.add_image(name, m), msg)
+            if stamp is None:
                 return
-            stamp = convert.to_sec(msg.header.stamp)
-            s = self.stats[name]
+            s, fps = self.stats[name], self.profile.camera(name).fps
             if s.last_stamp is not None and self.episode is not None:
                 gap = stamp - s.last_stamp
-                missed = int(round(gap * cam.fps)) - 1
-                if gap > 1.5 / cam.fps and missed > 0:
+                missed = int(round(gap * fps)) - 1
+                if gap > 1.5 / fps and missed > 0:
                     s.missing += missed
             s.last_stamp = stamp
-            self._count(name, stamp)
-            self.frames[name].add(stamp, msg)
+
+        def _on_command(self, what: str, add: Any, msg: Any) -> None:
+            try:
+                add(self._now(), msg)
+            except convert.MessageError as err:
+                self.get_logger().warning(f"ignoring {what}: {err}", throttle_duration_sec=5.0)
 
         def _on_intervention(self, msg: Any) -> None:
-            self.intervention.add(self._now(), bool(msg.data))
+            self.streams.add_intervention(self._now(), msg)
 
         def _on_trajectory(self, msg: Any) -> None:
-            try:
-                times, points = convert.trajectory_arrays(msg, self.names)
-            except convert.MessageError as err:
-                self.get_logger().warning(f"ignoring joint_trajectory: {err}", throttle_duration_sec=5.0)
-                return
-            received = self._now()
-            start = convert.to_sec(msg.header.stamp) or received
-            self.commands.add_trajectory(received, start + times, points)
+            self._on_command("joint_trajectory", self.streams.add_trajectory, msg)
 
         def _on_commands(self, msg: Any) -> None:
-            try:
-                values = convert.command_array(msg.data, len(self.profile.joint_names))
-            except convert.MessageError as err:
-                self.get_logger().warning(f"ignoring commands: {err}", throttle_duration_sec=5.0)
-                return
-            self.commands.add(self._now(), np.concatenate([values, np.full(self.n - values.size, np.nan)]))
+            self._on_command("commands", self.streams.add_commands, msg)
 
         def _on_gripper(self, msg: Any) -> None:
-            try:
-                values = convert.command_array(msg.data, 1)
-            except convert.MessageError as err:
-                self.get_logger().warning(f"ignoring gripper commands: {err}", throttle_duration_sec=5.0)
-                return
-            full = np.full(self.n, np.nan)
-            full[-1] = values[0]
-            self.commands.add(self._now(), full)
+            self._on_command("gripper commands", self.streams.add_gripper, msg)
 
         # -- the tick (control thread) -----------------------------------------------------------
         def _tick(self) -> None:
@@ -346,49 +238,17 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                     ep["done"].set()
 
         def _sample(self, ep: dict[str, Any], t: float) -> None:
-            joint = self.joints.at(t)
-            frames = {name: h.at(t) for name, h in self.frames.items()}
-            action = self.commands.at(t)
-            if joint is None or any(f is None for f in frames.values()):
+            step, late, fallback = self.streams.sample(t, ep["ee"], ep["objects"])
+            if step is None:
                 if ep["steps"] == 0:
                     ep["warmup"] += 1  # a stream has nothing captured before the first ticks: start later
                 else:
                     ep["dropped"] += 1  # (only if a stream's history was overrun; counted, never silent)
                 return
-            stamp_j, (pos, vel) = joint
-            if t - stamp_j > self.tol["joint_states"]:
-                self.stats["joint_states"].late += 1
-                ep["late"]["joint_states"] += 1
-            nan = np.isnan(action)
-            if nan.any():
-                action[nan] = pos[nan]
-                ep["fallback"] += 1
-            step: dict[str, Any] = {
-                "timestamp": np.float64(t),
-                "joint_pos": pos,
-                "joint_vel": np.nan_to_num(vel, nan=0.0),
-                "action": action.astype(np.float32),
-            }
-            intervention = self.intervention.at(t)
-            step["intervention"] = np.bool_(intervention[1] if intervention else False)
-            if ep["ee"]:
-                pose = self.ee.at(t)
-                if pose is None or t - pose[0] > self.tol["ee_pose"]:
-                    self.stats["ee_pose"].late += 1
-                    ep["late"]["ee_pose"] += 1
-                step["ee_pose"] = pose[1] if pose is not None else np.full(7, np.nan, np.float32)
-            if ep["objects"] is not None:
-                state = self.objects.at(t)
-                if state is None or t - state[0] > self.tol["object_poses"]:
-                    self.stats["object_poses"].late += 1
-                    ep["late"]["object_poses"] += 1
-                step["object_state"] = state[1] if state is not None else np.full(ep["objects"], np.nan, np.float32)
-            for name, (stamp, msg) in frames.items():
-                if t - stamp > self.tol[name]:
-                    self.stats[name].late += 1
-                    ep["late"][name] += 1
-                step[f"{name}_image"] = msg
-                step[f"{name}_stamp"] = np.float64(stamp)
+            for name in late:
+                self.stats[name].late += 1
+                ep["late"][name] += 1
+            ep["fallback"] += int(fallback)
             try:
                 self.queue.put_nowait(("step", ep["id"], step))
                 ep["steps"] += 1
@@ -398,7 +258,7 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
 
         # -- episode services --------------------------------------------------------------------
         def _start(self, request: Any, response: Any) -> Any:
-            missing = [n for n, h in (("joint_states", self.joints), *self.frames.items()) if not h]
+            missing = self.streams.missing()
             with self.lock:
                 if self.episode is not None:
                     response.success, response.message = False, f"already recording episode {self.episode['id']}"
@@ -409,11 +269,11 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                     return response
                 # keys must match the store's: ee_pose follows the store once it has episodes
                 stored = set(self.store.keys)
-                with_ee = "ee_pose" in stored if stored else bool(self.ee)
+                with_ee = "ee_pose" in stored if stored else bool(self.streams.ee)
                 expected = {"timestamp", "joint_pos", "joint_vel", "action", "intervention"}
                 expected |= {f"{n}_{s}" for n in self.frames for s in ("image", "stamp")}
                 expected |= {"ee_pose"} if with_ee else set()
-                with_obj = "object_state" in stored if stored else bool(self.objects)
+                with_obj = "object_state" in stored if stored else bool(self.streams.objects)
                 expected |= {"object_state"} if with_obj else set()
                 if stored and expected != stored:
                     response.success = False
@@ -427,7 +287,7 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                 self.episode = {
                     "id": ep_id, "t0": now, "k": 0, "next": now, "end": None, "done": threading.Event(),
                     "steps": 0, "warmup": 0, "dropped": 0, "fallback": 0, "ee": with_ee,
-                    "objects": (self.objects.items[-1][1].size if self.objects else 0) if with_obj else None,
+                    "objects": (self.streams.objects.items[-1][1].size if self.streams.objects else 0) if with_obj else None,
                     "late": {n: 0 for n in self.stats}, "missing0": {n: self.stats[n].missing for n in self.frames},
                     "started": time.time(),
                 }
@@ -505,7 +365,7 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                     for step in batch:
                         for key, value in step.items():
                             if key.endswith("_image"):
-                                value = _to_rgb(convert.image_to_array(value), value.encoding)
+                                value = image_array(value)
                             arrays.setdefault(key, []).append(value)
                     writer.extend({k: np.stack(v) for k, v in arrays.items()})
                 except BaseException as err:  # noqa: BLE001 - e.g. ENOSPC: fail this episode, keep going
