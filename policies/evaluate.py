@@ -74,56 +74,74 @@ class EvalReport:
         return record.save(checkpoint)
 
 
-def _progress(total: int, description: str):  # noqa: ANN202
+def _progress(total: int, description: str, enabled: bool = True):  # noqa: ANN202
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                    TimeRemainingColumn(), transient=False)
+                    TimeRemainingColumn(), transient=False, disable=not enabled)
 
 
 def evaluate_in_process(checkpoint: str | Path, task: str, robot: str, episodes: int, *, seed: int = 1000,
                         gate: float = 0.8, videos: int = 2, out_dir: Path | None = None,
                         inference_steps: int | None = None) -> EvalReport:
-    """Roll the policy out in the in-process twin (no ROS), ``episodes`` seeds from ``seed``."""
-    import torch
-
+    """Roll the checkpoint's policy out in the in-process twin (no ROS), ``episodes`` seeds from ``seed``."""
     from robot_stack.policies.diffusion.checkpoint import load_policy
     from robot_stack.profile import load_profile
-    from robot_stack.sim.gym_env import TwinEnv
 
     profile = load_profile(robot)
     policy = load_policy(checkpoint, profile)
     if inference_steps:
         policy.inference_steps = inference_steps
+    return evaluate_policy(policy, profile, task, episodes, seed=seed, gate=gate, videos=videos, out_dir=out_dir,
+                           name=str(checkpoint))
+
+
+def evaluate_policy(policy, profile, task: str, episodes: int, *, seed: int = 1000, gate: float = 0.8,  # noqa: ANN001
+                    videos: int = 2, out_dir: Path | None = None, name: str = "policy", video_prefix: str = "rollout_",
+                    progress: bool = True) -> EvalReport:
+    """Roll a loaded policy (``reset()``/``act(obs)``) out in the in-process twin; also used during training.
+
+    Videos of the first ``videos`` episodes go to ``out_dir/<video_prefix><i>.mp4`` (first policy camera, or
+    the profile's first camera for a low-dim policy). The policy's train/eval mode is restored afterwards.
+    """
+    import torch
+
+    from robot_stack.sim.gym_env import TwinEnv
+
     cameras = [k[: -len("_image")] for k in policy.cfg.obs.image_keys]
     video_camera = cameras[0] if cameras else profile.camera_names[0] if profile.camera_names else None
     env = TwinEnv(profile, task, cameras=cameras)
-    report = EvalReport("in-process", str(checkpoint), task, profile.name, gate=gate)
+    report = EvalReport("in-process", name, task, profile.name, gate=gate)
     generator = torch.Generator().manual_seed(seed)
-    with _progress(episodes, f"eval {task}") as bar:
-        job = bar.add_task("eval", total=episodes, rate="")
-        for i in range(episodes):
-            frames: list[np.ndarray] = []
-            record_video = out_dir is not None and i < videos and video_camera is not None
-            obs, info = env.reset(seed=seed + i)
-            policy.reset()
-            start, steps, done = time.perf_counter(), 0, False
-            while not done:
-                for action in policy.act(obs, generator):
-                    obs, _, terminated, truncated, info = env.step(action)
-                    steps += 1
-                    if record_video:
-                        frames.append(env.rig.render_rgb(video_camera, env.sim.data))
-                    done = terminated or truncated
-                    if done:
-                        break
-            report.episodes.append(EpisodeResult(seed + i, bool(info["success"]), steps,
-                                                 time.perf_counter() - start, float(info["progress"])))
-            if record_video and frames:
-                report.videos.append(str(write_video(frames, out_dir / f"rollout_{i:02d}.mp4",
-                                                     profile.control.policy_rate_hz)))
-            bar.update(job, advance=1, rate=f"{report.successes}/{i + 1} ok")
-    env.close()
+    was_training = policy.training
+    policy.eval()
+    try:
+        with _progress(episodes, f"eval {task}", enabled=progress) as bar:
+            job = bar.add_task("eval", total=episodes, rate="")
+            for i in range(episodes):
+                frames: list[np.ndarray] = []
+                record_video = out_dir is not None and i < videos and video_camera is not None
+                obs, info = env.reset(seed=seed + i)
+                policy.reset()
+                start, steps, done = time.perf_counter(), 0, False
+                while not done:
+                    for action in policy.act(obs, generator):
+                        obs, _, terminated, truncated, info = env.step(action)
+                        steps += 1
+                        if record_video:
+                            frames.append(env.rig.render_rgb(video_camera, env.sim.data))
+                        done = terminated or truncated
+                        if done:
+                            break
+                report.episodes.append(EpisodeResult(seed + i, bool(info["success"]), steps,
+                                                     time.perf_counter() - start, float(info["progress"])))
+                if record_video and frames:
+                    report.videos.append(str(write_video(frames, out_dir / f"{video_prefix}{i:02d}.mp4",
+                                                         profile.control.policy_rate_hz)))
+                bar.update(job, advance=1, rate=f"{report.successes}/{i + 1} ok")
+    finally:
+        env.close()
+        policy.train(was_training)
     return report
 
 

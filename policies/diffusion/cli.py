@@ -11,6 +11,7 @@ EXAMPLES = """examples:
   robot-stack train diffusion --data data/pick.zarr --out runs/pick
   robot-stack train diffusion --data data/pick.zarr --out runs/pick_state --preset lowdim
   robot-stack train diffusion --out runs/pick --resume --steps 40000
+  robot-stack train diffusion --data data/pick.zarr --out runs/pick_s --preset lowdim --eval-every 1000 --eval-episodes 20
   robot-stack train diffusion --data data/pick.zarr --interventions data/pick_hil.zarr \\
       --finetune runs/pick/checkpoints/latest --out runs/pick_ft --steps 5000
   torchrun --nproc_per_node 2 -m robot_stack.cli train diffusion --data data/pick.zarr --out runs/pick_ddp
@@ -21,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = add_command(
         subparsers, "diffusion", "train a diffusion policy (Chi et al. 2023)",
         "Train a diffusion policy on zarr episode stores (diffusion_policy ReplayBuffer layout).\n"
-        "Writes run.json, metrics.jsonl, loss.png and checkpoints/{latest,best} into --out.\n"
+        "Writes run.json, metrics.jsonl, loss.png and checkpoints/{latest,best} into --out; with --eval-every\n"
+        "also twin success rates (success.png) and rollout videos (videos/).\n"
         "Observation keys default to joint_pos plus every <camera>_image in the store (presets image,\n"
         "tiny) or joint_pos plus object_state (preset lowdim). Under torchrun it trains with DDP.\n\n" + EXAMPLES,
     )
@@ -39,6 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ckpt-every", type=int, help="steps between checkpoints")
     p.add_argument("--log-every", type=int, help="steps between lines in metrics.jsonl")
     p.add_argument("--num-workers", type=int, help="DataLoader worker processes")
+    p.add_argument("--eval-every", type=int, metavar="N",
+                   help="every N steps roll the EMA policy out on the in-process twin: success rate in metrics.jsonl "
+                        "and success.png, a video in videos/, checkpoints/best by success rate (None: off)")
+    p.add_argument("--eval-episodes", type=int, metavar="K", help="episodes per periodic evaluation (None: the config's, 10)")
+    p.add_argument("--eval-task", help="twin task of the periodic evaluations (None: the task the store was recorded on)")
     p.add_argument("--inference-steps", type=int, help="DDIM steps stored for deployment")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<n>")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/latest")
@@ -52,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _train_overrides(args: argparse.Namespace) -> dict:
     names = {"steps": "steps", "batch_size": "batch_size", "seed": "seed", "val_every": "val_every",
-             "ckpt_every": "ckpt_every", "log_every": "log_every", "num_workers": "num_workers", "intervention_weight": "intervention_weight"}
+             "ckpt_every": "ckpt_every", "log_every": "log_every", "num_workers": "num_workers", "intervention_weight": "intervention_weight",
+             "eval_every": "eval_every", "eval_episodes": "eval_episodes", "eval_task": "eval_task"}
     return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
 
 

@@ -147,10 +147,20 @@ class TrainConfig:
     seed: int = 0
     intervention_weight: float = 2.0
     """Loss weight of intervention samples when fine-tuning (HG-DAgger style)."""
+    eval_every: int = 0
+    """Steps between rollouts of the EMA policy on the in-process twin (0: none); ``checkpoints/best`` then
+    keeps the highest success rate instead of the lowest validation loss."""
+    eval_episodes: int = 10
+    eval_task: str = ""
+    """Twin task to evaluate on ('': the task the demo store was recorded on)."""
+    eval_seed: int = 500
+    """First episode seed of every periodic evaluation (apart from the demos' and ``robot-stack eval``'s 1000+)."""
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be positive")
+        if self.eval_every < 0 or self.eval_episodes < 1:
+            raise ValueError("eval_every must be >= 0 and eval_episodes >= 1")
         if not 0.0 <= self.val_ratio < 1.0:
             raise ValueError("val_ratio must be in [0, 1)")
 

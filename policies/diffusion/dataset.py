@@ -35,6 +35,8 @@ class Buffer:
     episode_ends: np.ndarray
     step_weight: np.ndarray
     robot: str | None
+    task: str | None = None
+    """The twin task the episodes were recorded on, if they all name the same one."""
 
 
 def _register_codecs() -> None:
@@ -51,6 +53,13 @@ def store_robot(root: zarr.Group) -> str | None:
     names = {p.get("name") for p in (record.get("profiles") or {}).values() if isinstance(p, dict)}
     names.discard(None)
     return names.pop() if len(names) == 1 else dict(root.attrs).get("robot")
+
+
+def store_task(root: zarr.Group) -> str | None:
+    """Task named by every episode of the store (the recorder writes ``task`` per episode), if just one."""
+    episodes = (dict(root.attrs).get("robot_stack") or {}).get("episodes") or []
+    tasks = {e.get("task") for e in episodes if isinstance(e, dict)} - {None, ""}
+    return tasks.pop() if len(tasks) == 1 else None
 
 
 def load_store(path: str | Path, cfg: DiffusionConfig, weight: float | None = None) -> Buffer:
@@ -88,7 +97,7 @@ def load_store(path: str | Path, cfg: DiffusionConfig, weight: float | None = No
             if key != "intervention" and not np.isfinite(data[key]).all():
                 raise UserError(f"{path}: data/{key} contains NaN or Inf; fix or drop those episodes")
     step_weight = np.ones(total, np.float32) if weight is None else data.pop("intervention") * np.float32(weight)
-    return Buffer(data, ends, step_weight, store_robot(root))
+    return Buffer(data, ends, step_weight, store_robot(root), store_task(root))
 
 
 def _load_images(arr, total: int, size: tuple[int, int], label: str, chunk: int = 256) -> np.ndarray:
@@ -104,11 +113,13 @@ def concat(buffers: list[Buffer]) -> Buffer:
     keys = buffers[0].data.keys()
     offsets = np.cumsum([0] + [int(b.episode_ends[-1]) for b in buffers[:-1]])
     robots = {b.robot for b in buffers} - {None}
+    tasks = {b.task for b in buffers} - {None}
     return Buffer(
         data={k: np.concatenate([b.data[k] for b in buffers]) for k in keys},
         episode_ends=np.concatenate([b.episode_ends + o for b, o in zip(buffers, offsets)]),
         step_weight=np.concatenate([b.step_weight for b in buffers]),
         robot=robots.pop() if len(robots) == 1 else None,
+        task=tasks.pop() if len(tasks) == 1 else None,
     )
 
 

@@ -8,10 +8,13 @@ process with the full batch, and a resumed run continues exactly where it stoppe
 Run folder::
 
     run.json             config, shape meta, data paths, robot (what a resume needs)
-    metrics.jsonl        one JSON object per logged step (train loss, val loss, lr)
+    metrics.jsonl        one JSON object per logged step (train loss, val loss, lr; twin success rate)
     loss.png             loss curves
+    success.png          twin success rate over training (with ``train.eval_every``)
+    videos/              one rollout video per periodic evaluation (``step_<step>_00.mp4``)
     checkpoints/latest   EMA weights + training state (resume from here)
-    checkpoints/best     EMA weights with the lowest validation loss
+    checkpoints/best     EMA weights with the highest twin success rate (``train.eval_every`` > 0),
+                         else with the lowest validation loss
 """
 
 from __future__ import annotations
@@ -182,6 +185,58 @@ def plot_losses(metrics: list[dict], path: Path) -> None:
     tmp.replace(path)
 
 
+def plot_success(metrics: list[dict], path: Path) -> None:
+    """Twin success rate of the periodic evaluations, with 95% Wilson intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    evals = [m for m in metrics if "eval_success_rate" in m]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if evals:
+        steps = [m["step"] for m in evals]
+        ax.fill_between(steps, [m["eval_ci95"][0] for m in evals], [m["eval_ci95"][1] for m in evals], alpha=0.2,
+                        label="95% interval")
+        ax.plot(steps, [m["eval_success_rate"] for m in evals], "o-",
+                label=f"EMA policy, {evals[-1]['eval_episodes']} episodes")
+    ax.set(xlabel="step", ylabel="twin success rate", ylim=(-0.02, 1.02),
+           title=f"{path.parent.name}: {evals[-1]['eval_task'] if evals else ''}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".partial.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def twin_evaluation(policy: DiffusionPolicy, profile, task: str, tc, step: int, out: Path) -> dict:  # noqa: ANN001
+    """Roll ``policy`` out on the in-process twin (``robot_stack.policies.evaluate``); a metrics entry."""
+    from robot_stack.policies.evaluate import evaluate_policy
+
+    start = time.perf_counter()
+    report = evaluate_policy(policy, profile, task, tc.eval_episodes, seed=tc.eval_seed, videos=1,
+                             out_dir=out / "videos", name=f"step {step}", video_prefix=f"step_{step:06d}_",
+                             progress=False)
+    return {"step": step, "eval_task": task, "eval_episodes": len(report.episodes), "eval_successes": report.successes,
+            "eval_success_rate": report.success_rate, "eval_ci95": list(report.ci95),
+            "eval_progress": float(np.mean([e.progress for e in report.episodes])),
+            "eval_seconds": time.perf_counter() - start, "eval_videos": report.videos}
+
+
+def _eval_task(tc, buffer: ds.Buffer) -> str | None:  # noqa: ANN001
+    if not tc.eval_every:
+        return None
+    task = tc.eval_task or buffer.task
+    if not task:
+        raise UserError("--eval-every: the store does not name its task; give --eval-task (e.g. pick_cube)")
+    from robot_stack.sim.tasks import load_task_config
+
+    load_task_config(task)  # an unknown task fails now, not after the first eval_every steps
+    return task
+
+
 # -- the run -------------------------------------------------------------------------------------------
 def _setup_distributed(device_name: str) -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -247,6 +302,7 @@ def train(opts: RunOptions) -> Path:
     shape = ds.shape_meta(buffer, cfg, profile.name, tuple(profile.all_joint_names))
     train_eps, val_eps = ds.split_episodes(len(buffer.episode_ends), tc.val_ratio, tc.seed)
     train_set, val_set = ds.SequenceDataset(buffer, train_eps, cfg), ds.SequenceDataset(buffer, val_eps, cfg)
+    eval_task = _eval_task(tc, buffer)
 
     policy = DiffusionPolicy(cfg, shape)
     if init and "weights" in init:
@@ -281,6 +337,7 @@ def train(opts: RunOptions) -> Path:
                "world_size": world, "device": str(device)}
         (opts.out / "run.json").write_text(json.dumps(run, indent=1))
     best = min((m["val_loss"] for m in metrics if m.get("val_loss") is not None), default=math.inf)
+    best_success = max((m["eval_success_rate"] for m in metrics if "eval_success_rate" in m), default=-1.0)
 
     model = LossWrapper(policy)
     if world > 1:
@@ -332,9 +389,20 @@ def train(opts: RunOptions) -> Path:
                                                                 if entry.get("val_loss") is not None else {}))
                 if "val_loss" in entry:
                     plot_losses(metrics, opts.out / "loss.png")
-                    if entry["val_loss"] is not None and entry["val_loss"] < best:
+                    if eval_task is None and entry["val_loss"] is not None and entry["val_loss"] < best:
                         best = entry["val_loss"]
                         ckpt.save_checkpoint(opts.out / "checkpoints" / "best", eval_policy, step)
+        if rank == 0 and eval_task is not None and (step % tc.eval_every == 0 or last):
+            result = twin_evaluation(eval_policy, profile, eval_task, tc, step, opts.out)
+            t_start += result["eval_seconds"]  # samples/s counts training only
+            metrics.append(result)
+            _append_metric(opts.out, result)
+            plot_success(metrics, opts.out / "success.png")
+            bar.write(f"step {step}: twin {eval_task} {result['eval_successes']}/{result['eval_episodes']} successes "
+                      f"({result['eval_seconds']:.0f} s, video {result['eval_videos'][0] if result['eval_videos'] else '-'})")
+            if result["eval_success_rate"] >= best_success:  # ties: the later, longer-trained weights
+                best_success = result["eval_success_rate"]
+                ckpt.save_checkpoint(opts.out / "checkpoints" / "best", eval_policy, step)
         if rank == 0 and (step % tc.ckpt_every == 0 or last):
             ckpt.save_checkpoint(latest, eval_policy, step, train_state={
                 "model": policy.state_dict(), "optimizer": optimizer.state_dict(), "step": step})
