@@ -28,9 +28,19 @@ def test_clock_offset_is_the_minimum_delay_and_tracks_drift_and_jumps():
         device = k / 30
         clock.update(device, device + true_offset + 0.050)
     assert clock.offset == pytest.approx(true_offset + 0.050, abs=1e-9)
+    # a host stall: 1.5 s of frames delivered late in one burst, then on time again: no restart
+    host = 200 / 30 + true_offset + 0.05 + 1.5
+    for k in range(200, 246):
+        clock.update(k / 30, host + 0.001 * (k - 200))
+    assert clock.resets == 0 and clock.offset == pytest.approx(true_offset + 0.050, abs=1e-9)
+    # the device clock stalls (device time advances 1.5 s less than host time, for good): restarts
+    # once the difference has stayed high for `confirm` seconds
+    for k in range(246, 400):
+        clock.update(k / 30, k / 30 + true_offset + 1.55)
+    assert clock.resets == 1 and clock.offset == pytest.approx(true_offset + 1.55, abs=1e-9)
     # the device clock restarts (reset, wrap, reconnect): the estimate restarts at once
-    clock.update(0.0, 200 / 30 + true_offset + 0.05)
-    assert clock.resets == 1 and clock.offset == pytest.approx(200 / 30 + true_offset + 0.05)
+    clock.update(0.0, 400 / 30 + true_offset + 1.6)
+    assert clock.resets == 2 and clock.offset == pytest.approx(400 / 30 + true_offset + 1.6)
 
 
 def test_depth_conversion_follows_rep_118():
