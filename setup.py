@@ -34,6 +34,8 @@ NODES = {
     "servo_bus_emulator": "robot_stack.drivers.servo.emulator:main",
     "teleop_node": "robot_stack.drivers.teleop.node:main",
     "policy_server": "robot_stack.policies.server:main",
+    "hil_actor": "robot_stack.policies.hil.actor_node:main",
+    "hil_learner": "robot_stack.policies.hil.learner_node:main",
 }
 
 names, dirs = packages()

@@ -20,7 +20,8 @@ def transition(i: int = 0, intervention: bool = False) -> Transition:
     rng = np.random.default_rng(i)
     return Transition(obs=rng.normal(size=5).astype(np.float32), action=rng.uniform(-1, 1, 3).astype(np.float32),
                       reward=float(i % 2), next_obs=rng.normal(size=5).astype(np.float32), done=i % 3 == 0,
-                      truncated=False, intervention=intervention, episode=i // 10, step=i % 10)
+                      truncated=False, intervention=intervention, episode=i // 10, step=i % 10,
+                      penalty=-0.02 * (i % 2))
 
 
 def batch(n: int = 3, first: int = 0, base: int = 0, session: str = "s1") -> TransitionBatch:
@@ -45,21 +46,21 @@ def test_transitions_round_trip():
         for name in ("obs", "action", "next_obs"):
             assert getattr(b, name).dtype == np.float32
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
-        assert (a.reward, a.done, a.truncated, a.intervention, a.episode, a.step) == \
-            (b.reward, b.done, b.truncated, b.intervention, b.episode, b.step)
+        assert (a.reward, a.done, a.truncated, a.intervention, a.episode, a.step, a.penalty) == \
+            (b.reward, b.done, b.truncated, b.intervention, b.episode, b.step, b.penalty)
     assert [t.intervention for t in got.items] == [False, True, False, False]
 
 
 def test_weights_stats_status_round_trip():
     tensors = {"actor.net.0.weight": np.arange(12, dtype=np.float32).reshape(3, 4), "actor.log_std": np.ones(2)}
-    w = decode(encode(Weights(3, 1200, "mlp-5-3", tensors)), "weights",
+    w = decode(encode(Weights(3, 1200, "mlp-5-3", tensors, stamp=12.5)), "weights",
                weights_layout={"actor.net.0.weight": (3, 4), "actor.log_std": (2,)})
-    assert (w.version, w.updates, w.fingerprint) == (3, 1200, "mlp-5-3")
+    assert (w.version, w.updates, w.fingerprint, w.stamp) == (3, 1200, "mlp-5-3", 12.5)
     np.testing.assert_array_equal(w.tensors["actor.net.0.weight"], tensors["actor.net.0.weight"])
     assert w.tensors["actor.log_std"].dtype == np.float32  # float64 in, float32 on the wire
     stats = ActorStats("robot-1", "s1", 4, 2, 400, 37, 12, 0, 3, 9.9)
     assert decode(encode(stats), "actor_stats") == stats
-    status = LearnerStatus({"s1": 399, "s0": -1}, 5000, 41.5, 400, 400, 1037, 3, 4, 2, {"critic_loss": 0.25})
+    status = LearnerStatus({"s1": 399, "s0": -1}, {"s1": 300}, 5000, 41.5, 400, 400, 1037, 3, 4, 2, {"critic_loss": 0.25})
     assert decode(encode(status), "learner_status") == status
 
 
@@ -148,7 +149,8 @@ def test_size_limits():
     # shapes whose product overflows the message are refused without allocating
     huge = {"dtype": "float32", "shape": [2**20, 2**20, 2**20], "data": b"\x00" * 16}
     with pytest.raises(WireError, match=r"tensors\[a\].data: expected 4611686018427387904 bytes"):
-        decode(raw({"kind": "weights", "v": 1, "version": 1, "updates": 0, "fingerprint": "x", "tensors": {"a": huge}}),
+        decode(raw({"kind": "weights", "v": 1, "version": 1, "updates": 0, "fingerprint": "x", "stamp": 0.0,
+                    "tensors": {"a": huge}}),
                "weights")
 
 
@@ -162,12 +164,13 @@ def test_weights_must_match_the_actor_network():
     with pytest.raises(ValueError, match="NaN"):
         decode(encode(bad), "weights")
     with pytest.raises(WireError, match="expected a map of 1-"):
-        decode(raw({"kind": "weights", "v": 1, "version": 1, "updates": 0, "fingerprint": "x", "tensors": {}}),
+        decode(raw({"kind": "weights", "v": 1, "version": 1, "updates": 0, "fingerprint": "x", "stamp": 0.0,
+                    "tensors": {}}),
                "weights")
 
 
 def test_learner_status_bounds():
-    body = msgpack.unpackb(encode(LearnerStatus({"s": 1}, 0, 0.0, 0, 0, 0, 0)), raw=False)
+    body = msgpack.unpackb(encode(LearnerStatus({"s": 1}, {}, 0, 0.0, 0, 0, 0, 0)), raw=False)
     body["acks"] = {"s": "many"}
     with pytest.raises(WireError, match=r"acks\[s\]"):
         decode(raw(body), "learner_status")
@@ -185,36 +188,76 @@ class Clock:
         return self.t
 
 
-def test_outbox_inbox_exactly_once_across_a_learner_outage():
-    clock = Clock()
-    out = Outbox("robot", "s1", capacity=1000, batch=4, resend_s=2.0, clock=clock)
-    inbox = Inbox()
-    received: list[int] = []
+class Link:
+    """An actor's outbox and a learner's inbox; ``deliver`` passes batches unless the learner is down."""
 
-    def deliver(batches, lose: bool = False):  # noqa: ANN001, ANN202
-        for b in batches:
-            if not lose:
-                received.extend(inbox.accept(b))
-        if not lose:
-            out.ack(inbox.acks["s1"])
+    def __init__(self, **outbox) -> None:  # noqa: ANN003
+        self.clock = Clock()
+        self.out = Outbox("robot", "s1", clock=self.clock, **outbox)
+        self.inbox = Inbox()
+        self.received: list[int] = []
+        self.checkpoint: tuple[dict, list] = ({}, [])
 
+    def deliver(self, up: bool = True) -> None:
+        for b in self.out.batches():
+            if up:
+                self.received.extend(self.inbox.accept(b))
+        if up and "s1" in self.inbox.acks:
+            self.out.ack(self.inbox.acks["s1"], self.inbox.durable.get("s1", -1))
+
+    def save(self) -> None:
+        self.checkpoint = (self.inbox.checkpointed(), list(self.received))
+
+    def restart_learner(self) -> None:
+        acks, received = self.checkpoint
+        self.inbox, self.received = Inbox(acks), list(received)
+
+
+def test_exactly_once_across_learner_outage_and_crash():
+    link = Link(capacity=1000, batch=4, resend_s=2.0)
     for i in range(6):
-        out.add(i)
-    deliver(out.batches())
-    assert received == list(range(6)) and len(out) == 0
-    for i in range(6, 16):  # learner down: all lost
-        out.add(i)
-        deliver(out.batches(), lose=True)
-    assert len(out) == 10
-    inbox = Inbox(acks={"s1": 5})  # learner restarted from a checkpoint that had acknowledged 0-5
-    out.add(16)
-    deliver(out.batches())  # only 16 is new: a gap, nothing accepted
-    assert received == list(range(6)) and inbox.gaps == 1
-    clock.t += 2.5  # no progress for resend_s: go back to the oldest unacknowledged
-    deliver(out.batches())
-    assert received == list(range(17)) and len(out) == 0
-    deliver([TransitionBatch("robot", "s1", 10, 10, [10, 11])])  # a stale duplicate
-    assert received == list(range(17)) and inbox.duplicates == 2
+        link.out.add(i)
+    link.deliver()
+    assert link.received == list(range(6))
+    assert len(link.out) == 6  # received but not durable: the actor keeps them
+    link.save()
+    link.deliver()
+    assert len(link.out) == 0  # durable: forgotten
+    for i in range(6, 12):
+        link.out.add(i)
+        link.deliver()
+    assert link.received == list(range(12)) and len(link.out) == 6
+    # the learner crashes: 6-11 were received but not checkpointed; 12-15 are sent while it is down
+    for i in range(12, 16):
+        link.out.add(i)
+        link.deliver(up=False)
+    link.restart_learner()
+    link.out.add(16)
+    link.deliver()  # only 16 is new to the actor: a gap for the learner, nothing accepted, ack 5
+    assert link.received == list(range(6)) and link.inbox.gaps == 1
+    link.deliver()  # the ack fell back (restart): the actor goes back to 6 at once
+    assert link.received == list(range(17))
+    link.save()
+    link.deliver()
+    assert len(link.out) == 0
+    link.inbox.accept(TransitionBatch("robot", "s1", 10, 10, [10, 11]))  # a stale duplicate
+    assert link.received == list(range(17)) and link.inbox.duplicates == 2
+
+
+def test_resend_after_silence_and_window():
+    link = Link(batch=2, window=4, resend_s=2.0)
+    for i in range(10):
+        link.out.add(i)
+    link.deliver(up=False)  # learner not there yet: 0-3 sent into the void (the window)
+    assert link.out.next_send == 4
+    link.deliver()  # nothing new within the window, no timeout yet
+    assert link.received == []
+    link.clock.t += 2.5
+    link.deliver()  # no progress for resend_s: go back to 0; the window bounds what is in flight
+    assert link.received == [0, 1, 2, 3]
+    link.deliver()
+    link.deliver()
+    assert link.received == list(range(10)) and link.out.resends == 1
 
 
 def test_outbox_bounded_and_learner_skips_what_was_dropped():

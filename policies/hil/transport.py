@@ -80,6 +80,8 @@ class Transition:
     """A human (or the scripted intervener) chose ``action``."""
     episode: int
     step: int
+    penalty: float = 0.0
+    """Extra reward of the discrete gripper critic (the toggle penalty)."""
 
 
 @dataclass
@@ -104,6 +106,8 @@ class Weights:
     fingerprint: str
     """Identifies the network layout (the actor refuses weights of another layout)."""
     tensors: dict[str, np.ndarray]
+    stamp: float = 0.0
+    """Wall-clock time of publication (s since the epoch; latency figures on one machine)."""
 
 
 @dataclass
@@ -127,6 +131,8 @@ class ActorStats:
 class LearnerStatus:
     acks: dict[str, int]
     """Actor session -> last sequence number received in order."""
+    durable: dict[str, int]
+    """Actor session -> last sequence number in the learner's checkpoint (the actor may forget it)."""
     updates: int
     updates_per_s: float
     transitions: int
@@ -199,7 +205,7 @@ def _array(name: str, v: Any, shape: tuple[int, ...] | None, limits: Limits) -> 
     n = math.prod(dims)
     if type(data) is not bytes or len(data) != n * dtype.itemsize:
         raise WireError(f"{name}.data: expected {n * dtype.itemsize} bytes for shape {dims}, got {_show(data)}")
-    arr = np.frombuffer(data, dtype=dtype).reshape(dims)
+    arr = np.frombuffer(data, dtype=dtype).reshape(dims).copy()  # writable, native, detached from the payload
     if not np.isfinite(arr).all():
         raise WireError(f"{name}: contains NaN or inf")
     return arr
@@ -219,10 +225,11 @@ def encode(msg: TransitionBatch | Weights | ActorStats | LearnerStatus) -> bytes
                     "obs": _pack_array(t.obs), "action": _pack_array(t.action), "reward": float(t.reward),
                     "next_obs": _pack_array(t.next_obs), "done": bool(t.done), "truncated": bool(t.truncated),
                     "intervention": bool(t.intervention), "episode": int(t.episode), "step": int(t.step),
+                    "penalty": float(t.penalty),
                 } for t in msg.items]}
     elif isinstance(msg, Weights):
         body = {"kind": "weights", "version": msg.version, "updates": msg.updates, "fingerprint": msg.fingerprint,
-                "tensors": {k: _pack_array(v) for k, v in msg.tensors.items()}}
+                "stamp": float(msg.stamp), "tensors": {k: _pack_array(v) for k, v in msg.tensors.items()}}
     elif isinstance(msg, ActorStats):
         body = {"kind": "actor_stats", **{k: getattr(msg, k) for k in _ACTOR_STATS}}
     elif isinstance(msg, LearnerStatus):
@@ -238,7 +245,7 @@ def encode(msg: TransitionBatch | Weights | ActorStats | LearnerStatus) -> bytes
 _ACTOR_STATS = {"actor": _name, "session": _name, "episodes": _int(), "successes": _int(), "steps": _int(),
                 "intervention_steps": _int(), "outbox": _int(), "dropped": _int(), "weights_version": _int(),
                 "rate_hz": _float}
-_LEARNER_STATUS = {"acks": None, "updates": _int(), "updates_per_s": _float, "transitions": _int(),
+_LEARNER_STATUS = {"acks": None, "durable": None, "updates": _int(), "updates_per_s": _float, "transitions": _int(),
                    "online_size": _int(), "demo_size": _int(), "weights_version": _int(), "episodes": _int(),
                    "successes": _int(), "extra": None}
 MAX_ACKS = 256
@@ -290,10 +297,13 @@ def decode(payload: bytes, kind: str, *, schema: TransitionSchema | None = None,
     if kind == "actor_stats":
         return ActorStats(**_fields(kind, body, _ACTOR_STATS))
     f = _fields(kind, body, {k: (c or (lambda n, x: x)) for k, c in _LEARNER_STATUS.items()})
-    acks, extra = f["acks"], f["extra"]
-    if not isinstance(acks, dict) or len(acks) > MAX_ACKS:
-        raise WireError(f"learner_status.acks: expected a map of at most {MAX_ACKS} entries")
-    f["acks"] = {_name("learner_status.acks", k): _int(-1)(f"learner_status.acks[{k}]", v) for k, v in acks.items()}
+    for name in ("acks", "durable"):
+        acks = f[name]
+        if not isinstance(acks, dict) or len(acks) > MAX_ACKS:
+            raise WireError(f"learner_status.{name}: expected a map of at most {MAX_ACKS} entries")
+        f[name] = {_name(f"learner_status.{name}", k): _int(-1)(f"learner_status.{name}[{k}]", v)
+                   for k, v in acks.items()}
+    extra = f["extra"]
     if not isinstance(extra, dict) or len(extra) > 64:
         raise WireError("learner_status.extra: expected a map of at most 64 entries")
     f["extra"] = {_name("learner_status.extra", k): _float(f"learner_status.extra[{k}]", v) for k, v in extra.items()}
@@ -315,14 +325,15 @@ def _transitions(body: dict[str, Any], schema: TransitionSchema, limits: Limits)
         t = _fields(p, item, {"obs": lambda n, v: _array(n, v, obs, limits),
                               "action": lambda n, v: _array(n, v, act, limits), "reward": _float,
                               "next_obs": lambda n, v: _array(n, v, obs, limits), "done": _bool,
-                              "truncated": _bool, "intervention": _bool, "episode": _int(), "step": _int()})
+                              "truncated": _bool, "intervention": _bool, "episode": _int(), "step": _int(),
+                              "penalty": _float})
         out.append(Transition(**t))
     f["items"] = out
     return TransitionBatch(**f)
 
 
 def _weights(body: dict[str, Any], layout: Mapping[str, tuple[int, ...]] | None, limits: Limits) -> Weights:
-    f = _fields("weights", body, {"version": _int(), "updates": _int(), "fingerprint": _name,
+    f = _fields("weights", body, {"version": _int(), "updates": _int(), "fingerprint": _name, "stamp": _float,
                                   "tensors": lambda n, v: v})
     tensors = f["tensors"]
     if not isinstance(tensors, dict) or not 1 <= len(tensors) <= limits.max_tensors:

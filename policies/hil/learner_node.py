@@ -1,0 +1,258 @@
+"""hil_learner: SAC/RLPD updates from the actors' transitions; ships actor weights; checkpoints and resumes.
+
+* Transitions (``hil/transitions``, validated by ``transport``) go to the online buffer; intervened
+  steps go to the demo buffer too. The demo buffer starts with the demos of a recorded dataset
+  (``demos``: the recorder's zarr), converted by ``demos.load_demos``.
+* After ``warmup_steps`` online transitions it runs ``utd_ratio`` updates per transition received
+  (the actor and temperature on every ``utd_ratio``-th), on batches drawn ``demo_ratio`` from the demo
+  buffer and the rest from the online buffer, in slices of at most ``update_slice_s`` so messages
+  keep flowing.
+* Every ``weights_period_s`` it publishes the actor's weights (latched ``hil/weights``); every
+  0.2 s its status (latched ``hil/learner_status``: the actors' acknowledgements and counters).
+* Every ``checkpoint_period_s`` (and on shutdown) it writes ``<run_dir>/learner/``: ``agent/``
+  (safetensors + JSON), ``online.zarr`` and ``demo.zarr`` (only the new transitions are appended),
+  then ``state.json`` (counters, acknowledgements); a restarted learner resumes from there and the
+  actors resend whatever came after the checkpoint. ``metrics.jsonl`` and ``curves.png`` in
+  ``run_dir`` record every finished episode.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+from rclpy.node import Node
+
+from robot_stack.errors import UserError
+from robot_stack.node import declare, run_node
+from robot_stack.policies.hil import transport
+from robot_stack.policies.hil.actor_node import agent_fingerprint, load_run_config
+from robot_stack.policies.hil.delivery import Inbox
+from robot_stack.policies.hil.transport import ActorStats, LearnerStatus, TransitionBatch, TransitionSchema, Weights
+
+STATE_VERSION = 1
+
+
+class HilLearner(Node):
+    def __init__(self, **kwargs):
+        super().__init__("hil_learner", **kwargs)
+        import torch
+        import yaml
+
+        from robot_stack.policies.hil.agent import SACAgent
+        from robot_stack.policies.hil.buffer import ReplayBuffer
+        from robot_stack.policies.hil.progress import Display
+        from robot_stack.typed_config import to_dict
+
+        self.cfg, self.space, task = load_run_config(self)
+        run_dir = declare(self, "run_dir", "", "run folder: checkpoints, metrics.jsonl, curves.png (resumed if present)")
+        demos = declare(self, "demos", "", "recorded demo dataset (zarr) for the demo buffer, read on the first start")
+        period = declare(self, "weights_period_s", 0.0, "seconds between weight publications (0: the run config's)")
+        self.checkpoint_s = declare(self, "checkpoint_period_s", 60.0, "seconds between checkpoints")
+        self.slice_s = declare(self, "update_slice_s", 0.05, "longest stretch of updates between message handling")
+        live = declare(self, "progress", sys.stdout.isatty(), "live table (default: when stdout is a terminal)")
+        if not run_dir:
+            raise UserError("hil_learner needs run_dir:=<folder> (checkpoints and metrics go there)")
+        torch.set_num_threads(max(1, self.cfg.torch_threads))
+        self.run_dir = Path(run_dir).expanduser()
+        self.ck_dir = self.run_dir / "learner"
+        sp, cap = self.space, self.cfg.buffer_capacity
+        self.agent = SACAgent(self.cfg.agent, sp.obs_dim, sp.act_dim, sp.state_dim, seed=self.cfg.seed)
+        self.demo = ReplayBuffer(cap, sp.obs_dim, sp.act_dim)
+        self.online = ReplayBuffer(cap, sp.obs_dim, sp.act_dim)
+        self.rng = np.random.default_rng(self.cfg.seed)
+        self.env_steps = self.updates = self.weights_version = self.published_updates = 0
+        self.episodes: list = []
+        self.open: dict[str, dict] = {}  # "session/episode" -> running counters of an unfinished episode
+        self.losses: dict[str, float] = {}
+        self.inbox = Inbox()
+        self.actors: dict[str, ActorStats] = {}
+        self.resumed = self._resume()
+        if not self.resumed:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(self.cfg), sort_keys=False))
+            if demos:
+                self._load_demos(demos)
+        self.schema = TransitionSchema(sp.obs_dim, sp.act_dim)
+        self.layout = {k: tuple(v.shape) for k, v in self.agent.actor_state().items()}
+        self.fingerprint = agent_fingerprint(self.layout)
+        self.send_weights = transport.publisher(self, "weights")
+        self.send_status = transport.publisher(self, "learner_status")
+        self.rejected = transport.subscribe(self, "transitions", self._on_transitions, schema=self.schema)
+        transport.subscribe(self, "actor_stats", self._on_actor_stats, rejections=self.rejected)
+        self.rate_window: deque[tuple[float, int]] = deque(maxlen=10)
+        self.publish_latency_ms: deque[float] = deque(maxlen=100)
+        self.display = Display(lambda text: self.get_logger().info(text), live=bool(live))
+        self.last_checkpoint = time.monotonic()
+        self.create_timer(0.01, self.train)
+        self.create_timer(period or self.cfg.weights_period_s, self.publish_weights)
+        self.create_timer(0.2, self.publish_status)
+        self.create_timer(1.0, self.tick)
+        self.publish_weights()
+        self.get_logger().info(
+            f"learner for {self.cfg.robot}/{self.cfg.task} in {self.run_dir}: "
+            + (f"resumed at {self.env_steps} transitions, {self.updates} updates, weights v{self.weights_version}; "
+               if self.resumed else "new run; ")
+            + f"buffers online {len(self.online)}, demo {len(self.demo)}; obs {sp.obs_dim}, act {sp.act_dim}")
+
+    # -- data -----------------------------------------------------------------------------------
+    def _load_demos(self, path: str) -> None:
+        from robot_stack.policies.hil.demos import load_demos
+
+        classifier = None
+        if self.cfg.reward == "classifier":
+            from robot_stack.policies.hil.classifier import RewardClassifier
+
+            classifier = RewardClassifier.load(self.cfg.classifier)
+        episodes, n = load_demos(path, self.space, self.demo, classifier, self.cfg.classifier_threshold,
+                                 self.cfg.agent.gripper_toggle_penalty)
+        self.get_logger().info(f"demo buffer: {n} transitions from {episodes} episodes of {path}")
+
+    def _on_transitions(self, batch: TransitionBatch) -> None:
+        from robot_stack.policies.hil.loop import EpisodeLog
+
+        for t in self.inbox.accept(batch):
+            args = (t.obs, t.action, t.reward, t.next_obs, t.done, t.intervention, t.penalty)
+            self.online.add(*args)
+            if t.intervention:
+                self.demo.add(*args)
+            self.env_steps += 1
+            key = f"{batch.session}/{t.episode}"
+            ep = self.open.setdefault(key, {"steps": 0, "interventions": 0, "ret": 0.0, "start": time.time()})
+            ep["steps"] += 1
+            ep["interventions"] += int(t.intervention)
+            ep["ret"] += t.reward
+            if t.done or t.truncated:
+                del self.open[key]
+                log = EpisodeLog(episode=len(self.episodes), env_steps=self.env_steps, success=t.reward > 0,
+                                 ret=ep["ret"], length=ep["steps"], intervention_steps=ep["interventions"],
+                                 intervention_rate=ep["interventions"] / ep["steps"], updates=self.updates,
+                                 wall_s=time.time() - ep["start"], losses=dict(self.losses))
+                self.episodes.append(log)
+                with (self.run_dir / "metrics.jsonl").open("a") as f:
+                    f.write(json.dumps(log.__dict__) + "\n")
+
+    def _on_actor_stats(self, stats: ActorStats) -> None:
+        self.actors[stats.actor] = stats
+
+    # -- learning -------------------------------------------------------------------------------
+    def target_updates(self) -> int:
+        """RLPD's schedule: ``utd_ratio`` updates per transition from the ``warmup_steps``-th on."""
+        c = self.cfg
+        return c.agent.utd_ratio * max(0, self.env_steps - c.warmup_steps + 1) if self.env_steps >= max(c.warmup_steps, 1) else 0
+
+    def train(self) -> None:
+        from robot_stack.policies.hil.buffer import mixed_batch
+
+        g = self.cfg.agent.utd_ratio
+        deadline = time.perf_counter() + self.slice_s
+        while self.updates < self.target_updates() and time.perf_counter() < deadline:
+            batch = mixed_batch(self.demo, self.online, self.cfg.agent.batch_size, self.cfg.agent.demo_ratio, self.rng)
+            info = self.agent.update(batch, update_actor=self.updates % g == g - 1)
+            self.updates += 1
+            if self.updates % g == 0:
+                self.losses = info
+
+    @property
+    def updates_per_s(self) -> float:
+        w = self.rate_window
+        return (w[-1][1] - w[0][1]) / (w[-1][0] - w[0][0]) if len(w) > 1 and w[-1][0] > w[0][0] else 0.0
+
+    def publish_weights(self) -> None:
+        if self.weights_version and self.updates == self.published_updates:
+            return
+        start = time.perf_counter()
+        self.weights_version += 1
+        self.published_updates = self.updates
+        self.send_weights(Weights(self.weights_version, self.updates, self.fingerprint, self.agent.actor_state(),
+                                  stamp=time.time()))
+        self.publish_latency_ms.append((time.perf_counter() - start) * 1e3)
+
+    def publish_status(self) -> None:
+        extra = {k: float(v) for k, v in self.losses.items() if np.isfinite(v)}
+        self.send_status(LearnerStatus(dict(self.inbox.acks), dict(self.inbox.durable), self.updates,
+                                       float(self.updates_per_s), self.env_steps, len(self.online), len(self.demo),
+                                       self.weights_version, len(self.episodes),
+                                       sum(e.success for e in self.episodes), extra))
+
+    def tick(self) -> None:
+        from robot_stack.policies.hil.progress import Snapshot
+
+        self.rate_window.append((time.monotonic(), self.updates))
+        if time.monotonic() - self.last_checkpoint >= self.checkpoint_s:
+            self.checkpoint()
+        self.display.update(Snapshot(self.episodes, self.updates, self.updates_per_s, len(self.online),
+                                     len(self.demo), self.env_steps, self.weights_version, self.rejected.count,
+                                     dict(self.actors), self.rejected.last))
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        from robot_stack.policies.hil.progress import plot, write_metrics
+
+        start = time.perf_counter()
+        self.agent.save(self.ck_dir / "agent")
+        self.online.save(self.ck_dir / "online.zarr")
+        self.demo.save(self.ck_dir / "demo.zarr")
+        state = {"version": STATE_VERSION, "env_steps": self.env_steps, "updates": self.updates,
+                 "weights_version": self.weights_version, "episodes": len(self.episodes), "open": self.open,
+                 "acks": self.inbox.checkpointed(), "losses": self.losses}
+        tmp = self.ck_dir / "state.json.partial"
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, self.ck_dir / "state.json")
+        write_metrics(self.run_dir / "metrics.jsonl", self.episodes)
+        if self.episodes:
+            plot(self.episodes, self.run_dir / "curves.png", f"HIL {self.cfg.robot}/{self.cfg.task}")
+        self.last_checkpoint = time.monotonic()
+        self.get_logger().info(f"checkpoint: {self.env_steps} transitions, {self.updates} updates, "
+                               f"{len(self.episodes)} episodes ({1e3 * (time.perf_counter() - start):.0f} ms)")
+
+    def _resume(self) -> bool:
+        from robot_stack.data import EpisodeStore
+        from robot_stack.policies.hil.buffer import ReplayBuffer
+        from robot_stack.policies.hil.progress import read_metrics
+
+        path = self.ck_dir / "state.json"
+        if not path.is_file():
+            if (self.ck_dir / "agent").exists():
+                raise UserError(f"{self.ck_dir}: a checkpoint without state.json (interrupted first save?); "
+                                "remove the folder or choose another run_dir")
+            return False
+        try:
+            state = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}: invalid JSON ({err.msg})") from None
+        if state.get("version") != STATE_VERSION:
+            raise UserError(f"{path}: unknown learner state version {state.get('version')!r}")
+        self.agent.load(self.ck_dir / "agent")
+        cap = self.cfg.buffer_capacity
+        for name in ("online", "demo"):
+            store = self.ck_dir / f"{name}.zarr"
+            if store.exists() and EpisodeStore(store, "r").n_steps:
+                setattr(self, name, ReplayBuffer.load(store, capacity=cap))
+        self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
+        self.weights_version = int(state["weights_version"])
+        self.inbox = Inbox({str(k): int(v) for k, v in state["acks"].items()})
+        self.open = dict(state.get("open", {}))
+        self.losses = dict(state.get("losses", {}))
+        self.episodes = read_metrics(self.run_dir / "metrics.jsonl", limit=int(state["episodes"]))
+        self.published_updates = -1  # publish the checkpoint's weights as a new version at once
+        return True
+
+    def close(self) -> None:
+        try:
+            self.checkpoint()
+        finally:
+            self.display.close()
+
+
+def main() -> None:
+    run_node(HilLearner)
+
+
+if __name__ == "__main__":
+    main()
