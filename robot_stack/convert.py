@@ -39,8 +39,13 @@ def to_sec(stamp: Time) -> float:
 
 
 def to_stamp(seconds: float) -> Time:
-    ns = int(round(seconds * 1e9))
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+    """Seconds -> Time, to the nanosecond (``seconds * 1e9`` in float64 would round to 256 ns at today's epoch
+    times, so a stamp would not convert back to the same float)."""
+    sec = int(np.floor(seconds))
+    nanosec = int(round((seconds - sec) * 1e9))  # the subtraction is exact
+    if nanosec >= 1_000_000_000:
+        sec, nanosec = sec + 1, nanosec - 1_000_000_000
+    return Time(sec=sec, nanosec=nanosec)
 
 
 # -- images ----------------------------------------------------------------------------------------

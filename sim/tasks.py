@@ -141,6 +141,9 @@ class Task:
         """The ``object_state`` observation: a function of ``object_poses`` alone, so the ROS path matches."""
         return object_state_from_poses(self.config.kind, self.object_poses(data)) if self.object_dim else None
 
+    def set_object_poses(self, data: mujoco.MjData, poses: np.ndarray) -> None:
+        """Put the objects and targets at ``poses`` (rows as ``object_poses`` gives them), at rest."""
+
     def success(self, data: mujoco.MjData) -> bool:
         raise NotImplementedError
 
@@ -180,6 +183,9 @@ class ReachTask(Task):
 
     def object_poses(self, data):  # noqa: ANN001, ANN201
         return np.array([[*data.mocap_pos[self.mocap], 0.0, 0.0, 0.0, 1.0]])
+
+    def set_object_poses(self, data, poses) -> None:  # noqa: ANN001
+        data.mocap_pos[self.mocap] = np.asarray(poses, dtype=float).reshape(-1, 7)[0, :3]
 
     def success(self, data) -> bool:  # noqa: ANN001
         return self._distance(data) < self.config.success_distance
@@ -222,6 +228,12 @@ class _BoxObjectTask(Task):
     def body_pose(self, data) -> np.ndarray:  # noqa: ANN001
         q = data.qpos[self.qadr + 3: self.qadr + 7]
         return np.array([*self.object_pos(data), q[1], q[2], q[3], q[0]])
+
+    def set_object_poses(self, data, poses) -> None:  # noqa: ANN001
+        row = np.asarray(poses, dtype=float).reshape(-1, 7)[0]
+        data.qpos[self.qadr: self.qadr + 3] = row[:3]
+        data.qpos[self.qadr + 3: self.qadr + 7] = [row[6], row[3], row[4], row[5]]
+        data.qvel[self.dadr: self.dadr + 6] = 0
 
 
 class PickCubeTask(_BoxObjectTask):
@@ -293,6 +305,12 @@ class PushTask(_BoxObjectTask):
         q = data.mocap_quat[self.mocap]
         return np.array([self.body_pose(data), [*data.mocap_pos[self.mocap], q[1], q[2], q[3], q[0]]])
 
+    def set_object_poses(self, data, poses) -> None:  # noqa: ANN001
+        poses = np.asarray(poses, dtype=float).reshape(-1, 7)
+        super().set_object_poses(data, poses[:1])
+        data.mocap_pos[self.mocap] = poses[1, :3]
+        data.mocap_quat[self.mocap] = [poses[1, 6], *poses[1, 3:6]]
+
     def success(self, data) -> bool:  # noqa: ANN001
         dist, yaw = self.errors(data)
         return dist < self.config.success_distance and yaw < self.config.yaw_tolerance
@@ -322,6 +340,21 @@ def object_state_from_poses(kind: str, poses: np.ndarray) -> np.ndarray:
         return [row[0], row[1], _quat_yaw(np.array([w, x, y, z]))]
 
     return np.array(planar(poses[0]) + planar(poses[1]))
+
+
+def object_poses_from_state(config: TaskConfig, state: np.ndarray) -> np.ndarray:
+    """Inverse of ``object_state_from_poses``: (k, 7) pose rows (planar states at the objects' resting height)."""
+    s = np.asarray(state, dtype=float).ravel()
+    if config.kind == "reach":
+        return np.array([[*s[:3], 0.0, 0.0, 0.0, 1.0]])
+    if config.kind == "pick_cube":
+        return s[:7].reshape(1, 7).copy()
+
+    def row(x: float, y: float, z: float, yaw: float) -> list[float]:
+        w, qx, qy, qz = _yaw_quat(yaw)
+        return [x, y, z, qx, qy, qz, w]
+
+    return np.array([row(s[0], s[1], config.object.half_size[2], s[2]), row(s[3], s[4], 0.0005, s[5])])
 
 
 def make_task(config: TaskConfig | str, profile: RobotProfile) -> Task:

@@ -224,6 +224,24 @@ def image_array(msg: Any) -> np.ndarray:
     return to_rgb(convert.image_to_array(msg), msg.encoding)
 
 
+def missed_frames(gap: float, fps: float) -> int:
+    """Frames a camera at ``fps`` skipped between two captures ``gap`` seconds apart."""
+    return max(0, int(round(gap * fps)) - 1) if gap > 1.5 / fps else 0
+
+
+def task_kind(task: str) -> str | None:
+    """The task kind (reach, pick_cube, push) when ``task`` names a known task, else None."""
+    if not task:
+        return None
+    from robot_stack.errors import UserError
+    from robot_stack.sim.tasks import load_task_config
+
+    try:
+        return load_task_config(task).kind
+    except UserError:
+        return None
+
+
 def tolerances(profile: RobotProfile, tolerance_s: float = 0.0) -> dict[str, float]:
     """Per-stream tolerance: ``tolerance_s``, or 1.5 nominal periods of each stream when 0."""
     period = 1.5 / profile.control.rate_hz

@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "  robot-stack data drop data/pick.zarr 2 5-7\n"
         "  robot-stack data merge all.zarr monday.zarr tuesday.zarr\n"
         "  robot-stack data export data/pick.zarr --mcap bags/\n"
-        "  robot-stack data import pusht_cchi_v7_replay.zarr pusht.zarr",
+        "  robot-stack data import pusht_cchi_v7_replay.zarr pusht.zarr\n"
+        "  robot-stack data import bags/ pick.zarr --format rosbag2",
     )
     sub = p.add_subparsers(dest="data_command", metavar="<action>")
     p.set_defaults(handler=lambda args: p.print_help() or 2)
@@ -61,9 +62,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--episodes", nargs="+", default=None, help="episode indices or ranges, e.g. 0 3-5 -1 (all when omitted)")
     export.set_defaults(handler=_export)
 
-    imp = add_command(sub, "import", "append the episodes of a diffusion_policy replay-buffer zarr (v2 or v3)")
-    imp.add_argument("source", type=Path, help="zarr folder with data/<key> and meta/episode_ends")
+    imp = add_command(
+        sub, "import", "append episodes from rosbag2 folders or a diffusion_policy replay-buffer zarr",
+        "Append episodes to a store (created if missing). Sources:\n"
+        "  rosbag2 folders (MCAP or sqlite3), one episode per bag, or a folder of bags: the contract's topics\n"
+        "    are resampled onto a fixed grid exactly as recorder_node samples live topics (nearest earlier\n"
+        "    capture stamp per stream, commands by arrival = log time, tick assembled latency after it);\n"
+        "  a diffusion_policy ReplayBuffer zarr (format 2 or 3; data/<key> + meta/episode_ends).\n"
+        "Examples:\n"
+        "  robot-stack data import bags/ pick.zarr --format rosbag2\n"
+        "  robot-stack data import run1_bag run2_bag pick.zarr --robot so101 --rate 10 --task pick_cube\n"
+        "  robot-stack data import pusht_cchi_v7_replay.zarr pusht.zarr\n"
+        "  robot-stack data import bags/ pick.zarr --format rosbag2",
+    )
+    imp.add_argument("sources", type=Path, nargs="+", help="rosbag2 folder(s), a folder of bags, or one replay-buffer zarr")
     imp.add_argument("output", type=Path, help="episode store to append to (created if missing)")
+    imp.add_argument("--format", choices=("auto", "rosbag2", "zarr"), default="auto",
+                     help="source format (auto: a folder with metadata.yaml or bag subfolders is rosbag2)")
+    bag = imp.add_argument_group("rosbag2 options")
+    bag.add_argument("--robot", help="robot profile name or YAML (default: the one the bag stores, from export --mcap)")
+    bag.add_argument("--rate", type=float, help="sampling rate, Hz (default: the bag's recorded rate, else the policy rate)")
+    bag.add_argument("--latency", type=float, default=0.1, help="assemble a tick this long (log time) after it, s")
+    bag.add_argument("--tolerance", type=float, default=0.0, help="max sample age before it counts as late, s (0: 1.5 periods)")
+    bag.add_argument("--cameras", help="comma list of cameras (default: every profile camera with images in the bag)")
+    bag.add_argument("--task", help="task stored with the episodes (default: the bag's; a task name also enables object_state)")
+    bag.add_argument("--image-codec", choices=("blosc", "jpeg"), default="blosc", help="image codec of a new store")
     imp.set_defaults(handler=_import)
 
 
@@ -159,8 +182,34 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from robot_stack.data.ops import import_replay_buffer
+    import time
 
-    added = import_replay_buffer(args.source, args.output)
-    print(f"imported {added} episodes into {args.output}")
+    from robot_stack.errors import UserError
+
+    fmt = args.format
+    if fmt == "auto":
+        bags = [(s / "metadata.yaml").exists() or any(s.glob("*/metadata.yaml")) for s in args.sources]
+        fmt = "rosbag2" if all(bags) else "zarr"
+    start = time.monotonic()
+    if fmt == "zarr":
+        from robot_stack.data.ops import import_replay_buffer
+
+        if len(args.sources) != 1:
+            raise UserError("a replay-buffer import takes one source zarr")
+        added = import_replay_buffer(args.sources[0], args.output)
+        print(f"imported {added} episodes into {args.output}")
+        return 0
+    from robot_stack.data.bag import BagImportConfig, import_rosbag2
+
+    cameras = None if args.cameras is None else tuple(c.strip() for c in args.cameras.split(",") if c.strip())
+    config = BagImportConfig(robot=args.robot, rate_hz=args.rate, latency_s=args.latency, tolerance_s=args.tolerance,
+                             cameras=cameras, task=args.task, image_codec=args.image_codec)
+    if args.rate is not None and args.rate <= 0 or args.latency < 0 or args.tolerance < 0:
+        raise UserError("--rate must be > 0, --latency and --tolerance >= 0")
+    added = import_rosbag2(args.sources, args.output, config)
+    store = _open(args.output)
+    steps = sum(store.episodes[i].length for i in added)
+    seconds = time.monotonic() - start
+    print(f"imported {len(added)} episodes ({steps} steps) into {args.output} in {seconds:.1f} s "
+          f"({steps / max(seconds, 1e-9):.0f} steps/s); {store.n_episodes} episodes there now")
     return 0

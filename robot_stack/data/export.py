@@ -2,15 +2,20 @@
 
 Each bag replays what the recorder sampled, at the recorded tick times: ``joint_states`` (position,
 velocity), ``<controller>/commands`` and ``<gripper_controller>/commands`` (the ``action``),
-``ee_pose``, ``teleop/intervention`` and ``<camera>/color/image_raw`` (``header.stamp`` = the
-frame's capture stamp). Messages are serialised by rclpy itself; the bag metadata comes from
-``rosbags`` (ROS 2 Kilted message definitions), so ``ros2 bag`` and Foxglove open it.
+``ee_pose``, ``object_poses`` (from ``object_state`` when the episode's task is known),
+``teleop/intervention``, ``<camera>/color/image_raw`` (``header.stamp`` = the frame's capture
+stamp) and ``camera_info`` (when the episode stores intrinsics). Messages are serialised by rclpy
+itself; the bag metadata comes from ``rosbags`` (ROS 2 Kilted message definitions), so ``ros2 bag``
+and Foxglove open it. The bag's ``custom_data`` carries the episode metadata and robot profile
+(JSON), so ``robot-stack data import --format rosbag2`` restores them.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +33,36 @@ def _profile(store: EpisodeStore, episode: int):  # noqa: ANN202
     return from_dict(RobotProfile, data, f"{store.path} episode {episode} profile")
 
 
+def _task_config(task: str):  # noqa: ANN202
+    from robot_stack.data.align import task_kind
+    from robot_stack.sim.tasks import load_task_config
+
+    return load_task_config(task) if task_kind(task) else None
+
+
+def _pose_array(rows: np.ndarray, frame_id: str, stamp: Any) -> Any:
+    from geometry_msgs.msg import Pose, PoseArray
+
+    msg = PoseArray()
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    for row in rows:
+        pose = Pose()
+        pose.position.x, pose.position.y, pose.position.z = (float(v) for v in row[:3])
+        pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (float(v) for v in row[3:])
+        msg.poses.append(pose)
+    return msg
+
+
+def _camera_info(info: dict[str, Any], stamp: Any) -> Any:
+    from sensor_msgs.msg import CameraInfo
+
+    msg = CameraInfo(width=int(info["width"]), height=int(info["height"]), distortion_model=info["distortion_model"],
+                     d=[float(v) for v in info["d"]], k=[float(v) for v in info["k"]], r=[float(v) for v in info["r"]],
+                     p=[float(v) for v in info["p"]])
+    msg.header.stamp, msg.header.frame_id = stamp, info.get("frame_id", "")
+    return msg
+
+
 def export_mcap(store: EpisodeStore, episodes: Sequence[int], out: Path) -> list[Path]:
     from rclpy.serialization import serialize_message
     from rosbags.rosbag2 import StoragePlugin, Writer
@@ -37,7 +72,9 @@ def export_mcap(store: EpisodeStore, episodes: Sequence[int], out: Path) -> list
 
     from robot_stack import convert
     from robot_stack.contract import Contract
+    from robot_stack.data.bag import CUSTOM_EPISODE, CUSTOM_PROFILE
     from robot_stack.data.ops import camera_names
+    from robot_stack.sim.tasks import object_poses_from_state
 
     typestore = get_typestore(Stores.ROS2_KILTED)
     out.mkdir(parents=True, exist_ok=True)
@@ -54,7 +91,12 @@ def export_mcap(store: EpisodeStore, episodes: Sequence[int], out: Path) -> list
             raise UserError(f"{store.path}: cannot export without keys {missing}")
         data = store.episode(episode, [k for k in store.keys if not k.endswith("_image")])
         names, n_arm = profile.all_joint_names, len(profile.joint_names)
+        info = store.episodes[episode]
+        object_config = _task_config(info.task) if "object_state" in data else None
+        camera_info = {c: v for c, v in info.extra.get("camera_info", {}).items() if c in cams}
         writer = Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP)
+        writer.set_custom_data(CUSTOM_EPISODE, json.dumps({k: v for k, v in info.to_json().items() if k != "profile"}))
+        writer.set_custom_data(CUSTOM_PROFILE, json.dumps(store.profile(episode)))
         writer.open()
         try:
             def connection(topic):  # noqa: ANN001, ANN202
@@ -68,13 +110,17 @@ def export_mcap(store: EpisodeStore, episodes: Sequence[int], out: Path) -> list
                 conns["intervention"] = connection(contract.intervention)
             if contract.gripper_commands is not None:
                 conns["gripper"] = connection(contract.gripper_commands)
+            if object_config is not None:
+                conns["object_poses"] = connection(contract.object_poses)
             for cam in cams:
                 conns[cam] = connection(contract.camera(cam).image)
+                if cam in camera_info:
+                    conns[f"{cam}_info"] = connection(contract.camera(cam).info)
             s = store.episode_slice(episode)
             for i in tqdm(range(len(data["timestamp"])), desc=f"episode {episode}", unit="step", leave=False):
                 t = float(data["timestamp"][i])
-                ns = int(round(t * 1e9))
                 stamp = convert.to_stamp(t)
+                ns = stamp.sec * 1_000_000_000 + stamp.nanosec
                 msg = convert.make_joint_state(names, data["joint_pos"][i], data["joint_vel"][i], stamp=stamp)
                 writer.write(conns["joint_states"], ns, serialize_message(msg))
                 action = np.asarray(data["action"][i], dtype=float)
@@ -87,11 +133,17 @@ def export_mcap(store: EpisodeStore, episodes: Sequence[int], out: Path) -> list
                     writer.write(conns["ee_pose"], ns, serialize_message(msg))
                 if "intervention" in data:
                     writer.write(conns["intervention"], ns, serialize_message(Bool(data=bool(data["intervention"][i]))))
+                if object_config is not None:
+                    poses = object_poses_from_state(object_config, data["object_state"][i])
+                    writer.write(conns["object_poses"], ns, serialize_message(_pose_array(poses, profile.frames.base, stamp)))
                 for cam in cams:
                     frame = store.array(f"{cam}_image")[s.start + i]
                     cam_stamp = convert.to_stamp(float(data[f"{cam}_stamp"][i]))
-                    msg = convert.array_to_image(frame, "rgb8", cam_stamp, profile.camera(cam).frame_id)
+                    frame_id = profile.camera(cam).frame_id
+                    msg = convert.array_to_image(frame, "rgb8", cam_stamp, frame_id)
                     writer.write(conns[cam], ns, serialize_message(msg))
+                    if cam in camera_info:
+                        writer.write(conns[f"{cam}_info"], ns, serialize_message(_camera_info(camera_info[cam], cam_stamp)))
         finally:
             writer.close()
         written.append(bag)

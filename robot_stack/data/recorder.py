@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_stack.data.align import CommandTracker, History, Streams, image_array, tolerances  # noqa: F401 (re-exported)
+from robot_stack.data.align import CommandTracker, History, Streams, image_array, missed_frames, task_kind, tolerances  # noqa: F401
 from robot_stack.errors import UserError
 
 WRITE_BATCH = 8
@@ -63,18 +63,6 @@ class StreamStats:
         while self.recent and now - self.recent[0] > 2.0:
             self.recent.popleft()
         return len(self.recent) / 2.0
-
-
-def _task_kind(task: str) -> str | None:
-    """The task kind (reach, pick_cube, push) when ``task`` names a known task, else None."""
-    if not task:
-        return None
-    try:
-        from robot_stack.sim.tasks import load_task_config
-
-        return load_task_config(task).kind
-    except UserError:
-        return None
 
 
 def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
@@ -114,7 +102,7 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
 
             self.names = profile.all_joint_names
             self.n = len(self.names)
-            self.task_kind = _task_kind(task)
+            self.task_kind = task_kind(task)
             self.tol = tolerances(profile, tolerance)
             keep = self.latency + max(self.tol.values()) + 1.0
             self.streams = Streams(profile, self.tol, keep, task_kind=self.task_kind)
@@ -199,10 +187,7 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                 return
             s, fps = self.stats[name], self.profile.camera(name).fps
             if s.last_stamp is not None and self.episode is not None:
-                gap = stamp - s.last_stamp
-                missed = int(round(gap * fps)) - 1
-                if gap > 1.5 / fps and missed > 0:
-                    s.missing += missed
+                s.missing += missed_frames(stamp - s.last_stamp, fps)
             s.last_stamp = stamp
 
         def _on_command(self, what: str, add: Any, msg: Any) -> None:
