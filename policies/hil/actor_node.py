@@ -87,10 +87,11 @@ class HilActor(Node):
         self.cfg, self.space, task = load_run_config(self)
         self.mode = declare(self, "episodes", "twin", "twin: reset/task_success of the twin; operator: the teleop "
                                                        "episode buttons (episode/start, save = success, discard = failure)")
-        reward = declare(self, "reward", "", "twin (task_success) or classifier (default: the run config's)")
+        reward = declare(self, "reward", "", "twin (task_success) or classifier (default: classifier when one is "
+                                             "given or the run config's reward is classifier, else twin)")
         classifier = declare(self, "classifier", "", "reward classifier checkpoint (default: the run config's)")
-        self.actor_id = declare(self, "actor_id", socket.gethostname().split(".")[0] or "actor",
-                                "name of this actor in the learner's statistics")
+        self.actor_id = declare(self, "actor_id", "", "name of this actor in the learner's table (default: host name)") \
+            or socket.gethostname().split(".")[0] or "actor"
         capacity = declare(self, "outbox_capacity", 100000, "transitions kept until the learner acknowledges them")
         self.deterministic = declare(self, "deterministic", False, "act with the policy's mean (no exploration)")
         self.wait_weights = declare(self, "wait_for_weights", True, "act only once the learner's weights arrived")
@@ -100,7 +101,7 @@ class HilActor(Node):
         seconds = declare(self, "episode_seconds", 0.0, "episode time limit (0: the task's)")
         if self.mode not in ("twin", "operator"):
             raise UserError(f"episodes must be twin or operator, not {self.mode!r}")
-        reward = reward or ("classifier" if self.cfg.reward == "classifier" else "twin")
+        reward = reward or ("classifier" if classifier or self.cfg.reward == "classifier" else "twin")
         if reward not in ("twin", "classifier"):
             raise UserError(f"reward must be twin or classifier, not {reward!r}")
         if self.mode == "operator" and reward == "twin":

@@ -220,7 +220,7 @@ class SACAgent:
 
     @property
     def temperature(self) -> float:
-        return float(self.log_alpha.exp())
+        return self.log_alpha.exp().item()
 
     # -- learning -------------------------------------------------------------------------------
     def update(self, batch: dict[str, np.ndarray], update_actor: bool = True) -> dict[str, float]:

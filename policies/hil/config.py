@@ -36,7 +36,7 @@ class AgentConfig:
     """Critic updates per environment step (the actor and temperature are updated once)."""
     demo_ratio: float = 0.5
     """Share of every batch drawn from the demo buffer (the rest from the online buffer)."""
-    init_temperature: float = 0.1
+    init_temperature: float = 0.01
     target_entropy: float | None = None
     """Entropy target of the temperature tuning; None: -act_dim / 2 (RLPD)."""
     backup_entropy: bool = False

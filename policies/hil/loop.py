@@ -82,11 +82,30 @@ class RunResult:
         return float(np.mean([e.success for e in eps])) if eps else float("nan")
 
 
+@dataclass
+class StepRecord:
+    """One executed step, as ``Trainer(on_step=...)`` reports it."""
+
+    obs: dict[str, np.ndarray]
+    """Observation the action was chosen on."""
+    previous_target: np.ndarray
+    """The command before this step."""
+    action: np.ndarray
+    """Normalised action (what the buffers store)."""
+    target: np.ndarray
+    """Absolute joint target executed: ``to_target(action)``."""
+    teleop_target: np.ndarray | None
+    """The intervener's (or demo expert's) own absolute command, when it drove this step."""
+    intervention: bool
+    kind: str
+
+
 class Trainer:
     """One training run on the twin; ``run()`` executes it."""
 
     def __init__(self, cfg: HILConfig, out_dir: str | Path | None = None, progress: bool = True,
-                 on_episode: Callable[[EpisodeLog], None] | None = None):
+                 on_episode: Callable[[EpisodeLog], None] | None = None,
+                 on_step: Callable[[StepRecord], None] | None = None):
         from robot_stack.sim.experts import make_expert
         from robot_stack.sim.gym_env import TwinEnv
 
@@ -109,6 +128,8 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.progress = progress
         self.on_episode = on_episode
+        self.on_step = on_step
+        self.teleop_target: np.ndarray | None = None
         self.logs: list[EpisodeLog] = []
         self.updates = 0
         self.env_steps = 0
@@ -127,6 +148,7 @@ class Trainer:
 
     def expert_action(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         target = self.expert.act({k: np.asarray(v, dtype=float) for k, v in obs.items()})
+        self.teleop_target = target
         return self.space.from_target(target, obs["joint_pos"], self.env.last_action)
 
     def _reset(self) -> tuple[dict, dict]:
@@ -145,11 +167,14 @@ class Trainer:
         transitions = []
         success = False
         for _ in range(self.env.max_steps):
+            self.teleop_target = None
             action, by_human = policy(vec, obs)
             previous = self.env.last_action.copy()
             target = self.space.to_target(action, obs["joint_pos"], previous)
             penalty = self.cfg.agent.gripper_toggle_penalty if self.space.gripper_toggles(
                 action, obs["joint_pos"], previous) else 0.0
+            if self.on_step is not None:
+                self.on_step(StepRecord(obs, previous, action, target, self.teleop_target, by_human, kind))
             obs, _, _, truncated, info = self.env.step(target)
             reward, success = self.reward(obs, info)
             terminal = success and self.cfg.terminate_on_success
