@@ -20,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "  robot-stack data plot data/pick.zarr -1 -o last.png\n"
         "  robot-stack data drop data/pick.zarr 2 5-7\n"
         "  robot-stack data merge all.zarr monday.zarr tuesday.zarr\n"
+        "  robot-stack data replay data/pick.zarr --episode 3 --compare\n"
         "  robot-stack data export data/pick.zarr --mcap bags/\n"
         "  robot-stack data import pusht_cchi_v7_replay.zarr pusht.zarr\n"
         "  robot-stack data import bags/ pick.zarr --format rosbag2",
@@ -61,6 +62,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="write one rosbag2 (MCAP) folder per episode under FOLDER, on the contract's topics")
     export.add_argument("--episodes", nargs="+", default=None, help="episode indices or ranges, e.g. 0 3-5 -1 (all when omitted)")
     export.set_defaults(handler=_export)
+
+    rep = add_command(
+        sub, "replay", "play an episode back: in the twin (commands, tracking error) and/or as ROS topics",
+        "Play one recorded episode back.\n"
+        "  in the twin (default, in-process): the recorded actions drive the MuJoCo twin from the recorded\n"
+        "    initial state (arm and objects) at the control rate; prints the twin's tracking error;\n"
+        "  --compare: also searches the command shift (up to one recording period) that fits best, prints a\n"
+        "    per-joint table (RMS / max, rad and deg) and writes a PNG of recorded vs twin joint curves:\n"
+        "    the sim-to-real gap of a hardware episode in numbers;\n"
+        "  --ros: publishes the episode on the robot contract (joint_states, ee_pose, images, commands...)\n"
+        "    with its original relative timing (--speed scales it), for recorders and other nodes.\n"
+        "Examples:\n"
+        "  robot-stack data replay data/pick.zarr --episode 3 --compare -o gap.png\n"
+        "  robot-stack data replay data/pick.zarr --episode -1 --video twin.mp4 --cameras front\n"
+        "  robot-stack data replay data/pick.zarr --episode 0 --ros --speed 0.5",
+    )
+    rep.add_argument("store", type=Path, help="episode store folder")
+    rep.add_argument("--episode", type=int, default=0, help="episode index (negative counts from the end)")
+    rep.add_argument("--twin", action="store_true", help="replay in the twin (the default unless --ros is given alone)")
+    rep.add_argument("--compare", action="store_true", help="twin replay + best command shift + per-joint table + PNG")
+    rep.add_argument("-o", "--output", type=Path, help="--compare PNG (default: <store>_ep<N>_compare.png)")
+    rep.add_argument("--interpolation", choices=("step", "linear"), default="step",
+                     help="how the twin executes the actions: step = held until the next (forward commands), "
+                          "linear = ramp to each over a period (joint_trajectory / TwinEnv.step)")
+    rep.add_argument("--video", type=Path, help="twin replay: MP4 of the recorded frames above the twin's renders")
+    rep.add_argument("--cameras", help="--video: comma list of profile cameras (default: the recorded ones)")
+    rep.add_argument("--ros", action="store_true", help="publish the episode on the robot contract")
+    rep.add_argument("--speed", type=float, default=1.0, help="--ros: playback speed (2 = twice as fast)")
+    rep.add_argument("--wait", type=float, default=2.0, help="--ros: wait up to this long for a joint_states subscriber, s")
+    rep.add_argument("--force", action="store_true", help="--ros: publish even if something else publishes joint_states")
+    rep.set_defaults(handler=_replay)
 
     imp = add_command(
         sub, "import", "append episodes from rosbag2 folders or a diffusion_policy replay-buffer zarr",
@@ -178,6 +210,52 @@ def _export(args: argparse.Namespace) -> int:
     episodes = parse_episodes(args.episodes, store.n_episodes) if args.episodes else list(range(store.n_episodes))
     bags = export_mcap(store, episodes, args.mcap)
     print(f"wrote {len(bags)} rosbag2 (MCAP) folders under {args.mcap}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    store = _open(args.store)
+    index = _index(store, args.episode)
+    if args.ros:
+        from robot_stack.data.publish import publish_episode
+
+        report = publish_episode(store, index, speed=args.speed, wait_s=args.wait, force=args.force)
+        counts = ", ".join(f"{k} {v}" for k, v in report.messages.items())
+        print(f"published episode {index} in {report.duration_s:.1f} s ({report.subscribers} joint_states subscribers; "
+              f"max {report.max_late_ms:.1f} ms late): {counts}")
+    if args.ros and not (args.twin or args.compare or args.video):
+        return 0
+    import numpy as np
+    from rich.console import Console
+
+    from robot_stack.data import replay
+
+    console = Console(soft_wrap=True)
+    title = f"{args.store.name} episode {index}: twin replay"
+    if args.compare:
+        result = replay.compare(store, index, args.interpolation)
+        console.print(replay.comparison_table(result, title))
+        out = replay.plot_comparison(result, args.output or _default_output(args.store, index, "_compare.png"), title)
+        run = result.raw
+        console.print(f"wrote {out}")
+    elif args.video:
+        from robot_stack.data.ops import camera_names
+
+        cams = [c.strip() for c in args.cameras.split(",")] if args.cameras else camera_names(store)
+        run = replay.replay_video(store, index, args.video, cams, args.interpolation)
+        console.print(f"wrote {args.video}")
+    else:
+        replayer = replay.TwinReplayer(store, index)
+        try:
+            run = replayer.run(args.interpolation)
+        finally:
+            replayer.close()
+    arm = run.angular
+    console.print(
+        f"replayed {len(run.t)} steps ({run.t[-1]:.1f} s) in the twin ({run.interpolation}): "
+        f"mean RMS joint error {np.degrees(run.rms[arm].mean()):.2f} deg, max {np.degrees(run.max_abs[arm].max()):.2f} deg; "
+        f"task success in the twin {run.success} (recorded {run.recorded_success})"
+    )
     return 0
 
 
