@@ -343,3 +343,32 @@ def test_classifier_on_held_out_twin_frames(tmp_path):
     data = {k: store.array(k)[:] for k in ("ee_pose", "object_state")}
     agree = np.mean((clf.predict_batch(data) > 0.5) == np.array(truth))
     assert agree >= 0.9
+
+
+def test_conv_encoder_on_camera_observations(tmp_path):
+    from robot_stack.sim.gym_env import TwinEnv
+
+    cfg = load_hil_config(robot="panda", agent={"encoder": "conv", "image_shape": [32, 32, 3], "hidden_dims": [32, 32],
+                                                "conv_channels": [8, 8], "batch_size": 4},
+                          observation={"cameras": ["front"]})
+    env = TwinEnv("panda", "pick_cube", cameras=["front"])
+    space = RLSpace(env.profile, "pick_cube", cfg)
+    assert space.obs_dim == space.state_dim + 32 * 32 * 3
+    agent = SACAgent(cfg.agent, space.obs_dim, space.act_dim, space.state_dim, seed=0)
+    buf = ReplayBuffer(8, space.obs_dim, space.act_dim)
+    obs, _ = env.reset(seed=0)
+    vec = space.observation(obs)
+    assert vec[space.state_dim:].max() > 0  # the image is there
+    for _ in range(4):
+        action = agent.act(vec)
+        obs, reward, terminated, _, _ = env.step(space.to_target(action, obs["joint_pos"]))
+        nxt = space.observation(obs)
+        buf.add(vec, action, reward, nxt, terminated)
+        vec = nxt
+    env.close()
+    before = agent.act(vec, deterministic=True)
+    info = agent.update(buf.sample(4, np.random.default_rng(0)))
+    assert np.isfinite(info["critic_loss"]) and not np.array_equal(before, agent.act(vec, deterministic=True))
+    agent.save(tmp_path / "a")
+    np.testing.assert_array_equal(SACAgent.from_checkpoint(tmp_path / "a").act(vec, deterministic=True),
+                                  agent.act(vec, deterministic=True))

@@ -54,8 +54,6 @@ class AgentConfig:
     """``state``: MLPs on the state vector; ``conv``: a small conv encoder on the image part too."""
     image_shape: tuple[int, int, int] = (64, 64, 3)
     """(H, W, C) of each image in the observation vector (``conv`` only)."""
-    n_images: int = 0
-    """Images at the end of the observation vector (``conv`` only; filled in by ``RLSpace``)."""
     conv_channels: tuple[int, ...] = (32, 32, 32, 32)
     image_feature_dim: int = 64
 
