@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = [
     "robot_stack.drivers.servo.cli",
     "robot_stack.policies.cli",
     "robot_stack.calibration.cli",
+    "robot_stack.policies.hil.cli",
 ]
 
 

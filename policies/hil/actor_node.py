@@ -204,7 +204,7 @@ class HilActor(Node):
 
     def _on_status(self, status: LearnerStatus) -> None:
         if self.session in status.acks:
-            self.outbox.ack(status.acks[self.session])
+            self.outbox.ack(status.acks[self.session], status.durable.get(self.session, -1))
 
     def _on_episode_button(self, name: str, response):  # noqa: ANN001, ANN202
         if name == "start":
@@ -262,6 +262,7 @@ class HilActor(Node):
             else:
                 self._call(self.success_client, lambda r: self.step(obs, r.success))
         elif self.state == "done" and not len(self.outbox):
+            self.report()
             self.get_logger().info(f"done: {self.successes}/{self.episodes} episodes successful; the learner has "
                                    "every transition")
             self.context.try_shutdown()

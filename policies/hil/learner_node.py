@@ -12,7 +12,7 @@
 * Every ``checkpoint_period_s`` (and on shutdown) it writes ``<run_dir>/learner/``: ``agent/``
   (safetensors + JSON), ``online.zarr`` and ``demo.zarr`` (only the new transitions are appended),
   then ``state.json`` (counters, acknowledgements); a restarted learner resumes from there and the
-  actors resend whatever came after the checkpoint. ``metrics.jsonl`` and ``curves.png`` in
+  actors resend whatever came after the checkpoint. ``metrics.jsonl`` and ``episodes.png`` in
   ``run_dir`` record every finished episode.
 """
 
@@ -50,7 +50,7 @@ class HilLearner(Node):
         from robot_stack.typed_config import to_dict
 
         self.cfg, self.space, task = load_run_config(self)
-        run_dir = declare(self, "run_dir", "", "run folder: checkpoints, metrics.jsonl, curves.png (resumed if present)")
+        run_dir = declare(self, "run_dir", "", "run folder: checkpoints, metrics.jsonl, episodes.png (resumed if present)")
         demos = declare(self, "demos", "", "recorded demo dataset (zarr) for the demo buffer, read on the first start")
         period = declare(self, "weights_period_s", 0.0, "seconds between weight publications (0: the run config's)")
         self.checkpoint_s = declare(self, "checkpoint_period_s", 60.0, "seconds between checkpoints")
@@ -192,13 +192,18 @@ class HilLearner(Node):
 
     # -- checkpoints ----------------------------------------------------------------------------
     def checkpoint(self) -> None:
+        """Agent, then the buffers' new transitions, then ``state.json`` (the commit point of a checkpoint)."""
+        from robot_stack.data import EpisodeStore
         from robot_stack.policies.hil.progress import plot, write_metrics
 
         start = time.perf_counter()
         self.agent.save(self.ck_dir / "agent")
-        self.online.save(self.ck_dir / "online.zarr")
-        self.demo.save(self.ck_dir / "demo.zarr")
-        state = {"version": STATE_VERSION, "env_steps": self.env_steps, "updates": self.updates,
+        stored = {}
+        for name in ("online", "demo"):
+            path = self.ck_dir / f"{name}.zarr"
+            getattr(self, name).save(path)
+            stored[name] = EpisodeStore(path, "r").n_steps
+        state = {"version": STATE_VERSION, "env_steps": self.env_steps, "updates": self.updates, "stored": stored,
                  "weights_version": self.weights_version, "episodes": len(self.episodes), "open": self.open,
                  "acks": self.inbox.checkpointed(), "losses": self.losses}
         tmp = self.ck_dir / "state.json.partial"
@@ -206,13 +211,14 @@ class HilLearner(Node):
         os.replace(tmp, self.ck_dir / "state.json")
         write_metrics(self.run_dir / "metrics.jsonl", self.episodes)
         if self.episodes:
-            plot(self.episodes, self.run_dir / "curves.png", f"HIL {self.cfg.robot}/{self.cfg.task}")
+            plot(self.episodes, self.run_dir / "episodes.png", f"HIL {self.cfg.robot}/{self.cfg.task}")
         self.last_checkpoint = time.monotonic()
         self.get_logger().info(f"checkpoint: {self.env_steps} transitions, {self.updates} updates, "
                                f"{len(self.episodes)} episodes ({1e3 * (time.perf_counter() - start):.0f} ms)")
 
     def _resume(self) -> bool:
         from robot_stack.data import EpisodeStore
+        from robot_stack.data.ops import drop_episodes
         from robot_stack.policies.hil.buffer import ReplayBuffer
         from robot_stack.policies.hil.progress import read_metrics
 
@@ -231,8 +237,13 @@ class HilLearner(Node):
         self.agent.load(self.ck_dir / "agent")
         cap = self.cfg.buffer_capacity
         for name in ("online", "demo"):
-            store = self.ck_dir / f"{name}.zarr"
-            if store.exists() and EpisodeStore(store, "r").n_steps:
+            store, want = self.ck_dir / f"{name}.zarr", int(state["stored"][name])
+            have = EpisodeStore(store, "r").episode_ends if store.exists() else np.zeros(0, np.int64)
+            if (have > want).any():  # saved by a checkpoint that died before its state.json: not part of it
+                self.get_logger().warning(f"{store.name}: dropping {int(have[-1]) - want} transitions saved after "
+                                          "the last complete checkpoint (the actors resend them)")
+                drop_episodes(store, [i for i, end in enumerate(have) if end > want])
+            if want:
                 setattr(self, name, ReplayBuffer.load(store, capacity=cap))
         self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
         self.weights_version = int(state["weights_version"])

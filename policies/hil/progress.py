@@ -1,7 +1,7 @@
 """The learner's live view of a HIL run: a rich table in a terminal, a log line elsewhere, and the plot.
 
 The run directory holds ``metrics.jsonl`` (one line per finished episode, the in-process loop's
-``EpisodeLog`` format) and ``curves.png`` (success and intervention rate per episode, with a rolling
+``EpisodeLog`` format) and ``episodes.png`` (success and intervention rate per episode, with a rolling
 mean), so ``robot-stack hil plot`` draws either kind of run.
 """
 
