@@ -56,11 +56,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     merge.add_argument("inputs", type=Path, nargs="+", help="stores to copy episodes from (keys must match)")
     merge.set_defaults(handler=_merge)
 
-    export = add_command(sub, "export", "export episodes to other formats (rosbag2 with MCAP storage)")
+    export = add_command(
+        sub, "export", "export episodes: rosbag2 (MCAP) folders or a LeRobotDataset v3.0",
+        "Formats:\n"
+        "  mcap     one rosbag2 folder (MCAP storage) per episode, on the contract's topics (ros2 bag, Foxglove)\n"
+        "  lerobot  a LeRobotDataset v3.0 folder: parquet frames, one MP4 per episode and camera (AV1 by\n"
+        "           default), meta/info.json, stats.json, tasks.parquet, episodes/ -- load it with\n"
+        "           LeRobotDataset('<any>/<name>', root=OUT)\n"
+        "Examples:\n"
+        "  robot-stack data export data/pick.zarr bags/ --format mcap      (or: --mcap bags/)\n"
+        "  robot-stack data export data/pick.zarr lerobot/pick --format lerobot --episodes 0-9",
+    )
     export.add_argument("store", type=Path, help="episode store folder")
-    export.add_argument("--mcap", type=Path, required=True, metavar="FOLDER",
-                        help="write one rosbag2 (MCAP) folder per episode under FOLDER, on the contract's topics")
+    export.add_argument("output", type=Path, nargs="?", help="output folder (new or empty)")
+    export.add_argument("--format", choices=("mcap", "lerobot"), default="mcap", help="output format")
+    export.add_argument("--mcap", type=Path, metavar="FOLDER", help="same as: FOLDER --format mcap")
     export.add_argument("--episodes", nargs="+", default=None, help="episode indices or ranges, e.g. 0 3-5 -1 (all when omitted)")
+    export.add_argument("--fps", type=float, help="lerobot: frame rate (default: the recorded rate; must be whole)")
+    export.add_argument("--task", help="lerobot: task text for every episode (default: each episode's task)")
+    export.add_argument("--video-codec", choices=("av1", "h264"), default="av1", help="lerobot: video codec")
     export.set_defaults(handler=_export)
 
     rep = add_command(
@@ -203,13 +217,28 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from robot_stack.data.export import export_mcap
     from robot_stack.data.ops import parse_episodes
+    from robot_stack.errors import UserError
 
+    if args.mcap is not None:
+        if args.output is not None and args.output != args.mcap:
+            raise UserError("give the output folder once (positional or --mcap)")
+        args.output, args.format = args.mcap, "mcap"
+    if args.output is None:
+        raise UserError("missing the output folder (e.g. robot-stack data export STORE OUT --format lerobot)")
     store = _open(args.store)
     episodes = parse_episodes(args.episodes, store.n_episodes) if args.episodes else list(range(store.n_episodes))
-    bags = export_mcap(store, episodes, args.mcap)
-    print(f"wrote {len(bags)} rosbag2 (MCAP) folders under {args.mcap}")
+    if args.format == "lerobot":
+        from robot_stack.data.lerobot import export_lerobot
+
+        r = export_lerobot(store, episodes, args.output, fps=args.fps, task=args.task, codec=args.video_codec)
+        print(f"wrote LeRobotDataset v3.0 {args.output}: {r.episodes} episodes, {r.frames} frames, {r.videos} videos, "
+              f"{r.bytes / 1e6:.1f} MB in {r.seconds:.1f} s ({r.frames / max(r.seconds, 1e-9):.0f} frames/s)")
+        return 0
+    from robot_stack.data.export import export_mcap
+
+    bags = export_mcap(store, episodes, args.output)
+    print(f"wrote {len(bags)} rosbag2 (MCAP) folders under {args.output}")
     return 0
 
 
