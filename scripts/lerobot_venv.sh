@@ -11,8 +11,11 @@ SPEC="lerobot[dataset]==0.6.1"
 if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.robot_stack_lerobot" 2>/dev/null)" = "$SPEC" ]; then
   echo "lerobot venv: ready ($VENV)"; exit 0
 fi
-PY=${PYTHON312:-$(command -v python3.12 || ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12 2>/dev/null | tail -1 || true)}
-if [ -z "$PY" ] || ! "$PY" -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null; then
+PY=""
+for candidate in ${PYTHON312:-} python3.12 python3.13 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[23]*/bin/python3; do
+  if "$candidate" -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null; then PY=$candidate; break; fi
+done
+if [ -z "$PY" ]; then
   echo "lerobot venv: skipped (no Python >= 3.12; set PYTHON312)"; exit 0
 fi
 free_kb=$(df -Pk . | awk 'NR==2 {print $4}')
@@ -20,7 +23,8 @@ if [ "$free_kb" -lt $((10 * 1024 * 1024)) ]; then
   echo "lerobot venv: skipped (less than 10 GB free)"; exit 0
 fi
 echo "lerobot venv: installing $SPEC into $VENV with $PY (a few minutes)"
-"$PY" -m venv "$VENV"
-"$VENV/bin/python" -m pip --disable-pip-version-check -q install "$SPEC"
+if ! { "$PY" -m venv "$VENV" && "$VENV/bin/python" -m pip --disable-pip-version-check -q install "$SPEC"; }; then
+  echo "lerobot venv: install failed; the real-lerobot test will be skipped"; rm -rf "$VENV"; exit 0
+fi
 echo "$SPEC" > "$VENV/.robot_stack_lerobot"
 echo "lerobot venv: ready ($VENV)"
