@@ -259,3 +259,56 @@ def test_hil_launch_on_the_twin_with_the_scripted_intervener(ros, tmp_path, run_
     assert len(online) == sum(e.length for e in episodes) == stats[-1].steps
     assert online.intervention_count == stats[-1].intervention_steps > 0
     assert (run_dir / "episodes.png").stat().st_size > 10_000
+
+
+def test_learner_checkpoints_are_crash_consistent(tmp_path, run_config):
+    """A learner dying inside a checkpoint (after the agent and buffer writes, before state.json) resumes from
+    the previous complete one; one that never committed a checkpoint starts afresh."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from robot_stack.policies.hil.learner_node import HilLearner
+
+    config, space = run_config
+    run_dir = tmp_path / "run"
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+
+    def learner() -> HilLearner:
+        params = {"run_dir": str(run_dir), "config": str(config), "progress": False}
+        return HilLearner(context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+
+    def feed(node: HilLearner, first: int, n: int) -> None:
+        rng = np.random.default_rng(first)
+        items = [Transition(rng.normal(size=space.obs_dim).astype(np.float32), np.zeros(space.act_dim, np.float32),
+                            0.0, rng.normal(size=space.obs_dim).astype(np.float32), False, i == n - 1, i % 3 == 0,
+                            first // 10, i) for i in range(n)]
+        node._on_transitions(TransitionBatch("arm", "s1", first, first, items))
+
+    try:
+        a = learner()
+        feed(a, 0, 30)
+        a.checkpoint()
+        feed(a, 30, 20)
+        a.online.save(a.ck_dir / "online.zarr")  # the next checkpoint got this far ...
+        a.demo.save(a.ck_dir / "demo.zarr")
+        (a.ck_dir / "agent_b").mkdir()
+        (a.ck_dir / "agent_b" / "agent.safetensors").write_bytes(b"half a file")  # ... and died
+        a.destroy_node()
+        b = learner()
+        assert b.resumed and (b.env_steps, len(b.online), len(b.demo), b.inbox.acks) == (30, 30, 10, {"s1": 29})
+        assert len(b.episodes) == 1
+        feed(b, 30, 20)  # the actor resends what came after the checkpoint
+        assert (b.env_steps, len(b.online), len(b.demo), len(b.episodes)) == (50, 50, 17, 2)
+        b.checkpoint()
+        b.destroy_node()
+        c = learner()
+        np.testing.assert_array_equal(c.online.ordered()["obs"], b.online.ordered()["obs"])
+        assert c.agent_dir == "agent_b" and c.updates == b.updates
+        c.destroy_node()
+        (run_dir / "learner" / "state.json").unlink()  # as if no checkpoint had ever committed
+        d = learner()
+        assert not d.resumed and len(d.online) == 0 and (run_dir / "learner.uncommitted" / "online.zarr").is_dir()
+        d.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)

@@ -9,10 +9,11 @@
   keep flowing.
 * Every ``weights_period_s`` it publishes the actor's weights (latched ``hil/weights``); every
   0.2 s its status (latched ``hil/learner_status``: the actors' acknowledgements and counters).
-* Every ``checkpoint_period_s`` (and on shutdown) it writes ``<run_dir>/learner/``: ``agent/``
-  (safetensors + JSON), ``online.zarr`` and ``demo.zarr`` (only the new transitions are appended),
-  then ``state.json`` (counters, acknowledgements); a restarted learner resumes from there and the
-  actors resend whatever came after the checkpoint. ``metrics.jsonl`` and ``episodes.png`` in
+* Every ``checkpoint_period_s`` (and on shutdown) it writes ``<run_dir>/learner/``: the agent
+  (safetensors + JSON) into ``agent_a/`` or ``agent_b/`` (never the one the last checkpoint names),
+  the new transitions appended to ``online.zarr`` and ``demo.zarr``, then ``state.json`` (the commit
+  point: agent folder, counters, acknowledgements, stored buffer lengths); a restarted learner resumes
+  from there and the actors resend whatever came after the checkpoint. ``metrics.jsonl`` and ``episodes.png`` in
   ``run_dir`` record every finished episode.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from collections import deque
@@ -71,6 +73,7 @@ class HilLearner(Node):
         self.open: dict[str, dict] = {}  # "session/episode" -> running counters of an unfinished episode
         self.losses: dict[str, float] = {}
         self.inbox = Inbox()
+        self.agent_dir = ""  # agent_a or agent_b: the folder of the last complete checkpoint
         self.actors: dict[str, ActorStats] = {}
         self.resumed = self._resume()
         if not self.resumed:
@@ -197,18 +200,21 @@ class HilLearner(Node):
         from robot_stack.policies.hil.progress import plot, write_metrics
 
         start = time.perf_counter()
-        self.agent.save(self.ck_dir / "agent")
+        agent = "agent_b" if self.agent_dir == "agent_a" else "agent_a"  # never overwrite the committed one
+        self.agent.save(self.ck_dir / agent)
         stored = {}
         for name in ("online", "demo"):
             path = self.ck_dir / f"{name}.zarr"
             getattr(self, name).save(path)
             stored[name] = EpisodeStore(path, "r").n_steps
-        state = {"version": STATE_VERSION, "env_steps": self.env_steps, "updates": self.updates, "stored": stored,
+        state = {"version": STATE_VERSION, "agent": agent, "env_steps": self.env_steps, "updates": self.updates,
+                 "stored": stored,
                  "weights_version": self.weights_version, "episodes": len(self.episodes), "open": self.open,
                  "acks": self.inbox.checkpointed(), "losses": self.losses}
         tmp = self.ck_dir / "state.json.partial"
         tmp.write_text(json.dumps(state, indent=1))
         os.replace(tmp, self.ck_dir / "state.json")
+        self.agent_dir = agent
         write_metrics(self.run_dir / "metrics.jsonl", self.episodes)
         if self.episodes:
             plot(self.episodes, self.run_dir / "episodes.png", f"HIL {self.cfg.robot}/{self.cfg.task}")
@@ -217,24 +223,36 @@ class HilLearner(Node):
                                f"{len(self.episodes)} episodes ({1e3 * (time.perf_counter() - start):.0f} ms)")
 
     def _resume(self) -> bool:
-        from robot_stack.data import EpisodeStore
-        from robot_stack.data.ops import drop_episodes
-        from robot_stack.policies.hil.buffer import ReplayBuffer
-        from robot_stack.policies.hil.progress import read_metrics
-
         path = self.ck_dir / "state.json"
         if not path.is_file():
-            if (self.ck_dir / "agent").exists():
-                raise UserError(f"{self.ck_dir}: a checkpoint without state.json (interrupted first save?); "
-                                "remove the folder or choose another run_dir")
+            if self.ck_dir.exists():  # killed before its first checkpoint committed: nothing here counts
+                aside = self.ck_dir.with_name("learner.uncommitted")
+                shutil.rmtree(aside, ignore_errors=True)
+                self.ck_dir.rename(aside)
+                (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+                self.get_logger().warning(f"{self.ck_dir} had no committed checkpoint: moved to {aside.name}, "
+                                          "starting afresh (the actors resend what they hold)")
             return False
         try:
             state = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise UserError(f"{path}: invalid JSON ({err.msg})") from None
-        if state.get("version") != STATE_VERSION:
-            raise UserError(f"{path}: unknown learner state version {state.get('version')!r}")
-        self.agent.load(self.ck_dir / "agent")
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise UserError(f"{path}: not a learner state of version {STATE_VERSION}")
+        try:
+            self._restore(state)
+        except (KeyError, TypeError, ValueError) as err:
+            raise UserError(f"{path}: incomplete learner state ({type(err).__name__}: {err})") from None
+        return True
+
+    def _restore(self, state: dict) -> None:
+        from robot_stack.data import EpisodeStore
+        from robot_stack.data.ops import drop_episodes
+        from robot_stack.policies.hil.buffer import ReplayBuffer
+        from robot_stack.policies.hil.progress import read_metrics, write_metrics
+
+        self.agent_dir = str(state["agent"])
+        self.agent.load(self.ck_dir / self.agent_dir)
         cap = self.cfg.buffer_capacity
         for name in ("online", "demo"):
             store, want = self.ck_dir / f"{name}.zarr", int(state["stored"][name])
@@ -251,8 +269,8 @@ class HilLearner(Node):
         self.open = dict(state.get("open", {}))
         self.losses = dict(state.get("losses", {}))
         self.episodes = read_metrics(self.run_dir / "metrics.jsonl", limit=int(state["episodes"]))
+        write_metrics(self.run_dir / "metrics.jsonl", self.episodes)  # episodes logged after the checkpoint return
         self.published_updates = -1  # publish the checkpoint's weights as a new version at once
-        return True
 
     def close(self) -> None:
         try:
