@@ -312,3 +312,36 @@ def test_learner_checkpoints_are_crash_consistent(tmp_path, run_config):
         d.destroy_node()
     finally:
         rclpy.try_shutdown(context=ctx)
+
+
+def test_operator_episode_buttons(ros, spawn, tmp_path, run_config):
+    """Hardware-style episodes: the teleop episode keys (the recorder's services) start an episode and end it
+    as a success (save) or a failure (discard)."""
+    from std_srvs.srv import Trigger
+
+    from robot_stack.policies.hil.progress import read_metrics
+
+    config, _ = run_config
+    run_dir = tmp_path / "run"
+    stats = decoded(ros, "actor_stats")
+    spawn(["twin_node", "--ros-args", "-p", "cameras:=none"])
+    learner = spawn(learner_cmd(run_dir, config))
+    spawn(actor_cmd(config, "episodes:=operator", "reward:=twin", "episode_seconds:=30.0"))
+    start, save, discard = (CONTRACT.episode_services[n].name for n in ("start", "save", "discard"))
+    wait_for(lambda: stats and stats[-1].weights_version >= 1, 60, "the actor with weights")
+    assert not ros.call(Trigger, save, timeout=30).success  # nothing running yet
+    assert ros.call(Trigger, start).success
+    wait_for(lambda: stats[-1].steps >= 5, 20, "steps")
+    reply = ros.call(Trigger, save)
+    assert reply.success and "success" in reply.message
+    wait_for(lambda: stats[-1].episodes == 1, 10, "the episode to end")
+    assert stats[-1].successes == 1 and not ros.call(Trigger, discard).success
+    before = stats[-1].steps
+    assert ros.call(Trigger, start).success
+    wait_for(lambda: stats[-1].steps >= before + 3, 10, "the second episode stepping")
+    assert ros.call(Trigger, discard).success
+    wait_for(lambda: stats[-1].episodes == 2, 10, "the second episode to end")
+    wait_for(lambda: sum(1 for _ in read_metrics(run_dir / "metrics.jsonl")) == 2, 10, "both episodes at the learner")
+    first, second = read_metrics(run_dir / "metrics.jsonl")
+    assert first.success and first.ret == 1.0 and not second.success and second.length >= 3
+    assert learner.poll() is None

@@ -101,11 +101,12 @@ class HilActor(Node):
         seconds = declare(self, "episode_seconds", 0.0, "episode time limit (0: the task's)")
         if self.mode not in ("twin", "operator"):
             raise UserError(f"episodes must be twin or operator, not {self.mode!r}")
+        if self.mode == "operator" and not (reward or classifier or self.cfg.reward == "classifier"):
+            raise UserError("episodes:=operator (hardware) needs a reward classifier: classifier:=<checkpoint> "
+                            "(or reward:=twin where a twin serves task_success)")
         reward = reward or ("classifier" if classifier or self.cfg.reward == "classifier" else "twin")
         if reward not in ("twin", "classifier"):
             raise UserError(f"reward must be twin or classifier, not {reward!r}")
-        if self.mode == "operator" and reward == "twin":
-            raise UserError("episodes:=operator (hardware) needs reward:=classifier and a classifier checkpoint")
         self.classifier = None
         if reward == "classifier":
             from robot_stack.policies.hil.classifier import RewardClassifier
