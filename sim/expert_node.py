@@ -28,6 +28,10 @@ from robot_stack.sim.experts import make_expert
 from robot_stack.sim.observation import make_observation
 from robot_stack.sim.tasks import object_state_from_poses
 
+START_TRIES = 50
+"""Policy periods to wait before the first episode for a recorder's episode/start service to appear, and to ask
+again while the recorder refuses (e.g. until its cameras stream), before acting unrecorded."""
+
 
 def pose_rows(msg) -> np.ndarray:  # noqa: ANN001 - geometry_msgs/PoseArray
     """PoseArray -> (k, 7) rows of x, y, z, qx, qy, qz, qw."""
@@ -66,6 +70,7 @@ class ExpertNode(Node):
         self.success_client = c.client(self, c.task_success_service)
         self.episode_clients = {name: c.client(self, srv) for name, srv in c.episode_services.items()}
         self.recording = False
+        self.start_tries = self.recorder_wait = 0
         self.completed, self.successes = 0, 0
         self.pending = None
         self.state = "reset" if self.episodes > 0 else "act"
@@ -116,12 +121,19 @@ class ExpertNode(Node):
             if self.pending is not None:  # episode/start answered
                 result, self.pending = self.pending.result(), None
                 self.recording = result.success
+                self.start_tries += 1
+                if not result.success and self.start_tries < START_TRIES:  # e.g. no camera frame yet: ask again
+                    return
                 if not result.success:
-                    self.get_logger().warning(f"episode/start refused: {result.message}")
+                    self.get_logger().warning(f"episode/start refused: {result.message} (acting unrecorded)")
+                self.start_tries = 0
                 self.state = "act"
             elif (client := self._recorder("start")) is not None and self._state_ready():
                 return self._call(client)
             elif client is None:
+                if self.completed == 0 and self.recorder_wait < START_TRIES:  # a recorder may still be starting
+                    self.recorder_wait += 1
+                    return
                 self.state = "act"
             return
         if self.state == "finish":

@@ -56,6 +56,7 @@ class CommandTracker:
     def __init__(self, n: int):
         self.n = n
         self.current = np.full(n, np.nan)
+        self.updated = np.full(n, -np.inf)  # time of the event that set each joint's current value
         self.pending: list[tuple[float, int, np.ndarray, bool]] = []  # (time, seq, values, from_trajectory)
         self.lock = threading.Lock()
         self._seq = 0
@@ -75,10 +76,19 @@ class CommandTracker:
     def at(self, t: float) -> np.ndarray:
         with self.lock:
             while self.pending and self.pending[0][0] <= t:
-                _, _, values, _ = self.pending.pop(0)
+                when, _, values, _ = self.pending.pop(0)
                 mask = ~np.isnan(values)
                 self.current[mask] = values[mask]
+                self.updated[mask] = when
             return self.current.copy()
+
+    def begin(self, t: float, keep_s: float) -> None:
+        """An episode starts at ``t``: a command older than ``keep_s`` (the robot's command watchdog; a
+        twin reset drops commands too) is no longer in effect, so it does not carry into the episode."""
+        self.at(t)
+        with self.lock:
+            stale = self.updated < t - keep_s
+            self.current[stale] = np.nan
 
 
 class Streams:

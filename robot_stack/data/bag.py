@@ -203,6 +203,7 @@ def import_bag(bag: Path, out: Any, config: BagImportConfig) -> int:
                 now = ns * 1e-9
                 if state["t0"] is None:
                     state["t0"] = now
+                    streams.commands.begin(now, profile.control.watchdog_periods * profile.control_period)
                 advance(now - config.latency_s)
                 msg_type, handler = handlers[conn.topic.lstrip("/")]
                 try:

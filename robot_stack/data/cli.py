@@ -82,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Play one recorded episode back.\n"
         "  in the twin (default, in-process): the recorded actions drive the MuJoCo twin from the recorded\n"
         "    initial state (arm and objects) at the control rate; prints the twin's tracking error;\n"
-        "  --compare: also searches the command shift (up to one recording period) that fits best, prints a\n"
+        "  --compare: also searches the command shift (up to 1.5 recording periods) that fits best, prints a\n"
         "    per-joint table (RMS / max, rad and deg) and writes a PNG of recorded vs twin joint curves:\n"
         "    the sim-to-real gap of a hardware episode in numbers;\n"
         "  --ros: publishes the episode on the robot contract (joint_states, ee_pose, images, commands...)\n"

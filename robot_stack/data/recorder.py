@@ -22,7 +22,8 @@ each camera.
 latest point that is due of the latest ``joint_trajectory`` (a trajectory's first point counts
 from its arrival; a new trajectory replaces the remaining points of the previous one), or the
 latest ``commands`` / gripper ``commands`` message, whichever came last per joint. Joints never
-commanded in the episode take the measured position (counted as ``action_fallback_steps``).
+commanded in the episode (a command older than the robot's watchdog when the episode starts is no
+longer in effect) take the measured position (counted as ``action_fallback_steps``).
 
 Episodes are controlled with the ``episode/start``, ``episode/save`` and ``episode/discard``
 Trigger services; ``task``, ``operator`` and ``success`` parameters are read when saving.
@@ -268,6 +269,7 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                     )
                     return response
                 now = self._now()
+                self.streams.commands.begin(now, self.profile.control.watchdog_periods * self.profile.control_period)
                 ep_id = self.saved
                 self.episode = {
                     "id": ep_id, "t0": now, "k": 0, "next": now, "end": None, "done": threading.Event(),

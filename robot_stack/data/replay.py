@@ -12,9 +12,11 @@ the control rate:
 
 Every control tick passes ``ArmSafety`` (limits, per-tick velocity bound) as on the robot. The twin's
 joint positions are read at the recorded tick times and compared with the recorded ``joint_pos``:
-RMS and max error per joint. ``compare`` also replays with the commands shifted by up to one
-recording period either way and reports the shift that fits best: a latency estimate (positive: the
-recorded robot responded earlier than the twin's replay, negative: later).
+RMS and max error per joint. ``compare`` also replays with the commands shifted by up to 1.5
+recording periods either way and reports the shift that fits best: a latency estimate (positive: the
+recorded robot responded earlier than the twin's replay, negative: later). Commands streamed at the
+recording rate land on the grid up to one period after they arrived, so a shift of up to one period
+is timing of the recording itself, not of the robot.
 """
 
 from __future__ import annotations
@@ -205,11 +207,11 @@ def _no_task():  # noqa: ANN202
 
 
 def compare(store: EpisodeStore, episode: int, interpolation: str = "step", max_shift_ticks: int | None = None) -> Comparison:
-    """Replay with the recorded timing, then with every shift up to one recording period; the best fit."""
+    """Replay with the recorded timing, then with every shift up to 1.5 recording periods; the best fit."""
     replayer = TwinReplayer(store, episode)
     try:
         raw = replayer.run(interpolation)
-        limit = replayer.ticks if max_shift_ticks is None else max_shift_ticks
+        limit = (3 * replayer.ticks) // 2 if max_shift_ticks is None else max_shift_ticks
         runs = {0: raw}
         for shift in range(-limit, limit + 1):
             if shift not in runs:
