@@ -46,28 +46,33 @@ class Snapshot:
         return float(np.mean([e.success for e in recent])), sum(e.intervention_steps for e in recent) / max(steps, 1)
 
 
+def _pct(x: float) -> str:
+    return "-" if x != x else f"{x:.0%}"
+
+
 def table(s: Snapshot) -> Any:
     from rich.table import Table
 
     success, interventions = s.rates()
-    title = (f"HIL learner: {len(s.episodes)} episodes, success {success:.0%} and interventions {interventions:.0%} "
-             f"(last {RECENT}), {s.updates} updates at {s.updates_per_s:.1f}/s")
-    t = Table(title=title, caption=s.message)
-    for col in ("source", "episodes", "success", "steps", "interventions", "outbox", "weights", "rate"):
-        t.add_column(col, justify="left" if col == "source" else "right")
+    title = (f"HIL learner: {s.updates} updates ({s.updates_per_s:.1f}/s), weights v{s.weights_version}, "
+             f"buffers online {s.online} / demo {s.demo}")
+    caption = f"rejected messages: {s.rejected}" + (f" (last: {s.message})" if s.message else "")
+    t = Table(title=title, caption=caption)
+    for col in ("", "episodes", "success", "interv.", "steps", "weights", "rate", "outbox"):
+        t.add_column(col, justify="left" if not col else "right")
     for name, a in sorted(s.actors.items()):
-        t.add_row(f"actor {name}", str(a.episodes), f"{a.successes / max(a.episodes, 1):.0%}", str(a.steps),
-                  f"{a.intervention_steps / max(a.steps, 1):.0%}", f"{a.outbox} (dropped {a.dropped})",
-                  f"v{a.weights_version}", f"{a.rate_hz:.1f} Hz")
-    t.add_row("learner", str(len(s.episodes)), f"{success:.0%}", str(s.transitions), f"{interventions:.0%}",
-              f"rejected {s.rejected}", f"v{s.weights_version}", f"{s.updates_per_s:.1f} upd/s")
-    t.add_row("buffers", "", "", f"online {s.online}", f"demo {s.demo}", "", "", "")
+        t.add_row(f"actor {name}", str(a.episodes), _pct(a.successes / a.episodes if a.episodes else float("nan")),
+                  _pct(a.intervention_steps / a.steps if a.steps else float("nan")), str(a.steps),
+                  f"v{a.weights_version}", f"{a.rate_hz:.1f} Hz", f"{a.outbox}" + (f" -{a.dropped}" if a.dropped else ""))
+    t.add_row(f"last {RECENT}", str(min(len(s.episodes), RECENT)), _pct(success), _pct(interventions), "", "", "", "")
+    t.add_row("learner", str(len(s.episodes)), "", "", str(s.transitions), f"v{s.weights_version}",
+              f"{s.updates_per_s:.1f} upd/s", "")
     return t
 
 
 def line(s: Snapshot) -> str:
     success, interventions = s.rates()
-    return (f"episodes {len(s.episodes)} (success {success:.0%}, interventions {interventions:.0%} over the last "
+    return (f"episodes {len(s.episodes)} (success {_pct(success)}, interventions {_pct(interventions)} over the last "
             f"{RECENT}), transitions {s.transitions}, buffers online {s.online} demo {s.demo}, updates {s.updates} "
             f"({s.updates_per_s:.1f}/s), weights v{s.weights_version}, rejected messages {s.rejected}")
 
