@@ -297,13 +297,34 @@ def test_classifier_on_a_synthetic_separable_set(tmp_path):
         state = rng.normal(size=(60, 7)).astype(np.float32)
         label = (state[:, 2] + 0.5 * state[:, 0] > 0.3).astype(np.float32)
         store.append_episode({"object_state": state, "success_label": label})
-    cfg = ClassifierConfig(keys=("object_state",), epochs=40)
+    cfg = ClassifierConfig(keys=("object_state",), epochs=40, batch_size=256)
     report = train_classifier(tmp_path / "s", tmp_path / "clf", cfg, progress=False)
     assert report.label_source == "data/success_label" and report.heldout_frames == 120
     assert report.heldout_accuracy >= 0.95
     clf = RewardClassifier.load(tmp_path / "clf")
     assert clf.predict({"object_state": np.array([1, 0, 2, 0, 0, 0, 1.0])}) > 0.9
     assert clf.predict({"object_state": np.array([-1, 0, -2, 0, 0, 0, 1.0])}) < 0.1
+
+
+def test_classifier_on_images(tmp_path):
+    """Image-only classifier: a red square somewhere in the frame is a success."""
+    from robot_stack.data import EpisodeStore
+    from robot_stack.policies.hil.classifier import ClassifierConfig, train_classifier
+
+    rng = np.random.default_rng(0)
+    store = EpisodeStore(tmp_path / "s", "a", fsync=False)
+    for _ in range(8):
+        images = rng.integers(0, 60, (20, 40, 40, 3), dtype=np.uint8)
+        label = rng.random(20) < 0.4
+        for img, positive in zip(images, label):
+            if positive:
+                r, c = rng.integers(0, 30, 2)
+                img[r:r + 10, c:c + 10] = (220, 30, 30)
+        store.append_episode({"front_image": images, "success_label": label.astype(np.float32)})
+    cfg = ClassifierConfig(keys=(), image_key="front_image", image_size=(32, 32), epochs=12, batch_size=16,
+                           val_ratio=0.25)
+    report = train_classifier(tmp_path / "s", None, cfg, progress=False)
+    assert report.heldout_frames == 40 and report.heldout_accuracy >= 0.9, report.lines()
 
 
 def test_classifier_on_held_out_twin_frames(tmp_path):
@@ -335,7 +356,8 @@ def test_classifier_on_held_out_twin_frames(tmp_path):
                 break
         store.append_episode({k: np.stack([f[k] for f in frames]) for k in frames[0]}, success=bool(success))
     env.close()
-    cfg = ClassifierConfig(keys=("ee_pose", "object_state"), final_k=3, margin=2, epochs=60, val_ratio=0.34)
+    cfg = ClassifierConfig(keys=("ee_pose", "object_state"), final_k=3, margin=2, epochs=60, batch_size=256,
+                           val_ratio=0.34)
     report = train_classifier(tmp_path / "s", tmp_path / "clf", cfg, progress=False)
     assert report.label_source == "episode success flags" and report.positives == 3 * 8
     assert report.heldout_frames > 30 and report.heldout_accuracy >= 0.9, report.lines()

@@ -50,7 +50,7 @@ class ClassifierConfig:
     margin: int = 3
     """Without a label key: frames before the positives left out as ambiguous."""
     epochs: int = 30
-    batch_size: int = 256
+    batch_size: int = 64
     lr: float = 1e-3
     val_ratio: float = 0.2
     seed: int = 0
@@ -274,7 +274,7 @@ def train_classifier(store_path: str | Path, out: str | Path | None = None, cfg:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        bar.set_postfix(loss=f"{float(loss):.3f}")
+        bar.set_postfix(loss=f"{loss.item():.3f}")
     net.eval()
 
     def scores(idx: np.ndarray) -> tuple[float, float, float]:
