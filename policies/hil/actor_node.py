@@ -200,8 +200,8 @@ class HilActor(Node):
         self.weights_version, self.weights_updates = w.version, w.updates
         self.weights_latency_ms = (time.time() - w.stamp) * 1e3
         if first:
-            self.get_logger().info(f"weights v{w.version} ({w.updates} updates) loaded, "
-                                   f"{self.weights_latency_ms:.0f} ms after publication")
+            self.get_logger().info(f"weights v{w.version} ({w.updates} updates) loaded; "
+                                   f"published {self.weights_latency_ms / 1e3:.3f} s ago")
 
     def _on_status(self, status: LearnerStatus) -> None:
         if self.session in status.acks:
