@@ -8,8 +8,11 @@
   pick_cube_state agent) on the latched ``hil/weights`` every 0.5 s; latency is the receive time
   (after decoding and checking every name and shape) minus the publication stamp, both on this
   machine's clock.
-* ``learner updates/s``: ``SACAgent.update`` at the pick_cube_state config (batch 256, 2 critics,
+* ``weights publish``: the learner's side of a publication (``actor_state()`` and encoding).
+* ``SACAgent updates/s``: ``SACAgent.update`` at the pick_cube_state config (batch 256, 2 critics,
   256x256), ``utd_ratio`` critic updates per actor update, one torch thread, on ``mixed_batch`` batches.
+* ``hil_learner node updates/s``: the learner process's own figure (its status) while a feeder
+  process sends 128 transitions/s, more than it can keep up with at ``utd_ratio`` 4.
 
 Both processes use the shipped Fast DDS profile (shared memory + UDP). Prints medians over ``--rounds``.
 
@@ -74,6 +77,26 @@ def send_transitions(seconds: float) -> None:
     while time.monotonic() < end:
         send.publisher.publish(transport.to_msg(payloads[k % len(payloads)]))
         k += 1
+    rclpy.shutdown()
+
+
+def feed_learner(seconds: float) -> None:
+    """A batch of 64 transitions every 0.5 s (128/s: more than the learner can update on at utd_ratio 4)."""
+    import rclpy
+
+    from robot_stack.policies.hil import transport
+
+    _, space = _space()
+    node = _node("bench_feeder")
+    send = transport.publisher(node, "transitions")
+    while send.publisher.get_subscription_count() == 0:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    time.sleep(0.5)
+    end, k = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        send(_batch(space, k * BATCH))
+        k += 1
+        time.sleep(0.5)
     rclpy.shutdown()
 
 
@@ -159,6 +182,49 @@ def weights_latency_ms(count: int) -> tuple[float, int]:
     return float(np.median(lat[1:] or lat)), size[0]
 
 
+def learner_node_updates_per_s(seconds: float) -> float:
+    """The hil_learner process's own updates/s (its status) while it receives 128 transitions/s."""
+    import tempfile
+
+    import rclpy
+    from std_msgs.msg import UInt8MultiArray
+
+    from robot_stack.policies.hil import transport
+
+    node = _node("bench_status")
+    rates: list[float] = []
+    node.create_subscription(UInt8MultiArray, transport.TOPICS["learner_status"],
+                             lambda m: rates.append(transport.decode(bytes(m.data), "learner_status").updates_per_s),
+                             transport.qos("learner_status"))
+    with tempfile.TemporaryDirectory() as run_dir:
+        learner = subprocess.Popen(["hil_learner", "--ros-args", "-p", f"run_dir:={run_dir}", "-p", "progress:=false",
+                                    "-p", "checkpoint_period_s:=3600.0"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        feeder = child("feed", seconds + 5.0)
+        while feeder.poll() is None:
+            rclpy.spin_once(node, timeout_sec=0.1)
+        learner.send_signal(2)
+        learner.wait()
+    rclpy.shutdown()
+    return float(np.median(rates[-25:]))  # the last 5 s (status at 5 Hz)
+
+
+def weights_publish_ms() -> float:
+    """Learner side of a weights publication: actor_state() and encoding (median of 20)."""
+    from robot_stack.policies.hil import transport
+    from robot_stack.policies.hil.agent import SACAgent
+    from robot_stack.policies.hil.transport import Weights
+
+    cfg, space = _space()
+    agent = SACAgent(cfg.agent, space.obs_dim, space.act_dim, space.state_dim, seed=0)
+    times = []
+    for v in range(20):
+        start = time.perf_counter()
+        transport.encode(Weights(v, v, "bench", agent.actor_state(), stamp=time.time()))
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times))
+
+
 def decode_us() -> float:
     from robot_stack.policies.hil import transport
     from robot_stack.policies.hil.transport import TransitionSchema
@@ -200,7 +266,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--role", choices=("transitions", "weights"), help=argparse.SUPPRESS)
+    parser.add_argument("--role", choices=("transitions", "weights", "feed"), help=argparse.SUPPRESS)
     parser.add_argument("--arg", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     from robot_stack.resources import apply_ros_environment
@@ -209,25 +275,31 @@ def main() -> None:
         return send_transitions(args.arg)
     if args.role == "weights":
         return send_weights(int(args.arg))
+    if args.role == "feed":
+        return feed_learner(args.arg)
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 200)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     apply_ros_environment()
     rows: dict[str, list[float]] = {"transitions/s over DDS (batches of 64)": [], "decode + validate (us/transition)": [],
-                                    "weights latency (ms)": [], "learner updates/s (1 thread)": []}
+                                    "weights publish: actor_state + encode (ms)": [], "weights latency (ms)": [],
+                                    "SACAgent updates/s (in-process, 1 thread)": [],
+                                    "hil_learner node updates/s (128 transitions/s in)": []}
     size = 0
     for r in range(args.rounds):
         rows["transitions/s over DDS (batches of 64)"].append(transitions_per_s(args.seconds))
         rows["decode + validate (us/transition)"].append(decode_us())
         lat, size = weights_latency_ms(10)
+        rows["weights publish: actor_state + encode (ms)"].append(weights_publish_ms())
         rows["weights latency (ms)"].append(lat)
-        rows["learner updates/s (1 thread)"].append(updates_per_s(args.seconds))
+        rows["SACAgent updates/s (in-process, 1 thread)"].append(updates_per_s(args.seconds))
+        rows["hil_learner node updates/s (128 transitions/s in)"].append(learner_node_updates_per_s(2 * args.seconds))
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     print(f"\nHIL transport ({platform.node()}, {os.cpu_count()} CPUs, {args.rounds} rounds, medians; "
           f"weights message {size / 1024:.0f} KiB)\n")
-    print(f"| {'measure':40s} | {'median':>10s} | {'min':>10s} | {'max':>10s} |")
-    print(f"|{'-' * 42}|{'-' * 12}|{'-' * 12}|{'-' * 12}|")
+    print(f"| {'measure':50s} | {'median':>10s} | {'min':>10s} | {'max':>10s} |")
+    print(f"|{'-' * 52}|{'-' * 12}|{'-' * 12}|{'-' * 12}|")
     for name, values in rows.items():
-        print(f"| {name:40s} | {np.median(values):10.1f} | {min(values):10.1f} | {max(values):10.1f} |")
+        print(f"| {name:50s} | {np.median(values):10.1f} | {min(values):10.1f} | {max(values):10.1f} |")
 
 
 if __name__ == "__main__":
