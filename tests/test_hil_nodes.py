@@ -259,6 +259,14 @@ def test_hil_launch_on_the_twin_with_the_scripted_intervener(ros, tmp_path, run_
     assert len(online) == sum(e.length for e in episodes) == stats[-1].steps
     assert online.intervention_count == stats[-1].intervention_steps > 0
     assert (run_dir / "episodes.png").stat().st_size > 10_000
+    # the CLI on the same run and demos
+    from robot_stack.cli import main
+
+    assert main(["hil", "plot", str(run_dir), "--out", str(tmp_path / "plot.png")]) == 0
+    assert (tmp_path / "plot.png").stat().st_size > 10_000
+    assert main(["hil", "classifier", "--data", str(demos), "--out", str(tmp_path / "clf"), "--epochs", "3"]) == 0
+    assert (tmp_path / "clf" / "classifier.safetensors").is_file()
+    assert main(["hil", "plot", str(tmp_path)]) == 2  # no metrics there: one-line error
 
 
 def test_learner_checkpoints_are_crash_consistent(tmp_path, run_config):
