@@ -147,7 +147,9 @@ class HilLearner(Node):
     def target_updates(self) -> int:
         """RLPD's schedule: ``utd_ratio`` updates per transition from the ``warmup_steps``-th on."""
         c = self.cfg
-        return c.agent.utd_ratio * max(0, self.env_steps - c.warmup_steps + 1) if self.env_steps >= max(c.warmup_steps, 1) else 0
+        if self.env_steps < max(c.warmup_steps, 1):
+            return 0
+        return c.agent.utd_ratio * (self.env_steps - c.warmup_steps + 1)
 
     def train(self) -> None:
         from robot_stack.policies.hil.buffer import mixed_batch

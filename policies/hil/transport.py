@@ -340,8 +340,8 @@ def _weights(body: dict[str, Any], layout: Mapping[str, tuple[int, ...]] | None,
         raise WireError(f"weights.tensors: expected a map of 1-{limits.max_tensors} arrays")
     if layout is not None and set(tensors) != set(layout):
         missing, unknown = sorted(set(layout) - set(tensors)), sorted(set(tensors) - set(layout))
-        raise WireError(f"weights.tensors: names do not match the actor's network "
-                        f"(missing {', '.join(missing)[:60] or 'none'}; unknown {', '.join(map(str, unknown))[:60] or 'none'})")
+        raise WireError(f"weights.tensors: names do not match the actor's network (missing "
+                        f"{', '.join(missing)[:60] or 'none'}; unknown {', '.join(map(str, unknown))[:60] or 'none'})")
     f["tensors"] = {_name("weights.tensors", k): _array(f"weights.tensors[{k}]", v,
                                                          None if layout is None else tuple(layout[k]), limits)
                     for k, v in tensors.items()}
