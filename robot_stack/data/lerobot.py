@@ -108,9 +108,10 @@ def _stats(values: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _image_stats(frames: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-channel stats of frames (N, H, W, 3) in [0, 1], shaped (3, 1, 1) as LeRobot keeps them."""
-    if max(frames.shape[1:3]) > 300:
-        frames = frames[:, ::2, ::2]
+    """Per-channel stats of frames (N, H, W, 3) in [0, 1], shaped (3, 1, 1) as LeRobot keeps them
+    (like LeRobot, on frames downsampled to about 150 px)."""
+    stride = max(1, max(frames.shape[1:3]) // 150)
+    frames = frames[:, ::stride, ::stride]
     pixels = frames.reshape(-1, 3).astype(np.float64) / 255.0
     s = _stats(pixels)
     return {k: (v if k == "count" else v.reshape(3, 1, 1)) for k, v in s.items()} | {"count": np.array([len(frames)])}

@@ -207,15 +207,23 @@ def _no_task():  # noqa: ANN202
 
 
 def compare(store: EpisodeStore, episode: int, interpolation: str = "step", max_shift_ticks: int | None = None) -> Comparison:
-    """Replay with the recorded timing, then with every shift up to 1.5 recording periods; the best fit."""
+    """Replay with the recorded timing, then with shifts up to 1.5 recording periods (a coarse grid, then
+    every shift around its best); the best fit."""
     replayer = TwinReplayer(store, episode)
     try:
         raw = replayer.run(interpolation)
         limit = (3 * replayer.ticks) // 2 if max_shift_ticks is None else max_shift_ticks
         runs = {0: raw}
-        for shift in range(-limit, limit + 1):
+
+        def score(shift: int) -> float:
             if shift not in runs:
                 runs[shift] = replayer.run(interpolation, shift)
+            return runs[shift].score()
+
+        stride = max(1, replayer.ticks // 3)  # coarse grid, then every shift around its best
+        coarse = min(range(-limit, limit + 1, stride), key=score)
+        for shift in range(max(-limit, coarse - stride + 1), min(limit, coarse + stride - 1) + 1):
+            score(shift)
         scores = {s: r.score() for s, r in sorted(runs.items())}
         best = runs[min(scores, key=lambda s: (scores[s], abs(s)))]
         return Comparison(raw=raw, best=best, scores=scores)
