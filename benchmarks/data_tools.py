@@ -94,7 +94,7 @@ def main() -> None:
             rows.append((f"export --format lerobot ({codec})", r.seconds, r.frames, r.bytes))
         start = time.monotonic()
         scores = [compare(store, e, "step") for e in eps]
-        rows.append(("replay --compare (31 shifted replays)", time.monotonic() - start, steps, 0))
+        rows.append(("replay --compare (shift search)", time.monotonic() - start, steps, 0))
         console = Console()
         table = Table(title=f"{steps} steps, {args.episodes} episodes, 10 Hz, front {args.width}x{args.height} ({args.codec}); "
                             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
