@@ -51,6 +51,21 @@ def test_shapes():
     assert policy.act(single).shape == (8, 6)
 
 
+def test_precomputed_film_matches_per_step_conditioning():
+    """predict_action's batched FiLM pass computes what the training-time forward computes per step."""
+    policy, obs = image_policy(), image_obs()
+    fast = policy.predict_action(obs, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        cond = policy.encode_obs(obs)
+        scheduler = policy.infer_scheduler
+        scheduler.set_timesteps(policy.inference_steps)
+        x = torch.randn(fast.shape, generator=torch.Generator().manual_seed(3))
+        for t in scheduler.timesteps:
+            x = scheduler.step(policy.unet(x, t.reshape(1), cond), t, x).prev_sample
+        slow = policy.normalizer.unnormalize("action", x)
+    assert torch.allclose(fast, slow, atol=1e-4), (fast - slow).abs().max()
+
+
 def test_resize_and_crop():
     img = torch.randint(0, 256, (4, 2, 48, 64, 3), dtype=torch.uint8)
     small = resize_images(img, (32, 32))

@@ -113,19 +113,24 @@ class DiffusionPolicy(nn.Module):
         return (per_sample * weight.to(per_sample)).sum() / weight.sum().clamp_min(1e-8)
 
     # -- inference -------------------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_action(self, obs: dict, generator: torch.Generator | None = None,
                        num_steps: int | None = None) -> torch.Tensor:
-        """Obs history (B, To, ...) -> absolute actions (B, Tp, Da); raises NonFiniteError, never returns NaN."""
+        """Obs history (B, To, ...) -> absolute actions (B, Tp, Da); raises NonFiniteError, never returns NaN.
+
+        The observations are encoded once and the FiLM parameters of all DDIM steps computed in one
+        batched pass before the denoising loop, which then runs only the U-Net's convolutions.
+        """
         tensors = self._as_tensors(obs)
         cond = self.encode_obs(tensors)
         b = cond.shape[0]
         scheduler = self.infer_scheduler
         scheduler.set_timesteps(num_steps or self.inference_steps)
+        films = self.unet.films(scheduler.timesteps.to(cond.device), cond)
         shape = (b, self.cfg.horizon.horizon, self.shape.action_dim)
         x = torch.randn(shape, generator=generator).to(cond.device)
-        for t in scheduler.timesteps:
-            eps = self.unet(x, t.to(cond.device).reshape(1), cond)
+        for t, film in zip(scheduler.timesteps, films):
+            eps = self.unet(x, t, cond, films=film)
             x = scheduler.step(eps, t, x).prev_sample
         action = self.normalizer.unnormalize(self.action_key, x)
         if not torch.isfinite(action).all():

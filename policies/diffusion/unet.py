@@ -4,6 +4,10 @@ The noisy action sequence (B, Tp, Da) is convolved over time; every residual blo
 (FiLM: per-channel scale and bias) by the diffusion step embedding concatenated with the
 observation features. Levels halve the time axis going down and double it coming back up, with
 skip connections between matching levels.
+
+At inference the observation features are fixed and the DDIM steps known in advance, so
+``films`` computes every block's FiLM parameters for all steps in one batched pass per block
+(instead of a small Mish + Linear per block per step); ``forward(..., films=...)`` then uses them.
 """
 
 from __future__ import annotations
@@ -44,9 +48,9 @@ class ConditionalResidualBlock1D(nn.Module):
         self.cond = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, c_out * (2 if predict_scale else 1)))
         self.residual = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, film: torch.Tensor) -> torch.Tensor:
+        """``film`` (B, C or 2C, 1): ``self.cond`` of the conditioning vector."""
         out = self.block1(x)
-        film = self.cond(cond)[:, :, None]
         if self.predict_scale:
             scale, bias = film.chunk(2, dim=1)
             out = scale * out + bias
@@ -83,18 +87,36 @@ class ConditionalUnet1D(nn.Module):
         self.final = nn.Sequential(Conv1dBlock(start, start, cfg.kernel_size, cfg.n_groups),
                                    nn.Conv1d(start, action_dim, 1))
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, global_cond: torch.Tensor) -> torch.Tensor:
-        """sample (B, Tp, Da), timestep (B,), global_cond (B, G) -> (B, Tp, Da)."""
+    def res_blocks(self) -> list[ConditionalResidualBlock1D]:
+        """The FiLM-conditioned blocks in the order ``forward`` runs them."""
+        down = [b for res1, res2, _ in self.down for b in (res1, res2)]
+        up = [b for res1, res2, _ in self.up for b in (res1, res2)]
+        return [*down, *self.mid, *up]
+
+    def films(self, timesteps: torch.Tensor, global_cond: torch.Tensor) -> list[list[torch.Tensor]]:
+        """FiLM parameters of every block for each diffusion step: ``[step][block]`` (B, C or 2C, 1)."""
+        k, b = timesteps.shape[0], global_cond.shape[0]
+        steps = self.step_encoder(timesteps)[:, None].expand(k, b, -1)
+        cond = torch.cat([steps, global_cond[None].expand(k, b, -1)], -1).reshape(k * b, -1)
+        per_block = [block.cond(cond).reshape(k, b, -1, 1) for block in self.res_blocks()]
+        return [[f[i] for f in per_block] for i in range(k)]
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, global_cond: torch.Tensor,
+                films: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """sample (B, Tp, Da), timestep (B,), global_cond (B, G) -> (B, Tp, Da); or one step of ``films(...)``."""
         x = sample.transpose(1, 2)
-        cond = torch.cat([self.step_encoder(timestep.expand(x.shape[0])), global_cond], -1)
+        if films is None:
+            cond = torch.cat([self.step_encoder(timestep.expand(x.shape[0])), global_cond], -1)
+            films = [block.cond(cond)[:, :, None] for block in self.res_blocks()]
+        film = iter(films)
         skips = []
         for res1, res2, down in self.down:
-            x = res2(res1(x, cond), cond)
+            x = res2(res1(x, next(film)), next(film))
             skips.append(x)
             x = down(x)
         for block in self.mid:
-            x = block(x, cond)
+            x = block(x, next(film))
         for res1, res2, up in self.up:
             x = torch.cat([x, skips.pop()], 1)
-            x = up(res2(res1(x, cond), cond))
+            x = up(res2(res1(x, next(film)), next(film)))
         return self.final(x).transpose(1, 2)
