@@ -155,10 +155,15 @@ def test_ros_replay_is_recorded_back_by_the_recorder(spawn, ros, tmp_path: Path)
     assert len(b["timestamp"]) >= 15, len(b["timestamp"])  # started late (discovery), then every step
     # each re-recorded step is one recorded step: joints, action, object state and the frame all of the same step
     k = np.array([int(np.flatnonzero((a["joint_pos"] == row).all(axis=1))[0]) for row in b["joint_pos"]])
-    assert np.all(np.diff(k) >= 0) and np.mean(np.diff(k) == 1) > 0.8, k
-    np.testing.assert_array_equal(b["action"], a["action"][k])
-    np.testing.assert_array_equal(b["object_state"], a["object_state"][k])
-    np.testing.assert_array_equal(b["intervention"], a["intervention"][k])
+    live = k[: int(np.argmax(k == k.max())) + 1]  # after the replay ends the recorder holds the last sample
+    assert np.all(np.diff(k) >= 0) and np.mean(np.diff(live) == 1) > 0.8 and live[-1] == 29, k
+    np.testing.assert_array_equal(b["object_state"], a["object_state"][k])  # stamped streams: the same step
+    # commands count from their arrival (a few ms after the joint_states of the same step): that step or the one before
+    same = (b["action"] == a["action"][k]).all(axis=1)
+    before = (b["action"] == a["action"][np.maximum(k - 1, 0)]).all(axis=1)
+    assert np.all(same | before) and same.mean() > 0.6, (same, before)
+    flags = b["intervention"]
+    assert np.all((flags == a["intervention"][k]) | (flags == a["intervention"][np.maximum(k - 1, 0)]))
     np.testing.assert_array_equal(b["front_image"], a["front_image"][k])  # lossless, exactly what was recorded
     # relative timing kept: stamps of consecutive frames 0.1 s apart as recorded (new clock)
     np.testing.assert_allclose(np.diff(b["front_stamp"])[np.diff(k) == 1], 0.1, atol=2e-3)
