@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -167,4 +166,3 @@ def test_ros_replay_is_recorded_back_by_the_recorder(spawn, ros, tmp_path: Path)
     np.testing.assert_array_equal(b["front_image"], a["front_image"][k])  # lossless, exactly what was recorded
     # relative timing kept: stamps of consecutive frames 0.1 s apart as recorded (new clock)
     np.testing.assert_allclose(np.diff(b["front_stamp"])[np.diff(k) == 1], 0.1, atol=2e-3)
-    time.sleep(0.1)
