@@ -32,7 +32,7 @@ class AgentConfig:
     tau: float = 0.005
     """Polyak rate of the target critics."""
     batch_size: int = 256
-    utd_ratio: int = 4
+    utd_ratio: int = 2
     """Critic updates per environment step (the actor and temperature are updated once)."""
     demo_ratio: float = 0.5
     """Share of every batch drawn from the demo buffer (the rest from the online buffer)."""
