@@ -2,8 +2,9 @@
 
 * a tanh-squashed Gaussian actor; an ensemble of ``n_critics`` Q-networks evaluated as one batched
   network (``EnsembleLinear``: one ``baddbmm`` per layer for the whole ensemble) with LayerNorm;
-* the TD target takes the min over a random subset of ``critic_subsample`` target critics, the
-  actor maximises the ensemble mean; target critics follow by Polyak averaging;
+* the TD target takes the min over a random subset of ``critic_subsample`` target critics (optionally
+  clipped to known return bounds), the actor maximises the ensemble min (or mean, as RLPD does with
+  10 critics); target critics follow by Polyak averaging;
 * the temperature is tuned to a target entropy (default ``-act_dim / 2``);
 * optional discrete gripper critic (HIL-SERL): a double-DQN head over close/stay/open whose reward
   includes the toggle penalty; the actor then outputs only the arm joints;
@@ -245,6 +246,8 @@ class SACAgent:
             if c.backup_entropy:
                 q_next = q_next - alpha * next_logp
             target_q = reward + c.gamma * (1 - done) * q_next
+            if c.return_bounds is not None:
+                target_q = target_q.clamp(*c.return_bounds)
         feats = self._features(obs, augment=augment)
         q = self.critic(torch.cat([feats, cont], -1)).squeeze(-1)
         critic_loss = ((q - target_q) ** 2).mean()
@@ -277,7 +280,8 @@ class SACAgent:
         action, logp = self.actor(feats)
         for p in self.critic.parameters():
             p.requires_grad_(False)
-        q = self.critic(torch.cat([feats, action], -1)).squeeze(-1).mean(0)
+        qs = self.critic(torch.cat([feats, action], -1)).squeeze(-1)
+        q = qs.mean(0) if self.config.actor_q == "mean" else qs.min(0).values
         for p in self.critic.parameters():
             p.requires_grad_(True)
         alpha = self.log_alpha.exp()

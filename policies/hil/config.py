@@ -40,6 +40,12 @@ class AgentConfig:
     target_entropy: float | None = None
     """Entropy target of the temperature tuning; None: -act_dim / 2 (RLPD)."""
     backup_entropy: bool = False
+    actor_q: Literal["mean", "min"] = "min"
+    """The actor maximises the ensemble's mean Q (RLPD, with 10 critics) or its min (SAC's clipped double Q,
+    less prone to exploiting critic errors with 2 critics)."""
+    return_bounds: tuple[float, float] | None = None
+    """Bounds of the discounted return (e.g. [0, 1] for a 0/1 success reward that ends the episode);
+    TD targets are clipped to them, so critic overestimation cannot run away. None: no clipping."""
     """Add the entropy bonus to the critic's target (SAC) or not (RLPD's default)."""
     log_std_range: tuple[float, float] = (-10.0, 2.0)
     grad_clip: float = 0.0
@@ -72,6 +78,8 @@ class AgentConfig:
             raise ValueError("init_temperature must be positive")
         if not self.hidden_dims:
             raise ValueError("hidden_dims must not be empty")
+        if self.return_bounds is not None and not self.return_bounds[0] < self.return_bounds[1]:
+            raise ValueError("return_bounds must be [low, high] with low < high")
 
 
 @dataclass(frozen=True)
