@@ -14,7 +14,8 @@ Prints one table: the scripted expert's success through the RL action space (gat
 final deterministic evaluation (20 episodes) per seed and the median (gates: demos >= 50%, stretch
 >= 80%; scratch <= 10%), and the intervention rate in the first and last quarter of the run
 (gate: the last quarter at most half the first). Curves go to ``<out>/curves.png``, each run's
-metrics, agent and buffers to ``<out>/<run>_seed<k>/``.
+metrics, agent and buffers to ``<out>/<run>_seed<k>/``; runs that finished before (a
+``summary.json`` there) are reused unless ``--fresh``, so an interrupted benchmark resumes.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def run_one(run: str, seed: int, robot: str, steps: int, out: str, overrides: di
 
     cfg = load_hil_config("pick_cube_state", robot=robot, seed=seed, env_steps=steps, **{**RUNS[run], **overrides})
     folder = Path(out) / f"{run}_seed{seed}"
+    if (folder / "summary.json").is_file() and not overrides.pop("fresh", False):
+        return json.loads((folder / "summary.json").read_text())  # finished before: resume the benchmark
     result = Trainer(cfg, folder, progress=False).run()
     first, last = result.intervention_rate(0, 0.25), result.intervention_rate(0.75, 1.0)
     summary = {"run": run, "seed": seed, "eval_success": result.eval_success, "train_success": result.success_rate(20),
@@ -86,8 +89,11 @@ def main() -> None:
     parser.add_argument("--utd", type=int, default=0, help="override agent.utd_ratio (0: the config's)")
     parser.add_argument("--out", default="runs/hil_bench")
     parser.add_argument("--summaries", action="store_true", help="only print the table from <out>/*/summary.json")
+    parser.add_argument("--fresh", action="store_true", help="re-run runs that finished before (default: reuse them)")
     args = parser.parse_args()
-    overrides = {"agent": {"utd_ratio": args.utd}} if args.utd else {}
+    overrides: dict = {"agent": {"utd_ratio": args.utd}} if args.utd else {}
+    if args.fresh:
+        overrides["fresh"] = True
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     console = Console()
