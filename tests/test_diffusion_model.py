@@ -66,6 +66,29 @@ def test_precomputed_film_matches_per_step_conditioning():
     assert torch.allclose(fast, slow, atol=1e-4), (fast - slow).abs().max()
 
 
+def test_relative_actions_are_offsets_from_the_current_joints(tmp_path):
+    store = write_store(tmp_path / "demos.zarr", n_episodes=3, length=20)
+    cfg = replace(preset("tiny"), obs={"lowdim_keys": ("joint_pos",), "relative_actions": True},
+                  scheduler={"prediction_type": "sample"})
+    data = ds.SequenceDataset(ds.load_store(store, cfg), np.arange(3), cfg)
+    rel = data.relative_actions()
+    item = data[5]
+    assert rel.shape == (len(data) * 16, 6)
+    assert np.allclose(rel[5 * 16:6 * 16], item["action"].numpy() - item["joint_pos"][1].numpy())
+
+    shape = ShapeMeta(robot="so101", joint_names=JOINTS, lowdim_dims={"joint_pos": 6}, action_dim=6)
+    policy = DiffusionPolicy(cfg, shape).eval()
+    policy.normalizer.fit({"joint_pos": data.buffer.data["joint_pos"], "action": rel})
+    torch.nn.init.zeros_(policy.unet.final[-1].weight)
+    torch.nn.init.zeros_(policy.unet.final[-1].bias)  # predicts x0 = 0: the middle of the relative range
+    obs = {"joint_pos": torch.rand(2, 2, 6)}
+    middle = policy.normalizer.unnormalize("action", torch.zeros(6))
+    expected = obs["joint_pos"][:, 1:2] + middle
+    assert torch.allclose(policy.predict_action(obs), expected.expand(2, 16, 6), atol=1e-5)
+    with pytest.raises(ValueError, match="relative_actions needs joint_pos"):
+        replace(cfg, obs={"lowdim_keys": ("object_state",)})
+
+
 def test_resize_and_crop():
     img = torch.randint(0, 256, (4, 2, 48, 64, 3), dtype=torch.uint8)
     small = resize_images(img, (32, 32))

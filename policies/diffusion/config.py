@@ -29,9 +29,17 @@ class ObsConfig:
     crop_size: tuple[int, int] = (84, 84)
     """(height, width) of the crop: random while training, centred at inference."""
     random_crop: bool = True
+    lowdim_noise: float = 0.0
+    """Std of Gaussian noise added to the normalised ([-1, 1]) low-dim observations in training: a policy
+    that has seen slightly perturbed states generalises to new object poses and recovers from small errors."""
     action_key: str = "action"
+    relative_actions: bool = False
+    """Predict the action sequence relative to the current ``joint_pos`` (the last observed step) instead
+    of as absolute targets; the policy still returns absolute targets. Needs ``joint_pos`` in lowdim_keys."""
 
     def __post_init__(self) -> None:
+        if self.relative_actions and "joint_pos" not in self.lowdim_keys:
+            raise ValueError("relative_actions needs joint_pos in lowdim_keys")
         if not self.lowdim_keys and not self.image_keys:
             raise ValueError("give at least one of lowdim_keys, image_keys")
         for key in self.image_keys:
@@ -39,6 +47,8 @@ class ObsConfig:
                 raise ValueError(f"image_keys: {key!r} must be '<camera>{IMAGE_SUFFIX}'")
         if any(c > s for c, s in zip(self.crop_size, self.image_size)):
             raise ValueError(f"crop_size {self.crop_size} must fit in image_size {self.image_size}")
+        if self.lowdim_noise < 0:
+            raise ValueError("lowdim_noise must be >= 0")
 
     @property
     def keys(self) -> tuple[str, ...]:

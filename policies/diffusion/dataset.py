@@ -168,6 +168,13 @@ class SequenceDataset(torch.utils.data.Dataset):
             x = np.concatenate([np.repeat(x[:1], s0, 0), x, np.repeat(x[-1:], self.cfg.horizon.horizon - s1, 0)])
         return x[:length]
 
+    def relative_actions(self) -> np.ndarray:
+        """Every window's actions minus its current joint_pos, (N * Tp, Da): the statistics of relative actions."""
+        h = self.cfg.horizon
+        out = [self._window(self.action_key, row, h.horizon) - self._window("joint_pos", row, h.n_obs_steps)[-1]
+               for row in self.rows]
+        return np.concatenate(out) if out else np.zeros((0, self.buffer.data[self.action_key].shape[1]), np.float32)
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         row = self.rows[i]
         to = self.cfg.horizon.n_obs_steps

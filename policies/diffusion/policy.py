@@ -50,13 +50,16 @@ class DiffusionPolicy(nn.Module):
         self._history: collections.deque = collections.deque(maxlen=cfg.horizon.n_obs_steps)
 
     # -- observations ----------------------------------------------------------------------------
-    def encode_obs(self, obs: dict[str, torch.Tensor], crop_offsets: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Raw obs (B, To, ...) (images uint8 HWC, any size) -> global condition (B, To * obs_dim)."""
+    def encode_obs(self, obs: dict[str, torch.Tensor], crop_offsets: dict[str, torch.Tensor] | None = None,
+                   lowdim_noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Raw obs (B, To, ...) (images uint8 HWC, any size) -> global condition (B, To * obs_dim).
+
+        Training passes random crop offsets and noise for the normalised low-dim observations."""
         to = self.cfg.horizon.n_obs_steps
         feats = []
         for key in self.lowdim_keys:
-            x = obs[key][:, :to].float()
-            feats.append(self.normalizer.normalize(key, x))
+            x = self.normalizer.normalize(key, obs[key][:, :to].float())
+            feats.append(x if lowdim_noise is None else x + lowdim_noise[key].to(x.device))
         for key in self.image_keys:
             img = resize_images(obs[key][:, :to], self.cfg.obs.image_size)
             b = img.shape[0]
@@ -77,6 +80,10 @@ class DiffusionPolicy(nn.Module):
             out[key] = x
         return out
 
+    def _current_joints(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """joint_pos at the last observed step, (B, 1, n): the origin of relative actions."""
+        return obs["joint_pos"][:, self.cfg.horizon.n_obs_steps - 1:self.cfg.horizon.n_obs_steps].float()
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
@@ -86,12 +93,15 @@ class DiffusionPolicy(nn.Module):
                      shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
         """Weighted noise-prediction MSE on a batch (obs keys, ``action`` (B, Tp, Da), optional ``weight`` (B,)).
 
-        Noise, diffusion steps and crop offsets are drawn on the CPU from ``generator`` for the whole
+        Noise, diffusion steps, crop offsets and observation noise are drawn on the CPU from ``generator`` for the whole
         global batch (``shard`` = (rank, world size)) and sliced per rank, so DDP over N processes
         computes exactly what one process does with the full batch.
         """
         rank, world = shard
-        actions = self.normalizer.normalize(self.action_key, batch[self.action_key].float())
+        actions = batch[self.action_key].float()
+        if self.cfg.obs.relative_actions:
+            actions = actions - self._current_joints(batch)
+        actions = self.normalizer.normalize(self.action_key, actions)
         b = actions.shape[0]
         n = b * world
         noise = torch.randn((n, *actions.shape[1:]), generator=generator)[rank::world].to(actions.device)
@@ -102,7 +112,12 @@ class DiffusionPolicy(nn.Module):
             to = self.cfg.horizon.n_obs_steps
             offsets = {k: random_crop_offsets(n * to, self.cfg.obs.image_size, self.cfg.obs.crop_size, generator)
                        .reshape(n, to, 2)[rank::world].reshape(b * to, 2) for k in self.image_keys}
-        cond = self.encode_obs(batch, offsets)
+        obs_noise = None
+        if self.cfg.obs.lowdim_noise > 0 and self.training:
+            to = self.cfg.horizon.n_obs_steps
+            obs_noise = {k: self.cfg.obs.lowdim_noise * torch.randn((n, to, batch[k].shape[-1]), generator=generator)[rank::world]
+                         for k in self.lowdim_keys}
+        cond = self.encode_obs(batch, offsets, obs_noise)
         noisy = self.train_scheduler.add_noise(actions, noise, steps)
         pred = self.unet(noisy, steps, cond)
         target = noise if self.cfg.scheduler.prediction_type == "epsilon" else actions
@@ -133,6 +148,8 @@ class DiffusionPolicy(nn.Module):
             eps = self.unet(x, t, cond, films=film)
             x = scheduler.step(eps, t, x).prev_sample
         action = self.normalizer.unnormalize(self.action_key, x)
+        if self.cfg.obs.relative_actions:
+            action = action + self._current_joints(tensors)
         if not torch.isfinite(action).all():
             raise NonFiniteError("diffusion policy produced NaN/Inf actions (corrupt weights or observations "
                                  "far outside the training range); not sending them")

@@ -311,7 +311,10 @@ def train(opts: RunOptions) -> Path:
             raise UserError(f"--finetune {opts.finetune} does not fit the data: differing keys: {diff}")
         policy.load_state_dict(init["weights"])  # weights and normaliser of the checkpoint
     else:
-        policy.normalizer.fit({k: buffer.data[k] for k in policy.normalizer.keys})
+        stats = {k: buffer.data[k] for k in policy.normalizer.keys}
+        if cfg.obs.relative_actions:  # actions are learnt relative to the current joint position
+            stats[cfg.obs.action_key] = train_set.relative_actions()
+        policy.normalizer.fit(stats)
     policy.to(device)
     ema = EMA(policy, cfg.ema.power, cfg.ema.inv_gamma, cfg.ema.min_decay, cfg.ema.max_decay) if cfg.ema.enabled else None
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
