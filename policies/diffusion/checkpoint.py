@@ -25,6 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from robot_stack.checkpoint_meta import read_meta
 from robot_stack.errors import UserError
 from robot_stack.policies.diffusion.config import DiffusionConfig, ShapeMeta
 from robot_stack.policies.diffusion.policy import DiffusionPolicy
@@ -76,16 +77,7 @@ def _atomic(path: Path, write) -> None:
 def read_config(folder: str | Path) -> tuple[DiffusionConfig, ShapeMeta, dict[str, Any]]:
     folder = Path(folder)
     path = folder / CONFIG_FILE
-    if not path.is_file():
-        raise UserError(f"{folder}: not a diffusion policy checkpoint (no {CONFIG_FILE}); give a run's checkpoints/<name> folder")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: invalid JSON ({err.msg} at line {err.lineno})") from None
-    if meta.get("format") != FORMAT:
-        raise UserError(f"{path}: not a diffusion policy checkpoint (format {meta.get('format')!r})")
-    if meta.get("version", 0) > VERSION:
-        raise UserError(f"{path}: written by a newer robot_stack (checkpoint version {meta['version']}); upgrade")
+    meta = read_meta(path, "diffusion policy", FORMAT, VERSION, "; give a run's checkpoints/<name> folder")
     cfg = from_dict(DiffusionConfig, meta["config"], f"{path}: config")
     shape = from_dict(ShapeMeta, meta["shape_meta"], f"{path}: shape_meta")
     return cfg, shape, meta

@@ -29,6 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from robot_stack.checkpoint_meta import read_meta
 from robot_stack.errors import UserError
 from robot_stack.policies.hil.config import AgentConfig
 from robot_stack.typed_config import from_dict, to_dict
@@ -371,19 +372,7 @@ class SACAgent:
 
     @staticmethod
     def read_meta(path: str | Path) -> dict:
-        folder = Path(path)
-        meta_path = folder / META
-        if not meta_path.is_file():
-            raise UserError(f"{folder}: not an RL agent checkpoint (no {META})")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as err:
-            raise UserError(f"{meta_path}: invalid JSON ({err.msg} at line {err.lineno})") from None
-        if meta.get("format") != FORMAT:
-            raise UserError(f"{meta_path}: not an RL agent checkpoint (format {meta.get('format')!r})")
-        if meta.get("version", 0) > VERSION:
-            raise UserError(f"{meta_path}: written by a newer robot_stack (version {meta['version']}); upgrade")
-        return meta
+        return read_meta(Path(path) / META, "RL agent", FORMAT, VERSION)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> SACAgent:

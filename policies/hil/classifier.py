@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
+from robot_stack.checkpoint_meta import read_meta
 from robot_stack.errors import UserError
 from robot_stack.typed_config import from_dict, to_dict
 
@@ -167,19 +168,11 @@ class RewardClassifier:
     @classmethod
     def load(cls, path: str | Path) -> RewardClassifier:
         folder = Path(path)
-        meta_path = folder / META
-        if not meta_path.is_file():
-            raise UserError(f"{folder}: not a reward classifier checkpoint (no {META})")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as err:
-            raise UserError(f"{meta_path}: invalid JSON ({err.msg})") from None
-        if meta.get("format") != FORMAT or meta.get("version", 0) > VERSION:
-            raise UserError(f"{meta_path}: not a reward classifier checkpoint this version can read")
+        meta = read_meta(folder / META, "reward classifier", FORMAT, VERSION)
         weights = folder / WEIGHTS
         if not weights.is_file() or _sha256(weights) != meta.get("sha256"):
             raise UserError(f"{weights}: missing or does not match {META} (corrupt or modified)")
-        clf = cls(from_dict(ClassifierConfig, meta["config"], str(meta_path)), meta["dims"])
+        clf = cls(from_dict(ClassifierConfig, meta["config"], str(folder / META)), meta["dims"])
         try:
             clf.net.load_state_dict(load_file(str(weights)))
         except (SafetensorError, RuntimeError) as err:

@@ -1,0 +1,24 @@
+"""The JSON metadata file of a checkpoint folder (diffusion policy, RL agent, reward classifier)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from robot_stack.errors import UserError
+
+
+def read_meta(path: Path, what: str, fmt: str, version: int, hint: str = "") -> dict:
+    """Read ``path`` (``<folder>/<meta file>``) of a ``what`` checkpoint: one-line errors for a missing
+    file, bad JSON, another format or a newer version."""
+    if not path.is_file():
+        raise UserError(f"{path.parent}: not a {what} checkpoint (no {path.name}){hint}")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: invalid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise UserError(f"{path}: not a {what} checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("version", 0) > version:
+        raise UserError(f"{path}: written by a newer robot_stack (checkpoint version {meta['version']}); upgrade")
+    return meta
