@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from robot_stack.errors import UserError
-from robot_stack.policies.hil.agent import SACAgent
+from robot_stack.policies.hil.agent import SACAgent, resolve_device
 from robot_stack.policies.hil.buffer import ReplayBuffer, mixed_batch
 from robot_stack.policies.hil.config import AgentConfig, load_hil_config, replace
+from robot_stack.policies.hil.loop import Trainer
 from robot_stack.policies.hil.spaces import RLSpace
 
 torch.set_num_threads(1)
@@ -237,6 +238,83 @@ def test_agent_save_load_identical_actions(tmp_path, gripper_critic):
     weights.write_bytes(weights.read_bytes()[:-8] + b"tampered")
     with pytest.raises(UserError, match="corrupt or modified"):
         SACAgent.from_checkpoint(tmp_path / "ckpt")
+
+
+# -- learner device ----------------------------------------------------------------------------------
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU visible to torch")
+
+
+def test_device_resolution_and_errors(monkeypatch):
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert load_hil_config().device == "auto"
+    with pytest.raises(UserError, match=r"device 'gpu': use auto, cpu, cuda or cuda:<n>"):
+        load_hil_config(device="gpu")
+    with pytest.raises(UserError, match=r"^hil device 'cuda0': use auto"):
+        resolve_device("cuda0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    for name in ("cuda", "cuda:1"):
+        with pytest.raises(UserError) as err:
+            resolve_device(name)
+        assert str(err.value) == f"hil device {name}: no CUDA GPU visible to torch (use device: cpu)"
+    with pytest.raises(UserError, match="^hil device cuda: no CUDA GPU visible to torch"):
+        SACAgent(AgentConfig(hidden_dims=(8,)), 4, 2, device="cuda")
+    with pytest.raises(UserError, match="^hil device cuda: no CUDA GPU visible to torch"):  # before the twin starts
+        Trainer(load_hil_config(device="cuda"), progress=False)
+
+
+def test_cli_train_without_a_gpu_is_one_line(tmp_path):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [sys.executable, "-m", "robot_stack.cli", "hil", "train", "--out", str(tmp_path / "run"), "--device", "cuda"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == ["robot-stack: error: hil device cuda: no CUDA GPU visible to torch "
+                                                "(use device: cpu)"], proc.stderr
+
+
+@pytest.mark.parametrize("kw", [{}, {"gripper_critic": True}, {"n_critics": 4, "critic_subsample": 2},
+                                {"encoder": "conv", "image_shape": (8, 8, 3), "conv_channels": (4, 4)}])
+def test_agent_update_keeps_every_tensor_on_the_agent_device(monkeypatch, kw):
+    """On the meta device any tensor made on the CPU inside an update (indices, zeros, a batch) and mixed with
+    the networks' raises; the one host sync at the end (the losses) is stubbed."""
+    cfg = AgentConfig(hidden_dims=(16, 16), batch_size=8, **kw)
+    obs_dim = 5 + (8 * 8 * 3 if kw.get("encoder") else 0)
+    agent = SACAgent(cfg, obs_dim, 3, 5, seed=0, device=torch.device("meta"))
+    assert {p.device.type for m in agent._modules().values() for p in m.parameters()} == {"meta"}
+    assert agent.log_alpha.device.type == "meta"
+    buf = filled(20, 0.5, obs_dim, 3)
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: [0.0] * self.numel())
+    for actor in (False, True):
+        info = agent.update(mixed_batch(buf, buf, 8, 0.5, np.random.default_rng(0)), update_actor=actor)
+        assert "critic_loss" in info and ("actor_loss" in info) == actor
+
+
+@CUDA
+def test_gpu_learner_ships_cpu_weights_and_cpu_checkpoints(tmp_path):
+    cfg = AgentConfig(hidden_dims=(32, 32), batch_size=16, gripper_critic=True)
+    agent = SACAgent(cfg, 6, 3, seed=0, device="cuda")
+    rng = np.random.default_rng(0)
+    buf = ReplayBuffer(100, 6, 3)
+    for _ in range(100):
+        buf.add(rng.normal(size=6), rng.uniform(-1, 1, 3).round(), rng.random(), rng.normal(size=6), False)
+    for i in range(4):
+        agent.update(buf.sample(16, rng), update_actor=i % 2 == 1)
+    state = agent.actor_state()
+    assert all(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in state.values())
+    obs = rng.normal(size=(10, 6)).astype(np.float32)
+    actor = SACAgent(cfg, 6, 3, seed=5)  # the actor: CPU
+    actor.load_actor_state(state)
+    np.testing.assert_allclose(actor.act(obs, deterministic=True), agent.act(obs, deterministic=True), atol=1e-5)
+    agent.save(tmp_path / "ckpt")
+    from safetensors.torch import load_file
+
+    assert {t.device.type for t in load_file(str(tmp_path / "ckpt" / "agent.safetensors")).values()} == {"cpu"}
+    on_cpu = SACAgent.from_checkpoint(tmp_path / "ckpt")
+    assert on_cpu.device == torch.device("cpu") and on_cpu.steps == 4
+    np.testing.assert_allclose(on_cpu.act(obs, deterministic=True), agent.act(obs, deterministic=True), atol=1e-5)
+    back = SACAgent.from_checkpoint(tmp_path / "ckpt", device="cuda")  # resumes on the GPU, optimiser state included
+    back.update(buf.sample(16, rng))
 
 
 def test_sac_learns_a_sparse_reward_chain():

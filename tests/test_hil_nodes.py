@@ -322,6 +322,38 @@ def test_learner_checkpoints_are_crash_consistent(tmp_path, run_config):
         rclpy.try_shutdown(context=ctx)
 
 
+def test_learner_device_parameter(tmp_path, run_config, monkeypatch):
+    """device:= picks where the learner learns (recorded in config.yaml); the weights it ships stay CPU arrays;
+    a GPU torch cannot see is one line before anything is written."""
+    import rclpy
+    import torch
+    from rclpy.parameter import Parameter
+
+    from robot_stack.errors import UserError
+    from robot_stack.policies.hil.learner_node import HilLearner
+
+    config, _ = run_config
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+
+    def learner(run_dir, device: str) -> HilLearner:  # noqa: ANN001
+        params = {"run_dir": str(run_dir), "config": str(config), "progress": False, "device": device}
+        return HilLearner(context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+
+    try:
+        node = learner(tmp_path / "cpu", "cpu")
+        assert node.agent.device == torch.device("cpu")
+        assert yaml.safe_load((tmp_path / "cpu" / "config.yaml").read_text())["device"] == "cpu"
+        assert all(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in node.agent.actor_state().values())
+        node.destroy_node()
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        with pytest.raises(UserError, match=r"^hil device cuda: no CUDA GPU visible to torch \(use device: cpu\)$"):
+            learner(tmp_path / "gpu", "cuda")
+        assert not (tmp_path / "gpu").exists()
+    finally:
+        rclpy.try_shutdown(context=ctx)
+
+
 def test_operator_episode_buttons(ros, spawn, tmp_path, run_config):
     """Hardware-style episodes: the teleop episode keys (the recorder's services) start an episode and end it
     as a success (save) or a failure (discard)."""

@@ -11,6 +11,11 @@
 * optional conv encoder for image observations (DrQ style: trained by the critic, used detached by
   the actor, random-shift augmentation).
 
+The networks, the temperature and every batch live on one torch device (``device``: the learner may
+use a GPU, see :func:`resolve_device`); what leaves the agent is on the CPU: actions and
+``actor_state()`` as numpy arrays, checkpoints as CPU tensors (a GPU learner's checkpoint loads on a
+CPU-only machine).
+
 Checkpoints are a folder with ``agent.safetensors`` (every tensor incl. optimiser moments) and
 ``agent.json`` (config, sizes, step, sha256 of the weights); nothing is ever unpickled.
 """
@@ -31,13 +36,35 @@ from torch import nn
 
 from robot_stack.checkpoint_meta import read_meta
 from robot_stack.errors import UserError
-from robot_stack.policies.hil.config import AgentConfig
+from robot_stack.policies.hil.buffer import to_tensors
+from robot_stack.policies.hil.config import AgentConfig, check_device_name
 from robot_stack.typed_config import from_dict, to_dict
 
 FORMAT = "robot_stack.hil_sac"
 VERSION = 1
 WEIGHTS, META = "agent.safetensors", "agent.json"
 GRIPPER_COMMANDS = np.array([-1.0, 0.0, 1.0], np.float32)  # close, stay, open
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """The learner's torch device from a config name: ``auto`` (cuda when torch sees a GPU, else cpu),
+    ``cpu``, ``cuda``, ``cuda:<n>``. A GPU that torch cannot see is a one-line ``UserError``."""
+    if isinstance(name, torch.device):
+        return name
+    try:
+        name = check_device_name(name)
+    except ValueError as err:
+        raise UserError(f"hil {err}") from None
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"hil device {name}: no CUDA GPU visible to torch (use device: cpu)")
+        count = torch.cuda.device_count()
+        if name != "cuda" and int(name.split(":")[1]) >= count:
+            raise UserError(f"hil device {name}: torch sees {count} CUDA GPU{'s' if count > 1 else ''} "
+                            f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")
+    return torch.device(name)
 
 
 # -- networks ----------------------------------------------------------------------------------------
@@ -123,11 +150,12 @@ def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
     """DrQ augmentation: replicate-pad by ``pad`` and crop back at a random offset per image."""
     n, _, h, w = images.shape
     padded = F.pad(images, (pad,) * 4, mode="replicate")
-    top = torch.randint(0, 2 * pad + 1, (n,))
-    left = torch.randint(0, 2 * pad + 1, (n,))
-    rows = (top[:, None] + torch.arange(h))[:, :, None]
-    cols = (left[:, None] + torch.arange(w))[:, None, :]
-    return padded.permute(0, 2, 3, 1)[torch.arange(n)[:, None, None], rows, cols].permute(0, 3, 1, 2)
+    dev = images.device
+    top = torch.randint(0, 2 * pad + 1, (n,), device=dev)
+    left = torch.randint(0, 2 * pad + 1, (n,), device=dev)
+    rows = (top[:, None] + torch.arange(h, device=dev))[:, :, None]
+    cols = (left[:, None] + torch.arange(w, device=dev))[:, None, :]
+    return padded.permute(0, 2, 3, 1)[torch.arange(n, device=dev)[:, None, None], rows, cols].permute(0, 3, 1, 2)
 
 
 class Actor(nn.Module):
@@ -153,8 +181,10 @@ class Actor(nn.Module):
 # -- the agent ---------------------------------------------------------------------------------------
 class SACAgent:
     def __init__(self, config: AgentConfig, obs_dim: int, act_dim: int, state_dim: int | None = None,
-                 seed: int | None = None):
-        """``state_dim``: leading non-image features of the observation (``conv`` encoder; default all)."""
+                 seed: int | None = None, device: str | torch.device = "cpu"):
+        """``state_dim``: leading non-image features of the observation (``conv`` encoder; default all).
+        ``device``: where the networks learn (a name for :func:`resolve_device`; the actor's side uses cpu)."""
+        self.device = resolve_device(device)
         if seed is not None:
             torch.manual_seed(seed)
         self.config, self.obs_dim, self.act_dim = config, int(obs_dim), int(act_dim)
@@ -181,13 +211,16 @@ class SACAgent:
         self.target.load_state_dict(self.critic.state_dict())
         self.gripper: Ensemble | None = None
         self.gripper_target: Ensemble | None = None
-        critic_params = list(self.critic.parameters()) + (list(self.encoder.parameters()) if self.encoder else [])
         if c.gripper_critic:
             self.gripper = Ensemble(2, feat, c.hidden_dims, 3, c.critic_layer_norm)
             self.gripper_target = Ensemble(2, feat, c.hidden_dims, 3, c.critic_layer_norm)
             self.gripper_target.load_state_dict(self.gripper.state_dict())
+        for mod in self._modules().values():  # initialised on the CPU (same weights on every device), then moved
+            mod.to(self.device)
+        critic_params = list(self.critic.parameters()) + (list(self.encoder.parameters()) if self.encoder else [])
+        if self.gripper is not None:
             critic_params += list(self.gripper.parameters())
-        self.log_alpha = torch.tensor(math.log(c.init_temperature), requires_grad=True)
+        self.log_alpha = torch.tensor(math.log(c.init_temperature), device=self.device, requires_grad=True)
         self.target_entropy = c.target_entropy if c.target_entropy is not None else -self.cont_dim / 2
         self.optimizers = {
             "actor": torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr),
@@ -205,14 +238,14 @@ class SACAgent:
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         """Observation (obs_dim,) or (B, obs_dim) -> normalised action(s) in [-1, 1] (float32)."""
-        x = torch.as_tensor(np.asarray(obs, dtype=np.float32))
+        x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
         single = x.ndim == 1
         x = x.reshape(-1, self.obs_dim)
         feats = self._features(x)
         action, _ = self.actor(feats, deterministic)
-        out = action.numpy()
+        out = action.cpu().numpy()
         if self.gripper is not None:
-            command = self.gripper(feats).mean(0).argmax(-1).numpy()
+            command = self.gripper(feats).mean(0).argmax(-1).cpu().numpy()
             if not deterministic:
                 explore = self.rng.random(len(command)) < self.config.gripper_epsilon
                 command = np.where(explore, self.rng.integers(0, 3, len(command)), command)
@@ -228,12 +261,11 @@ class SACAgent:
     def update(self, batch: dict[str, np.ndarray], update_actor: bool = True) -> dict[str, float]:
         """One critic step on ``batch`` (and, with ``update_actor``, one actor and temperature step).
 
-        RLPD's update-to-data ratio G is G calls per environment step with ``update_actor`` on the last."""
+        RLPD's update-to-data ratio G is G calls per environment step with ``update_actor`` on the last.
+        ``batch``: numpy arrays as ``mixed_batch`` draws them (moved to the agent's device here)."""
         c = self.config
-        t = {k: torch.as_tensor(np.asarray(v)) for k, v in batch.items()}
-        obs, next_obs = t["obs"].float(), t["next_obs"].float()
-        action = t["action"].float()
-        reward, done = t["reward"].float(), t["done"].float()
+        t = to_tensors(batch, self.device)
+        obs, next_obs, action, reward, done = t["obs"], t["next_obs"], t["action"], t["reward"], t["done"]
         cont = action[:, : self.cont_dim]
         augment = self.encoder is not None
         alpha = self.log_alpha.exp().detach()
@@ -242,8 +274,10 @@ class SACAgent:
             next_action, next_logp = self.actor(next_feats)
             target_feats = self._features(next_obs, target=True, augment=augment)
             q_next = self.target(torch.cat([target_feats, next_action], -1)).squeeze(-1)
-            subset = torch.from_numpy(self.rng.choice(c.n_critics, c.critic_subsample, replace=False))
-            q_next = q_next[subset].min(0).values
+            subset = self.rng.choice(c.n_critics, c.critic_subsample, replace=False)  # drawn always: same stream
+            if c.critic_subsample < c.n_critics:
+                q_next = q_next[torch.as_tensor(subset, device=self.device)]
+            q_next = q_next.min(0).values
             if c.backup_entropy:
                 q_next = q_next - alpha * next_logp
             target_q = reward + c.gamma * (1 - done) * q_next
@@ -252,18 +286,18 @@ class SACAgent:
         feats = self._features(obs, augment=augment)
         q = self.critic(torch.cat([feats, cont], -1)).squeeze(-1)
         critic_loss = ((q - target_q) ** 2).mean()
-        info = {"critic_loss": critic_loss.item(), "q": q.mean().item(), "target_q": target_q.mean().item()}
+        info = {"critic_loss": critic_loss.detach(), "q": q.detach().mean(), "target_q": target_q.mean()}
         loss = critic_loss
         if self.gripper is not None:
             g_loss = self._gripper_loss(feats, next_feats, target_feats, action, reward, done, t)
             loss = loss + g_loss
-            info["gripper_loss"] = g_loss.item()
+            info["gripper_loss"] = g_loss.detach()
         self._step("critic", loss)
         self._polyak()
         if update_actor:
             info.update(self._update_actor(feats.detach()))
         self.steps += 1
-        return info
+        return dict(zip(info, torch.stack(list(info.values())).tolist()))  # one device sync per update
 
     def _gripper_loss(self, feats, next_feats, target_feats, action, reward, done, t) -> torch.Tensor:  # noqa: ANN001
         assert self.gripper is not None and self.gripper_target is not None
@@ -272,12 +306,12 @@ class SACAgent:
         with torch.no_grad():
             best = self.gripper(next_feats).mean(0).argmax(-1)  # double DQN: online argmax, target value
             q_next = self.gripper_target(target_feats).min(0).values.gather(1, best[:, None]).squeeze(1)
-            penalty = t["penalty"].float() if "penalty" in t else torch.zeros_like(reward)
+            penalty = t["penalty"] if "penalty" in t else torch.zeros_like(reward)
             target = reward + penalty + c.gamma * (1 - done) * q_next
         q = self.gripper(feats).gather(2, index[None, :, None].expand(2, -1, 1)).squeeze(-1)
         return ((q - target) ** 2).mean()
 
-    def _update_actor(self, feats: torch.Tensor) -> dict[str, float]:
+    def _update_actor(self, feats: torch.Tensor) -> dict[str, torch.Tensor]:
         action, logp = self.actor(feats)
         for p in self.critic.parameters():
             p.requires_grad_(False)
@@ -291,7 +325,7 @@ class SACAgent:
         entropy = -logp.detach().mean()
         temp_loss = alpha * (entropy - self.target_entropy)
         self._step("temperature", temp_loss)
-        return {"actor_loss": actor_loss.item(), "entropy": entropy.item(), "temperature": alpha.item()}
+        return {"actor_loss": actor_loss.detach(), "entropy": entropy, "temperature": alpha.detach()}
 
     def _step(self, name: str, loss: torch.Tensor) -> None:
         opt = self.optimizers[name]
@@ -354,7 +388,7 @@ class SACAgent:
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {f"{m}.{k}": v.detach().cpu().contiguous() for m, mod in self._modules().items()
                    for k, v in mod.state_dict().items()}
-        tensors["log_alpha"] = self.log_alpha.detach().clone()
+        tensors["log_alpha"] = self.log_alpha.detach().cpu().clone()
         for name, opt in self.optimizers.items():
             for idx, slots in opt.state_dict()["state"].items():
                 for slot, value in slots.items():
@@ -375,10 +409,11 @@ class SACAgent:
         return read_meta(Path(path) / META, "RL agent", FORMAT, VERSION)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> SACAgent:
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> SACAgent:
+        """The agent saved in ``path`` on ``device`` (the CPU unless asked; checkpoints hold CPU tensors)."""
         meta = cls.read_meta(path)
         config = from_dict(AgentConfig, meta["config"], f"{path}: config")
-        agent = cls(config, meta["obs_dim"], meta["act_dim"], meta.get("state_dim"))
+        agent = cls(config, meta["obs_dim"], meta["act_dim"], meta.get("state_dim"), device=device)
         agent.load(path)
         return agent
 
@@ -393,7 +428,7 @@ class SACAgent:
         if not weights.is_file() or _sha256(weights) != meta.get("sha256"):
             raise UserError(f"{weights}: missing or does not match {META} (corrupt or modified); use another checkpoint")
         try:
-            tensors = load_file(str(weights))
+            tensors = load_file(str(weights), device="cpu")  # copied onto this agent's device below
         except SafetensorError as err:
             raise UserError(f"{weights}: unreadable safetensors ({err})") from None
         for m, mod in self._modules().items():

@@ -9,16 +9,21 @@ buffer every few minutes costs only the new steps. ``load(path)`` restores the n
 ``capacity`` transitions.
 
 ``mixed_batch`` draws RLPD's symmetric batches: ``demo_ratio`` of the samples from the demo buffer,
-the rest from the online buffer (all from whichever one is not empty).
+the rest from the online buffer (all from whichever one is not empty). Buffers and batches are numpy
+on the CPU; ``to_tensors`` is where a batch becomes float32 tensors on the learner's device.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from robot_stack.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 Batch = dict[str, np.ndarray]
 FIELDS = ("obs", "action", "reward", "next_obs", "done", "intervention", "penalty")
@@ -140,3 +145,11 @@ def mixed_batch(demo: ReplayBuffer, online: ReplayBuffer, batch_size: int, demo_
         n_demo = 0
     parts = [b.sample(n, rng) for b, n in ((demo, n_demo), (online, batch_size - n_demo)) if n > 0]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def to_tensors(batch: Batch, device: torch.device | str) -> dict[str, torch.Tensor]:
+    """``batch`` as float32 torch tensors on ``device`` (``SACAgent.update`` calls this on every batch)."""
+    import torch
+
+    return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).to(device, non_blocking=True)
+            for k, v in batch.items()}

@@ -8,12 +8,15 @@ from pathlib import Path
 
 from robot_stack.cli import add_command
 
+DEVICE_HELP = ("where the learner's networks learn: auto (cuda if torch sees a GPU, else cpu), cpu, cuda, "
+               "cuda:<n> (default: the run config's device)")
+
 EXAMPLES = """workflow:
   robot-stack launch teleop.launch.xml device:=expert episodes:=20 dataset:=data/pick.zarr   # demos
   robot-stack hil run device:=expert run_dir:=runs/hil demos:=data/pick.zarr       # twin + intervener
   robot-stack hil run sim:=false device:=spacemouse classifier:=runs/clf demos:=data/pick.zarr   # hardware
   robot-stack hil run sim:=false learner_host:=gpu-box device:=leader classifier:=runs/clf      # robot side
-  robot-stack hil learner --run-dir runs/hil --demos data/pick.zarr            # ... on gpu-box
+  robot-stack hil learner --run-dir runs/hil --demos data/pick.zarr --device cuda   # ... on gpu-box
   robot-stack hil plot runs/hil
   robot-stack hil classifier --data data/pick.zarr --out runs/clf
   robot-stack hil train --out runs/hil_sim                                     # in-process, no ROS
@@ -34,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       "Run launch/hil.launch.xml with the given name:=value arguments (see --show-args):\n"
                       "sim:=true|false, robot:=, task:=, device:= (keyboard, gamepad, spacemouse, leader,\n"
                       "expert = the twin's scripted intervener, none), learner_host:= (local, or the machine\n"
-                      "running 'robot-stack hil learner'), run_dir:=, demos:=, classifier:=, max_episodes:=.")
+                      "running 'robot-stack hil learner'), run_dir:=, demos:=, classifier:=, max_episodes:=,\n"
+                      "learner_device:= (auto, cpu, cuda, cuda:<n>).")
     run.add_argument("launch_args", nargs="*", metavar="name:=value", help="launch arguments")
     run.add_argument("--show-args", action="store_true", help="list the launch arguments and exit")
     run.add_argument("--print", dest="dry_run", action="store_true", help="print the processes without starting them")
@@ -54,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             q.add_argument("--checkpoint-period", type=float, default=60.0, metavar="S", help="seconds between checkpoints")
             q.add_argument("--weights-period", type=float, default=0.0, metavar="S",
                            help="seconds between weight publications (0: the config's weights_period_s)")
+            q.add_argument("--device", default="", help=DEVICE_HELP)
         else:
             q.add_argument("--episodes", default="twin", choices=("twin", "operator"),
                            help="twin: reset/task_success services; operator: teleop episode buttons (hardware)")
@@ -82,6 +87,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--out", required=True, type=Path, help="run folder")
     t.add_argument("--seed", type=int, help="seed (default: the config's)")
     t.add_argument("--env-steps", type=int, help="environment steps (default: the config's)")
+    t.add_argument("--task", help="twin task, e.g. pick_cube_wide (default: the config's)")
+    t.add_argument("--robot", help="robot profile (default: the config's)")
+    t.add_argument("--device", help=DEVICE_HELP)
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(handler=_train)
 
@@ -108,7 +116,8 @@ def _node(args: argparse.Namespace) -> int:
     params = {"config": args.config, "robot": args.robot, "task": args.task}
     if args.node == "learner":
         params.update(run_dir=str(Path(args.run_dir).expanduser().resolve()), demos=args.demos,
-                      checkpoint_period_s=float(args.checkpoint_period), weights_period_s=float(args.weights_period))
+                      checkpoint_period_s=float(args.checkpoint_period), weights_period_s=float(args.weights_period),
+                      device=args.device)
         from robot_stack.policies.hil.learner_node import main
     else:
         params.update(episodes=args.episodes, classifier=args.classifier, max_episodes=args.max_episodes)
@@ -155,7 +164,7 @@ def _train(args: argparse.Namespace) -> int:
     from robot_stack.policies.hil.config import load_hil_config
     from robot_stack.policies.hil.loop import train
 
-    overrides = {k: v for k, v in (("seed", args.seed), ("env_steps", args.env_steps)) if v is not None}
+    overrides = {k: v for k in ("seed", "env_steps", "task", "robot", "device") if (v := getattr(args, k)) is not None}
     result = train(load_hil_config(args.config, **overrides), args.out, progress=not args.no_progress)
     eps = result.train_episodes()
     print(f"{result.env_steps} env steps in {result.wall_s / 60:.1f} min, {len(eps)} episodes; success rate "

@@ -8,11 +8,24 @@ one training run (robot, task, budgets, demos, intervener, reward). Runs are YAM
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 from robot_stack import resources
 from robot_stack.typed_config import from_dict, load_yaml, to_dict
+
+
+DEVICE_NAMES = "auto, cpu, cuda or cuda:<n>"
+
+
+def check_device_name(name: str) -> str:
+    """``name`` if it is a learner device name (``auto``, ``cpu``, ``cuda``, ``cuda:<n>``), else ValueError.
+
+    ``agent.resolve_device`` turns it into a torch device (the one place that looks at the GPU)."""
+    if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+        raise ValueError(f"device {name!r}: use {DEVICE_NAMES}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -151,6 +164,10 @@ class HILConfig:
     """Deterministic evaluation every this many env steps (0: none; the metrics are the training episodes)."""
     eval_episodes: int = 10
     torch_threads: int = 1
+    """CPU threads of torch (acting, and learning on the CPU)."""
+    device: str = "auto"
+    """Where the learner's networks and batches live: ``auto`` (cuda when torch sees a GPU, else cpu),
+    ``cpu``, ``cuda`` or ``cuda:<n>``. The actor always acts on the CPU with CPU weights."""
     agent: AgentConfig = AgentConfig()
     action: ActionConfig = ActionConfig()
     observation: ObservationConfig = ObservationConfig()
@@ -163,6 +180,7 @@ class HILConfig:
             raise ValueError("reward: classifier needs classifier: <checkpoint folder>")
         if self.agent.encoder == "conv" and not self.observation.cameras:
             raise ValueError("agent.encoder: conv needs observation.cameras")
+        check_device_name(self.device)
 
 
 def load_hil_config(name_or_path: str = "pick_cube_state", **overrides: dict) -> HILConfig:

@@ -6,8 +6,10 @@
 * After ``warmup_steps`` online transitions it runs ``utd_ratio`` updates per transition received
   (the actor and temperature on every ``utd_ratio``-th), on batches drawn ``demo_ratio`` from the demo
   buffer and the rest from the online buffer, in slices of at most ``update_slice_s`` so messages
-  keep flowing.
-* Every ``weights_period_s`` it publishes the actor's weights (latched ``hil/weights``); every
+  keep flowing. The networks and batches live on ``device`` (the run config's ``device`` unless the
+  parameter names one: ``auto``, ``cpu``, ``cuda``, ``cuda:<n>``); the buffers stay in host memory.
+* Every ``weights_period_s`` it publishes the actor's weights (CPU float32 arrays, whatever the
+  learner's device; latched ``hil/weights``); every
   0.2 s its status (latched ``hil/learner_status``: the actors' acknowledgements and counters).
 * Every ``checkpoint_period_s`` (and on shutdown) it writes ``<run_dir>/learner/``: the agent
   (safetensors + JSON) into ``agent_a/`` or ``agent_b/`` (never the one the last checkpoint names),
@@ -46,12 +48,16 @@ class HilLearner(Node):
         import torch
         import yaml
 
-        from robot_stack.policies.hil.agent import SACAgent
+        from robot_stack.policies.hil.agent import SACAgent, resolve_device
         from robot_stack.policies.hil.buffer import ReplayBuffer
+        from robot_stack.policies.hil.config import replace
         from robot_stack.policies.hil.progress import Display
         from robot_stack.typed_config import to_dict
 
         self.cfg, self.space, task = load_run_config(self)
+        device = declare(self, "device", "", "learner device: auto, cpu, cuda, cuda:<n> (default: the run config's)")
+        self.device = resolve_device(device or self.cfg.device)  # a missing GPU: one line, exit 2
+        self.cfg = replace(self.cfg, device=device or self.cfg.device)
         run_dir = declare(self, "run_dir", "", "run folder: checkpoints, metrics.jsonl, episodes.png (resumed if present)")
         demos = declare(self, "demos", "", "recorded demo dataset (zarr) for the demo buffer, read on the first start")
         period = declare(self, "weights_period_s", 0.0, "seconds between weight publications (0: the run config's)")
@@ -64,7 +70,8 @@ class HilLearner(Node):
         self.run_dir = Path(run_dir).expanduser()
         self.ck_dir = self.run_dir / "learner"
         sp, cap = self.space, self.cfg.buffer_capacity
-        self.agent = SACAgent(self.cfg.agent, sp.obs_dim, sp.act_dim, sp.state_dim, seed=self.cfg.seed)
+        self.agent = SACAgent(self.cfg.agent, sp.obs_dim, sp.act_dim, sp.state_dim, seed=self.cfg.seed,
+                              device=self.device)
         self.demo = ReplayBuffer(cap, sp.obs_dim, sp.act_dim)
         self.online = ReplayBuffer(cap, sp.obs_dim, sp.act_dim)
         self.rng = np.random.default_rng(self.cfg.seed)
@@ -101,7 +108,8 @@ class HilLearner(Node):
             f"learner for {self.cfg.robot}/{self.cfg.task} in {self.run_dir}: "
             + (f"resumed at {self.env_steps} transitions, {self.updates} updates, weights v{self.weights_version}; "
                if self.resumed else "new run; ")
-            + f"buffers online {len(self.online)}, demo {len(self.demo)}; obs {sp.obs_dim}, act {sp.act_dim}")
+            + f"buffers online {len(self.online)}, demo {len(self.demo)}; obs {sp.obs_dim}, act {sp.act_dim}; "
+            + f"learning on {self.device}")
 
     # -- data -----------------------------------------------------------------------------------
     def _load_demos(self, path: str) -> None:

@@ -10,7 +10,8 @@ in one process and without waiting on real time.
    steps are stored, flagged, in both the online and the demo buffer.
 3. Reward: sparse task success (terminal) or a trained reward classifier's verdict.
 4. Learning: after ``warmup_steps``, ``utd_ratio`` RLPD updates per env step on batches drawn
-   ``demo_ratio`` from the demo buffer and the rest from the online buffer.
+   ``demo_ratio`` from the demo buffer and the rest from the online buffer, on ``cfg.device`` (the
+   agent acts on that device too; actions come back as numpy).
 
 Each episode is logged to ``metrics.jsonl`` (success, return, length, intervention steps and rate);
 ``curves.png`` plots the success and intervention rates over env steps; the agent and both buffers
@@ -32,7 +33,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from robot_stack.policies.hil.agent import SACAgent
+from robot_stack.policies.hil.agent import SACAgent, resolve_device
 from robot_stack.policies.hil.buffer import ReplayBuffer, mixed_batch
 from robot_stack.policies.hil.config import HILConfig
 from robot_stack.policies.hil.spaces import RLSpace
@@ -110,13 +111,15 @@ class Trainer:
         from robot_stack.sim.gym_env import TwinEnv
 
         self.cfg = cfg
+        self.device = resolve_device(cfg.device)  # first: a GPU that is not there fails before the twin starts
         torch.set_num_threads(max(1, cfg.torch_threads))
         self.rng = np.random.default_rng(cfg.seed)
         self.env = TwinEnv(cfg.robot, cfg.task, cameras=list(cfg.observation.cameras), seed=cfg.seed)
         self.env.action_space.seed(cfg.seed)
         self.space = RLSpace(self.env.profile, self.env.task_config.kind, cfg)
         self.expert = make_expert(self.env.profile, self.env.task_config)
-        self.agent = SACAgent(cfg.agent, self.space.obs_dim, self.space.act_dim, self.space.state_dim, seed=cfg.seed)
+        self.agent = SACAgent(cfg.agent, self.space.obs_dim, self.space.act_dim, self.space.state_dim, seed=cfg.seed,
+                              device=self.device)
         cap = cfg.buffer_capacity
         self.demo = ReplayBuffer(cap, self.space.obs_dim, self.space.act_dim)
         self.online = ReplayBuffer(cap, self.space.obs_dim, self.space.act_dim)
