@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--robot", default="so101", help="robot profile")
     p.add_argument("--task", default="pick_cube", help="twin task (reach, pick_cube, push)")
-    p.add_argument("--demos", type=int, default=50, help="scripted demonstrations to record")
+    p.add_argument("--demos", type=int, default=100, help="scripted demonstrations to record")
     p.add_argument("--steps", type=int, default=3000, help="training steps")
     p.add_argument("--images", action="store_true", help="image policy (front camera + joints) instead of low-dim")
     p.add_argument("--episodes", type=int, default=50, help="in-process evaluation episodes")
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     config = share_dir() / "config" / "policies" / ("image_small.yaml" if args.images else "lowdim_small.yaml")
     train_cmd += ["--config", str(config)]
     if args.images:
-        train_cmd += ["--obs-keys", "joint_pos,front_image"]
+        train_cmd += ["--obs-keys", "joint_pos,ee_pose,front_image"]
     _say(console, "2/3 train a diffusion policy", ["robot-stack", *train_cmd])
     t = time.monotonic()
     if cli(train_cmd) != 0:
