@@ -101,10 +101,9 @@ def test_config_errors_are_one_line():
 
 
 # -- interventions in the loop -------------------------------------------------------------------------
-def test_interventions_land_in_both_buffers_in_the_policy_action_space():
-    from robot_stack.policies.hil.loop import Trainer
-
-    cfg = load_hil_config(robot="panda", env_steps=60, warmup_steps=10**6, demos=1, eval_episodes=0,
+@pytest.mark.parametrize("task", ["pick_cube", "pick_cube_wide"])
+def test_interventions_land_in_both_buffers_in_the_policy_action_space(task):
+    cfg = load_hil_config(robot="panda", task=task, env_steps=60, warmup_steps=10**6, demos=1, eval_episodes=0,
                           intervener={"probability": 0.5, "steps": 8, "patience": 0})
     records = []
     trainer = Trainer(cfg, progress=False, on_step=records.append)
@@ -131,6 +130,25 @@ def test_interventions_land_in_both_buffers_in_the_policy_action_space():
     np.testing.assert_array_equal(demo["obs"][demo_steps:], online["obs"][online["intervention"]])
     assert demo["intervention"][demo_steps:].all()
     assert sum(e.intervention_steps for e in result.train_episodes()) == len(human)
+
+
+def test_wide_pick_cube_variant():
+    """pick_cube_wide: a wider start distribution (cube area, every yaw, joint noise at reset) that the scripted
+    expert still solves through the RL action space (benchmarks/hil_pick_cube.py --task pick_cube_wide)."""
+    from robot_stack.sim.tasks import load_task_config
+
+    base, wide = load_task_config("pick_cube").randomization, load_task_config("pick_cube_wide").randomization
+    width = lambda r: np.ptp(r.object_x) * np.ptp(r.object_y)  # noqa: E731
+    assert width(wide) >= 2 * width(base) and np.ptp(wide.object_yaw) >= np.pi / 2 - 0.01 > np.ptp(base.object_yaw)
+    assert wide.joint_noise > 0 == base.joint_noise
+    trainer = Trainer(load_hil_config(robot="panda", task="pick_cube_wide", demos=3, seed=7), progress=False)
+    assert trainer.collect_demos() == 1.0 and len(trainer.demo) > 0
+    homes = []
+    for _ in range(3):
+        obs, _ = trainer._reset()
+        homes.append(obs["joint_pos"][: trainer.space.n_arm])
+    assert np.ptp(np.stack(homes), axis=0).max() > 0.05  # the arm starts somewhere else every episode
+    trainer.env.close()
 
 
 # -- buffer persistence --------------------------------------------------------------------------------

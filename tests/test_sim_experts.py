@@ -36,12 +36,12 @@ def success_rate(robot: str, task: str, seeds) -> float:  # noqa: ANN001
     return wins / len(seeds)
 
 
-@pytest.mark.parametrize("task", ["reach", "pick_cube", "push"])
+@pytest.mark.parametrize("task", ["reach", "pick_cube", "push", "pick_cube_wide"])
 def test_so101_expert_succeeds(task):
     assert success_rate("so101", task, SEEDS) >= 0.95
 
 
-@pytest.mark.parametrize("task", ["reach", "pick_cube"])
+@pytest.mark.parametrize("task", ["reach", "pick_cube", "pick_cube_wide"])
 def test_panda_expert_succeeds(task):
     assert success_rate("panda", task, range(100, 104)) >= 0.95
 
