@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from robot_stack import __version__
@@ -60,6 +61,11 @@ def add_command(subparsers: argparse._SubParsersAction, name: str, help: str, de
 
 
 def main(argv: list[str] | None = None) -> int:
+    # OpenMP workers that spin while waiting fall off a cliff when the cores are shared with other
+    # processes (ROS nodes, the twin, a recorder): image training on 2 cores went from 7.6 to 0.3
+    # steps/s with two busy neighbours; sleeping workers kept 5 steps/s. Set before torch loads OpenMP;
+    # export OMP_WAIT_POLICY=ACTIVE on a dedicated machine.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
