@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from robot_stack import __version__
 from robot_stack.errors import UserError
+from robot_stack.resources import apply_ros_environment
 
 SUBCOMMAND_MODULES = [
     "robot_stack.launcher.cli",
@@ -61,17 +61,13 @@ def add_command(subparsers: argparse._SubParsersAction, name: str, help: str, de
 
 
 def main(argv: list[str] | None = None) -> int:
-    # OpenMP workers that spin while waiting fall off a cliff when the cores are shared with other
-    # processes (ROS nodes, the twin, a recorder): image training on 2 cores went from 7.6 to 0.3
-    # steps/s with two busy neighbours; sleeping workers kept 5 steps/s. Set before torch loads OpenMP;
-    # export OMP_WAIT_POLICY=ACTIVE on a dedicated machine.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 0 if args.command is None else 2
     try:
+        apply_ros_environment()  # before torch loads OpenMP (see ros_environment)
         code = args.handler(args)
     except UserError as err:
         print(f"robot-stack: error: {err}", file=sys.stderr)

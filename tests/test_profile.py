@@ -84,3 +84,13 @@ def test_cli_help_for_every_subcommand():
         out = subprocess.run([sys.executable, "-m", "robot_stack.cli", name, "--help"], capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
         assert "usage: robot-stack" in out.stdout
+
+
+def test_process_environment_defaults_and_user_values() -> None:
+    from robot_stack.resources import ros_environment
+
+    env = ros_environment({"PATH": "/usr/bin"})
+    assert env["RMW_IMPLEMENTATION"] == "rmw_fastrtps_cpp"
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE"  # sleeping OpenMP workers on shared cores
+    mine = ros_environment({"PATH": "/usr/bin", "OMP_WAIT_POLICY": "ACTIVE", "RMW_IMPLEMENTATION": "rmw_zenoh_cpp"})
+    assert mine["OMP_WAIT_POLICY"] == "ACTIVE" and mine["RMW_IMPLEMENTATION"] == "rmw_zenoh_cpp"
