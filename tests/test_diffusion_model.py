@@ -187,3 +187,25 @@ def test_bad_store_is_one_line_error(tmp_path):
     cfg2 = replace(cfg, obs={"image_keys": ("top_image",)})
     with pytest.raises(UserError, match=r"missing data/top_image \(store has: .*joint_pos"):
         ds.load_store(store, cfg2)
+
+
+@pytest.mark.parametrize("name, preset_name, obs_keys", [("lowdim_small", "lowdim", None),
+                                                         ("image_small", "image", "joint_pos,ee_pose,front_image")])
+def test_shipped_policy_configs_build_and_act(name, preset_name, obs_keys):
+    """config/policies/*.yaml (robot-stack demo's policies) merge over their preset and give finite actions."""
+    from robot_stack.cli import build_parser
+    from robot_stack.policies.diffusion.cli import build_config
+    from robot_stack.resources import share_dir
+
+    argv = ["train", "diffusion", "--out", "unused", "--preset", preset_name,
+            "--config", str(share_dir() / "config" / "policies" / f"{name}.yaml")]
+    cfg = build_config(build_parser().parse_args(argv + (["--obs-keys", obs_keys] if obs_keys else [])))
+    assert cfg.scheduler.prediction_type == "sample" and cfg.obs.lowdim_noise > 0
+    dims = {"joint_pos": 6, "ee_pose": 7, "object_state": 7}
+    shape = ShapeMeta(robot="so101", joint_names=tuple(f"j{i}" for i in range(6)), action_dim=6,
+                      lowdim_dims={k: dims[k] for k in cfg.obs.lowdim_keys}, image_keys=cfg.obs.image_keys)
+    policy = DiffusionPolicy(cfg, shape).eval()
+    obs = {k: np.zeros(dims[k], np.float32) for k in cfg.obs.lowdim_keys}
+    obs.update({k: np.zeros((480, 640, 3), np.uint8) for k in cfg.obs.image_keys})
+    actions = policy.act(obs)
+    assert actions.shape == (cfg.horizon.n_action_steps, 6) and np.isfinite(actions).all()
