@@ -115,6 +115,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--expert-episodes", type=int, default=50)
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (one torch thread each)")
     parser.add_argument("--utd", type=int, default=0, help="override agent.utd_ratio (0: the config's)")
+    parser.add_argument("--demos", type=int, default=10,
+                        help="scripted demos of the demos and intervene runs (use another --out per count)")
     parser.add_argument("--device", default="cpu", help="learner device: cpu, cuda, cuda:<n> or auto")
     parser.add_argument("--out", default="runs/hil_bench")
     parser.add_argument("--summaries", action="store_true", help="only print the table from <out>/*/summary.json")
@@ -151,8 +153,9 @@ def main(argv: list[str] | None = None) -> None:
                       f"{args.device}, {args.jobs} at a time -> {out} ...")
         # spawned workers: CUDA cannot be used in a child forked from a process that asked torch about the GPU
         with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(run_one, run, seed, args.robot, args.task, args.steps, args.out, overrides,
-                                   args.fresh) for run, seed in jobs]
+            futures = [pool.submit(run_one, run, seed, args.robot, args.task, args.steps, args.out,
+                                   {**overrides, "demos": args.demos if RUNS[run]["demos"] else 0}, args.fresh)
+                       for run, seed in jobs]
             results = []
             for f in futures:
                 results.append(f.result())
@@ -161,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
                               f"train(last 20) {fmt(r['train_success'])}, {r['wall_s'] / 60:.1f} min")
     expert, expert_steps = expert_success(args.robot, args.expert_episodes, args.task)
     table = Table(title=f"HIL RL on the twin: {args.robot}/{args.task}, state obs, 10 Hz, sparse reward, "
-                        f"{args.steps} env steps, learner on {args.device} ({platform.machine()}, "
+                        f"{args.demos} demos, {args.steps} env steps, learner on {args.device} ({platform.machine()}, "
                         f"{os.cpu_count()} CPUs, shared)")
     for column in ("run", "seeds", "eval success per seed", "median", "gate", "pass",
                    "intervention rate 1st -> last quarter", "median min/run"):
