@@ -164,10 +164,12 @@ def evaluate_over_ros(checkpoint: str | Path, task: str, robot: str, episodes: i
     with the next seed and hands control back, exactly as an operator would.
     """
     import rclpy
+    from rclpy.executors import SingleThreadedExecutor
     from std_msgs.msg import Bool
     from std_srvs.srv import Trigger
 
     from robot_stack.contract import Contract
+    from robot_stack.errors import UserError
     from robot_stack.launcher import LaunchRunner
     from robot_stack.profile import load_profile
     from robot_stack.resources import apply_ros_environment, share_dir
@@ -186,6 +188,8 @@ def evaluate_over_ros(checkpoint: str | Path, task: str, robot: str, episodes: i
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node("robot_stack_eval", context=context)
+    executor = SingleThreadedExecutor(context=context)  # this context's, not rclpy's global default
+    executor.add_node(node)
     contract = Contract(profile)
     intervention = contract.publisher(node, contract.intervention)
     reset = node.create_client(Trigger, contract.reset_service.name)
@@ -193,21 +197,28 @@ def evaluate_over_ros(checkpoint: str | Path, task: str, robot: str, episodes: i
 
     def call(client, timeout: float = 10.0) -> Trigger.Response:  # noqa: ANN001
         future = client.call_async(Trigger.Request())
-        rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
+        executor.spin_until_future_complete(future, timeout_sec=timeout)
         if not future.done():
-            raise TimeoutError(f"no answer from {client.srv_name}")
+            raise UserError(f"no answer from {client.srv_name} within {timeout:.0f} s (see {log or 'the launch output'})")
         return future.result()
 
     def hold(value: bool, seconds: float) -> None:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             intervention.publish(Bool(data=value))
-            rclpy.spin_once(node, timeout_sec=0.05)
+            executor.spin_once(timeout_sec=0.05)
 
+    chunks = []
+    contract.subscription(node, contract.joint_trajectory, chunks.append)
     try:
         runner.start()
         if not reset.wait_for_service(timeout_sec=60.0):
-            raise TimeoutError("the twin did not come up within 60 s (see the launch log)")
+            raise UserError(f"the twin did not come up within 60 s (see {log or 'the launch output'})")
+        wait_until = time.monotonic() + 120.0  # the first chunk: the policy is loaded and acting
+        while not chunks and time.monotonic() < wait_until:
+            executor.spin_once(timeout_sec=0.1)
+        if not chunks:
+            raise UserError(f"policy_server published no actions within 120 s (see {log or 'the launch output'})")
         with _progress(episodes, f"eval {task} over ROS") as bar:
             job = bar.add_task("eval", total=episodes, rate="")
             for i in range(episodes):
@@ -219,13 +230,14 @@ def evaluate_over_ros(checkpoint: str | Path, task: str, robot: str, episodes: i
                 while not done and time.monotonic() - start < limit:
                     answer = call(success)
                     done = answer.success
-                    rclpy.spin_once(node, timeout_sec=0.2)
+                    executor.spin_once(timeout_sec=0.2)
                 progress = float(answer.message.split("progress=")[1].split()[0]) if "progress=" in answer.message else 0.0
                 report.episodes.append(EpisodeResult(seed + i, done, int((time.monotonic() - start)
                                                      * profile.control.policy_rate_hz), time.monotonic() - start, progress))
                 bar.update(job, advance=1, rate=f"{report.successes}/{i + 1} ok")
     finally:
         runner.stop()
+        executor.shutdown()
         node.destroy_node()
         context.try_shutdown()
         if stream:

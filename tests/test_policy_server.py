@@ -138,3 +138,19 @@ def test_a_fully_late_chunk_keeps_the_running_one():
     assert len(times) == 0 and chunks.dropped == 9 and len(chunks.times) == 7  # t=0 was already due at now=0
     times, actions = chunks.add(t + 0.2, np.ones((8, 1)), now=0.25)
     assert len(times) and actions[0, 0] < 1.0  # still blended into the running chunk
+
+
+def test_eval_over_ros_scores_episodes_through_the_deploy_launch(tmp_path, checkpoint):
+    """``robot-stack eval --ros``: deploy.launch.xml (twin + policy_server), resets between episodes."""
+    from robot_stack.policies.evaluate import evaluate_over_ros
+    from robot_stack.resources import share_dir
+
+    text = (share_dir() / "config" / "tasks" / "pick_cube.yaml").read_text()
+    task = tmp_path / "pick_short.yaml"
+    task.write_text(text.replace("episode_seconds: 10", "episode_seconds: 2"))
+    log = tmp_path / "ros_launch.log"
+    report = evaluate_over_ros(checkpoint, str(task), "so101", 2, log=log)
+    assert [e.seed for e in report.episodes] == [2000, 2001]
+    assert all(1.5 < e.seconds < 6.0 and not e.success for e in report.episodes)  # an untrained policy
+    text = log.read_text()
+    assert "ready: obs joint_pos" in text and "operator took control" in text and "control returned" in text
