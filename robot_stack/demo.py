@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--robot", default="so101", help="robot profile")
     p.add_argument("--task", default="pick_cube", help="twin task (reach, pick_cube, push)")
     p.add_argument("--demos", type=int, default=100, help="scripted demonstrations to record")
-    p.add_argument("--steps", type=int, default=3500, help="training steps")
+    p.add_argument("--steps", type=int, default=3000, help="training steps")
     p.add_argument("--images", action="store_true", help="image policy (front camera + joints) instead of low-dim")
     p.add_argument("--episodes", type=int, default=50, help="in-process evaluation episodes")
     p.add_argument("--ros-episodes", type=int, default=5, help="evaluation episodes through the ROS deploy path")
