@@ -445,6 +445,9 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                 done.wait(timeout=60.0)
                 print(f"[recorder] stopped while recording: {result.get('message', 'writer did not finish')} "
                       "(marked interrupted, success unknown)", file=sys.stderr, flush=True)
+            elif ep is not None:
+                print(f"[recorder] stopped while recording episode {ep['id']} before its first step: nothing to keep",
+                      file=sys.stderr, flush=True)
             self.queue.put(("stop", -1, None))
             self.writer.join(timeout=30.0)
 
