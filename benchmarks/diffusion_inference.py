@@ -20,10 +20,11 @@ import time
 import numpy as np
 import torch
 
+from robot_stack.policies.diffusion.cli import merge_config
 from robot_stack.policies.diffusion.config import DiffusionConfig, ShapeMeta, preset
 from robot_stack.policies.diffusion.policy import DiffusionPolicy
 from robot_stack.resources import share_dir
-from robot_stack.typed_config import from_dict, load_yaml, to_dict
+from robot_stack.typed_config import load_yaml
 
 JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
 POLICIES = {"lowdim": ("lowdim", None), "lowdim_small": ("lowdim", "lowdim_small"), "image": ("image", None),
@@ -31,13 +32,12 @@ POLICIES = {"lowdim": ("lowdim", None), "lowdim_small": ("lowdim", "lowdim_small
 
 
 def config(kind: str) -> DiffusionConfig:
-    """A preset, with a ``config/policies/<name>.yaml`` on top (as ``robot-stack train --config`` merges it)."""
+    """A preset, with a ``config/policies/<name>.yaml`` on top (merged as ``robot-stack train --config``)."""
     base, override = POLICIES[kind]
-    merged = to_dict(preset(base))
-    if override:
-        for section, values in load_yaml(share_dir() / "config" / "policies" / f"{override}.yaml").items():
-            merged[section].update(values)
-    return from_dict(DiffusionConfig, merged, kind)
+    if not override:
+        return preset(base)
+    path = share_dir() / "config" / "policies" / f"{override}.yaml"
+    return merge_config(preset(base), load_yaml(path), str(path))
 
 
 def make(kind: str, device: torch.device) -> tuple[DiffusionPolicy, dict[str, torch.Tensor]]:

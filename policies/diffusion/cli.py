@@ -64,25 +64,35 @@ def _train_overrides(args: argparse.Namespace) -> dict:
     return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
 
 
+def merge_config(cfg, user: dict, source: str):  # noqa: ANN001, ANN201
+    """``cfg`` with the sections of a ``--config`` mapping laid over it (fields of a section replace
+    the preset's, other fields stay)."""
+    from robot_stack.errors import UserError
+    from robot_stack.policies.diffusion.config import DiffusionConfig
+    from robot_stack.typed_config import from_dict, to_dict
+
+    if not isinstance(user, dict):
+        raise UserError(f"{source}: expected a mapping of config sections")
+    merged = to_dict(cfg)
+    for section, values in user.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section].update(values)
+        else:
+            merged[section] = values
+    return from_dict(DiffusionConfig, merged, source)
+
+
 def build_config(args: argparse.Namespace):
     """Preset, then --config YAML, then command-line options; obs keys chosen from the store."""
     from robot_stack.errors import UserError
-    from robot_stack.policies.diffusion.config import DiffusionConfig, preset, replace
-    from robot_stack.typed_config import from_dict, load_yaml, to_dict
+    from robot_stack.policies.diffusion.config import preset, replace
+    from robot_stack.typed_config import load_yaml
 
     cfg = preset(args.preset)
     user: dict = {}
     if args.config:
-        merged = to_dict(cfg)
         user = load_yaml(args.config) or {}
-        if not isinstance(user, dict):
-            raise UserError(f"{args.config}: expected a mapping of config sections")
-        for section, values in user.items():
-            if isinstance(values, dict) and isinstance(merged.get(section), dict):
-                merged[section].update(values)
-            else:
-                merged[section] = values
-        cfg = from_dict(DiffusionConfig, merged, str(args.config))
+        cfg = merge_config(cfg, user, str(args.config))
     obs = {}
     if args.obs_keys:
         keys = [k.strip() for k in args.obs_keys.split(",") if k.strip()]

@@ -53,13 +53,13 @@ class AgentConfig:
     target_entropy: float | None = None
     """Entropy target of the temperature tuning; None: -act_dim / 2 (RLPD)."""
     backup_entropy: bool = False
+    """Add the entropy bonus to the critic's target (SAC) or not (RLPD's default)."""
     actor_q: Literal["mean", "min"] = "min"
     """The actor maximises the ensemble's mean Q (RLPD, with 10 critics) or its min (SAC's clipped double Q,
     less prone to exploiting critic errors with 2 critics)."""
     return_bounds: tuple[float, float] | None = None
     """Bounds of the discounted return (e.g. [0, 1] for a 0/1 success reward that ends the episode);
     TD targets are clipped to them, so critic overestimation cannot run away. None: no clipping."""
-    """Add the entropy bonus to the critic's target (SAC) or not (RLPD's default)."""
     log_std_range: tuple[float, float] = (-10.0, 2.0)
     grad_clip: float = 0.0
     """Clip gradient norms to this value (0: no clipping)."""
