@@ -209,3 +209,11 @@ def test_shipped_policy_configs_build_and_act(name, preset_name, obs_keys):
     obs.update({k: np.zeros((480, 640, 3), np.uint8) for k in cfg.obs.image_keys})
     actions = policy.act(obs)
     assert actions.shape == (cfg.horizon.n_action_steps, 6) and np.isfinite(actions).all()
+
+
+def test_config_file_that_is_not_a_mapping_is_one_line_error():
+    from robot_stack.policies.diffusion.cli import merge_config
+
+    with pytest.raises(UserError, match="my.yaml: expected a mapping of config sections"):
+        merge_config(preset("tiny"), ["unet", 64], "my.yaml")
+    assert merge_config(preset("tiny"), {"unet": {"kernel_size": 3}}, "my.yaml").unet.kernel_size == 3
