@@ -4,7 +4,8 @@ Policies use the shipped presets (``lowdim``: joint_pos + object_state; ``image`
 96x96 cameras, crop 84x84) and the CPU configs in ``config/policies`` on top of them
 (``lowdim_small``: the ``robot-stack demo`` policy; ``image_small``: narrower encoder and U-Net, here
 with the same two cameras), with random weights (latency does not depend on training). One run,
-torch threads fixed (default 2); prints a table of median and p99 latency and samples/s.
+torch threads fixed (default 2); prints a table of median and p99 latency and samples/s. Inference
+runs the U-Net steps as a TorchScript trace (the default); the "eager" row shows the same without.
 
     .venv/bin/python benchmarks/diffusion_inference.py [--threads 2] [--repeats 50] [--policies image image_small] [--device cuda]
 """
@@ -92,7 +93,7 @@ def throughput(policy: DiffusionPolicy, obs: dict, batch_size: int, iters: int, 
 
 
 def _row(kind: str, params: float, case: str, med: str, p99: str, sps: str) -> None:
-    print(f"{kind:<12} {params:>7.1f}M {case:<13} {med:>10} {p99:>8} {sps:>10}", flush=True)
+    print(f"{kind:<12} {params:>7.1f}M {case:<16} {med:>10} {p99:>8} {sps:>10}", flush=True)
 
 
 def main() -> None:
@@ -113,13 +114,16 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
           f"{args.threads} torch threads, load average before start {os.getloadavg()[0]:.2f}, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
-    print(f"{'policy':<12} {'params':>8} {'case':<13} {'median ms':>10} {'p99 ms':>8} {'samples/s':>10}", flush=True)
+    print(f"{'policy':<12} {'params':>8} {'case':<16} {'median ms':>10} {'p99 ms':>8} {'samples/s':>10}", flush=True)
     for kind in args.policies:
         policy, obs = make(kind, device)
         params = sum(p.numel() for p in policy.parameters()) / 1e6
         for steps in args.ddim:
             med, p99 = latency(policy, obs, steps, args.repeats, device)
             _row(kind, params, f"DDIM {steps}", f"{med:.1f}", f"{p99:.1f}", "")
+        policy.trace_unet = False  # the same without the TorchScript U-Net step, to show what it saves
+        med, p99 = latency(policy, obs, args.ddim[0], args.repeats, device)
+        _row(kind, params, f"DDIM {args.ddim[0]} eager", f"{med:.1f}", f"{p99:.1f}", "")
         sps = throughput(policy, obs, args.batch_size, args.train_iters, device)
         _row(kind, params, f"train b={args.batch_size}", "", "", f"{sps:.0f}")
     print(f"load average after: {os.getloadavg()[0]:.2f} (the machine is shared; figures are from one run)")

