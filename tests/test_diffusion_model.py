@@ -7,12 +7,15 @@ import pytest
 import torch
 
 from robot_stack.errors import UserError
+from robot_stack.profile import load_profile
 from robot_stack.policies.diffusion import checkpoint as ckpt
 from robot_stack.policies.diffusion import dataset as ds
 from robot_stack.policies.diffusion.config import ShapeMeta, preset, replace
+from robot_stack.policies.diffusion.ee_actions import EndEffectorActions
 from robot_stack.policies.diffusion.normalizer import Normalizer
 from robot_stack.policies.diffusion.policy import DiffusionPolicy, NonFiniteError
 from robot_stack.policies.diffusion.synthetic import write_store
+from robot_stack.policies.diffusion.train import RunOptions, train
 from robot_stack.policies.diffusion.unet import ConditionalUnet1D
 from robot_stack.policies.diffusion.vision import ImageEncoder, crop, resize_images
 
@@ -236,3 +239,31 @@ def test_config_file_that_is_not_a_mapping_is_one_line_error():
     with pytest.raises(UserError, match="my.yaml: expected a mapping of config sections"):
         merge_config(preset("tiny"), ["unet", 64], "my.yaml")
     assert merge_config(preset("tiny"), {"unet": {"kernel_size": 3}}, "my.yaml").unet.kernel_size == 3
+
+
+def test_ee_actions_round_trip_through_ik():
+    profile = load_profile("so101")
+    ee = EndEffectorActions(profile)
+    home = np.asarray(profile.sim.home, dtype=float)
+    path = home + np.cumsum(np.random.default_rng(0).uniform(-0.03, 0.03, (12, 6)), 0)  # smooth, near home
+    targets = ee.encode(path)
+    assert targets.shape == (12, 10) and ee.dim == 10
+    joints = ee.decode(targets, path[0])
+    back = ee.encode(joints)
+    np.testing.assert_allclose(back[:, :3], targets[:, :3], atol=1e-3)  # the end effector within 1 mm
+    np.testing.assert_allclose(back[:, 3:9], targets[:, 3:9], atol=0.05)
+    np.testing.assert_array_equal(joints[:, 5], path[:, 5].astype(np.float32))  # the gripper passes through
+
+
+def test_ee_action_space_trains_and_returns_joint_targets(tmp_path):
+    store = write_store(tmp_path / "demos.zarr", n_episodes=2, length=20)
+    cfg = replace(preset("tiny"), obs={"lowdim_keys": ("joint_pos", "object_state"), "action_space": "ee"},
+                  train={"steps": 4, "val_ratio": 0.0, "val_every": 4, "ckpt_every": 4, "log_every": 2})
+    run = train(RunOptions(out=tmp_path / "run", data=[str(store)], cfg=cfg, progress=False))
+    policy = ckpt.load_policy(run / "checkpoints" / "latest", load_profile("so101"))
+    assert policy.shape.model_action_dim == 10 and policy.ee_actions is not None
+    obs = {"joint_pos": torch.rand(2, 2, 6) * 0.2, "object_state": torch.rand(2, 2, 6)}
+    joints = policy.predict_action(obs, generator=torch.Generator().manual_seed(0))
+    assert joints.shape == (2, 16, 6) and torch.isfinite(joints).all()
+    with pytest.raises(ValueError, match="action_space ee needs joint_pos"):
+        replace(cfg, obs={"lowdim_keys": ("object_state",)})

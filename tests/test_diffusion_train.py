@@ -13,7 +13,7 @@ from robot_stack.policies.diffusion import checkpoint as ckpt
 from robot_stack.policies.diffusion import dataset as ds
 from robot_stack.policies.diffusion.config import preset, replace
 from robot_stack.policies.diffusion.synthetic import write_store
-from robot_stack.policies.diffusion.train import RunOptions, lr_factor, train
+from robot_stack.policies.diffusion.train import EMA, RunOptions, lr_factor, train
 
 torch.set_num_threads(1)
 
@@ -51,6 +51,20 @@ def test_lr_schedule():
     assert lr_factor(9, 10, 100) == pytest.approx(1.0)
     assert lr_factor(55, 10, 100) == pytest.approx(0.5)
     assert lr_factor(100, 10, 100) == pytest.approx(0.0)
+
+
+def test_ema_update_is_the_weighted_average():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.GroupNorm(2, 4))
+    ema = EMA(model, power=0.75, inv_gamma=1.0, min_decay=0.0, max_decay=0.9999)
+    before = [p.detach().clone() for p in ema.model.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema.update(model, step=10)
+    d = ema.decay(10)
+    assert 0 < d < 1
+    for e, b, p in zip(ema.model.parameters(), before, model.parameters()):
+        torch.testing.assert_close(e, d * b + (1 - d) * p.detach())
 
 
 def test_cli_train_resume_and_finetune(tmp_path, capsys):

@@ -134,6 +134,10 @@ def load_policy(folder: str | Path, profile: Any = None, obs_keys: Iterable[str]
     check_compatible(shape, f"checkpoint {folder}", profile, obs_keys)
     policy = DiffusionPolicy(cfg, shape)
     policy.load_state_dict(load_weights(folder, meta))
+    if cfg.obs.action_space == "ee" and profile is not None:  # the deployment's own kinematic model
+        from robot_stack.policies.diffusion.ee_actions import EndEffectorActions
+
+        policy.ee_actions = EndEffectorActions(profile)
     return policy.to(device).eval()
 
 

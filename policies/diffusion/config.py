@@ -36,10 +36,16 @@ class ObsConfig:
     relative_actions: bool = False
     """Predict the action sequence relative to the current ``joint_pos`` (the last observed step) instead
     of as absolute targets; the policy still returns absolute targets. Needs ``joint_pos`` in lowdim_keys."""
+    action_space: Literal["joint", "ee"] = "joint"
+    """What the policy predicts: ``joint`` targets as recorded, or ``ee``: end-effector targets (position
+    + 6-D rotation + gripper) derived from them by forward kinematics and turned back into joint targets
+    by IK from the current ``joint_pos`` (needs it in lowdim_keys). The policy returns joint targets either way."""
 
     def __post_init__(self) -> None:
         if self.relative_actions and "joint_pos" not in self.lowdim_keys:
             raise ValueError("relative_actions needs joint_pos in lowdim_keys")
+        if self.action_space == "ee" and ("joint_pos" not in self.lowdim_keys or self.relative_actions):
+            raise ValueError("action_space ee needs joint_pos in lowdim_keys and relative_actions false")
         if not self.lowdim_keys and not self.image_keys:
             raise ValueError("give at least one of lowdim_keys, image_keys")
         for key in self.image_keys:
@@ -118,10 +124,15 @@ class SchedulerConfig:
     beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2"
     prediction_type: Literal["epsilon", "sample"] = "epsilon"
     clip_sample: bool = True
+    init_noise_scale: float = 1.0
+    """Scale of the Gaussian noise inference starts denoising from: 1 samples the learnt action
+    distribution (the paper); smaller values favour its modes (0: deterministic DDIM)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.inference_steps <= self.train_steps:
             raise ValueError("need 1 <= inference_steps <= train_steps")
+        if not 0.0 <= self.init_noise_scale <= 1.0:
+            raise ValueError("init_noise_scale must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -202,6 +213,12 @@ class ShapeMeta:
     lowdim_dims: dict[str, int] = field("feature size of each low-dim observation key")
     action_dim: int = field("action size")
     image_keys: tuple[str, ...] = ()
+    predicted_dim: int = 0
+    """Size of what the model predicts when it is not the action itself (``obs.action_space: ee``); 0: action_dim."""
+
+    @property
+    def model_action_dim(self) -> int:
+        return self.predicted_dim or self.action_dim
 
     def signature(self) -> dict[str, object]:
         """The fields a checkpoint must agree on with the robot/environment it is deployed on."""

@@ -13,9 +13,11 @@ current step was driven by the human (``intervention`` true), weighted ``interve
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +27,9 @@ from tqdm import tqdm
 from robot_stack.errors import UserError
 from robot_stack.policies.diffusion.config import DiffusionConfig, ShapeMeta
 from robot_stack.policies.diffusion.vision import resize_images
+
+if TYPE_CHECKING:
+    from robot_stack.policies.diffusion.ee_actions import EndEffectorActions
 
 
 @dataclass
@@ -182,6 +187,12 @@ class SequenceDataset(torch.utils.data.Dataset):
         item[self.action_key] = torch.from_numpy(self._window(self.action_key, row, self.cfg.horizon.horizon))
         item["weight"] = torch.tensor(float(self.weights[i]))
         return item
+
+
+def to_ee_actions(buffer: Buffer, shape: ShapeMeta, key: str, ee: EndEffectorActions) -> tuple[Buffer, ShapeMeta]:
+    """The buffer with its joint-target actions turned into end-effector targets (``obs.action_space: ee``)."""
+    data = {**buffer.data, key: ee.encode(buffer.data[key])}
+    return dataclasses.replace(buffer, data=data), dataclasses.replace(shape, predicted_dim=ee.dim)
 
 
 def shape_meta(buffer: Buffer, cfg: DiffusionConfig, robot: str, joint_names: tuple[str, ...]) -> ShapeMeta:

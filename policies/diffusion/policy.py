@@ -39,10 +39,10 @@ class DiffusionPolicy(nn.Module):
         self.image_keys = list(cfg.obs.image_keys)
         self.action_key = cfg.obs.action_key
         self.normalizer = Normalizer({**{k: shape.lowdim_dims[k] for k in self.lowdim_keys},
-                                      self.action_key: shape.action_dim})
+                                      self.action_key: shape.model_action_dim})
         self.encoders = nn.ModuleDict({k: ImageEncoder(cfg.vision) for k in self.image_keys})
         obs_dim = sum(shape.lowdim_dims[k] for k in self.lowdim_keys) + len(self.image_keys) * cfg.vision.feature_dim
-        self.unet = ConditionalUnet1D(shape.action_dim, obs_dim * cfg.horizon.n_obs_steps, cfg.unet)
+        self.unet = ConditionalUnet1D(shape.model_action_dim, obs_dim * cfg.horizon.n_obs_steps, cfg.unet)
         sched = dict(num_train_timesteps=cfg.scheduler.train_steps, beta_schedule=cfg.scheduler.beta_schedule,
                      prediction_type=cfg.scheduler.prediction_type, clip_sample=cfg.scheduler.clip_sample)
         self.train_scheduler = DDPMScheduler(**sched)
@@ -51,6 +51,9 @@ class DiffusionPolicy(nn.Module):
         self.trace_unet = True
         """Run inference's U-Net steps as a TorchScript trace (same results; False: eager, for debugging)."""
         self._traced: dict[tuple, torch.jit.ScriptModule] = {}
+        self.ee_actions = None
+        """``obs.action_space: ee``: the kinematics turning end-effector targets into joint targets (made
+        from the profile named in ``shape.robot`` on first use unless set, e.g. to a profile loaded from a path)."""
         self._history: collections.deque = collections.deque(maxlen=cfg.horizon.n_obs_steps)
 
     # -- observations ----------------------------------------------------------------------------
@@ -135,7 +138,7 @@ class DiffusionPolicy(nn.Module):
     @torch.inference_mode()
     def predict_action(self, obs: dict, generator: torch.Generator | None = None,
                        num_steps: int | None = None) -> torch.Tensor:
-        """Obs history (B, To, ...) -> absolute actions (B, Tp, Da); raises NonFiniteError, never returns NaN.
+        """Obs history (B, To, ...) -> absolute joint targets (B, Tp, n); raises NonFiniteError, never returns NaN.
 
         The observations are encoded once and the FiLM parameters of all DDIM steps computed in one
         batched pass before the denoising loop, which then runs only the U-Net's convolutions.
@@ -146,8 +149,8 @@ class DiffusionPolicy(nn.Module):
         scheduler = self.infer_scheduler
         scheduler.set_timesteps(num_steps or self.inference_steps)
         films = self.unet.films(scheduler.timesteps.to(cond.device), cond)
-        shape = (b, self.cfg.horizon.horizon, self.shape.action_dim)
-        x = torch.randn(shape, generator=generator).to(cond.device)
+        shape = (b, self.cfg.horizon.horizon, self.shape.model_action_dim)
+        x = self.cfg.scheduler.init_noise_scale * torch.randn(shape, generator=generator).to(cond.device)
         denoise = self._denoiser(x, films[0])
         for t, film in zip(scheduler.timesteps, films):
             x = scheduler.step(denoise(x, film), t, x).prev_sample
@@ -157,7 +160,19 @@ class DiffusionPolicy(nn.Module):
         if not torch.isfinite(action).all():
             raise NonFiniteError("diffusion policy produced NaN/Inf actions (corrupt weights or observations "
                                  "far outside the training range); not sending them")
+        if self.cfg.obs.action_space == "ee":  # finite targets give finite joints
+            action = self._joint_targets(action, self._current_joints(tensors))
         return action
+
+    def _joint_targets(self, ee_targets: torch.Tensor, joints: torch.Tensor) -> torch.Tensor:
+        """End-effector targets (B, Tp, dim) -> joint targets (B, Tp, n) by IK from the current joints (B, 1, n)."""
+        if self.ee_actions is None:
+            from robot_stack.policies.diffusion.ee_actions import EndEffectorActions
+            from robot_stack.profile import load_profile
+
+            self.ee_actions = EndEffectorActions(load_profile(self.shape.robot))
+        out = [self.ee_actions.decode(t, q[0]) for t, q in zip(ee_targets.cpu().numpy(), joints.cpu().numpy())]
+        return torch.as_tensor(np.stack(out), device=ee_targets.device)
 
     def _denoiser(self, x: torch.Tensor, film: list[torch.Tensor]) -> nn.Module:
         """The U-Net step for inputs shaped like ``x``: a TorchScript trace made on first use per shape/device/dtype.

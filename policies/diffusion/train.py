@@ -37,6 +37,7 @@ from robot_stack.errors import UserError
 from robot_stack.policies.diffusion import checkpoint as ckpt
 from robot_stack.policies.diffusion import dataset as ds
 from robot_stack.policies.diffusion.config import DiffusionConfig
+from robot_stack.policies.diffusion.ee_actions import EndEffectorActions
 from robot_stack.policies.diffusion.policy import DiffusionPolicy
 from robot_stack.typed_config import from_dict, to_dict
 
@@ -82,8 +83,9 @@ class EMA:
     @torch.no_grad()
     def update(self, model: torch.nn.Module, step: int) -> None:
         d = self.decay(step)
-        for e, p in zip(self.model.parameters(), model.parameters()):
-            e.mul_(d).add_(p.detach(), alpha=1 - d)
+        ema, current = list(self.model.parameters()), [p.detach() for p in model.parameters()]
+        torch._foreach_mul_(ema, d)  # one multi-tensor kernel instead of two small ops per parameter
+        torch._foreach_add_(ema, current, alpha=1 - d)
         for e, b in zip(self.model.buffers(), model.buffers()):
             e.copy_(b)
 
@@ -300,6 +302,8 @@ def train(opts: RunOptions) -> Path:
         raise UserError("the store does not name its robot profile; give --robot (e.g. so101)")
     profile = load_profile(robot)
     shape = ds.shape_meta(buffer, cfg, profile.name, tuple(profile.all_joint_names))
+    if cfg.obs.action_space == "ee":
+        buffer, shape = ds.to_ee_actions(buffer, shape, cfg.obs.action_key, EndEffectorActions(profile))
     train_eps, val_eps = ds.split_episodes(len(buffer.episode_ends), tc.val_ratio, tc.seed)
     train_set, val_set = ds.SequenceDataset(buffer, train_eps, cfg), ds.SequenceDataset(buffer, val_eps, cfg)
     eval_task = _eval_task(tc, buffer)
