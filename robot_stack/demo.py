@@ -32,8 +32,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", default="pick_cube", help="twin task (reach, pick_cube, push)")
     p.add_argument("--demos", type=int, default=100, help="scripted demonstrations to record")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: 6000 low-dim, 3000 with --images)")
-    p.add_argument("--record-speed", type=float, default=1.0,
-                   help="twin speed while the expert records, on sim time (/clock): 1 real time, 3 three times faster")
     p.add_argument("--images", action="store_true", help="image policy (front camera + joints) instead of low-dim")
     p.add_argument("--episodes", type=int, default=50, help="in-process evaluation episodes")
     p.add_argument("--ros-episodes", type=int, default=5, help="evaluation episodes through the ROS deploy path")
@@ -57,8 +55,7 @@ def record(args: argparse.Namespace, store: Path, console) -> float:  # noqa: AN
     from robot_stack.resources import share_dir
 
     launch_args = {"device": "expert", "robot": args.robot, "task": args.task, "dataset": str(store),
-                   "episodes": str(args.demos), "cameras": "front" if args.images else "none",
-                   "realtime_factor": str(args.record_speed)}
+                   "episodes": str(args.demos), "cameras": "front" if args.images else "none"}
     _say(console, "1/3 record demonstrations (twin + scripted expert + recorder over DDS)",
          ["robot-stack", "launch", "teleop.launch.xml", *(f"{k}:={v}" for k, v in launch_args.items())])
     log_path = store.parent / "record.log"

@@ -72,11 +72,13 @@ class ExpertNode(Node):
         self.recording = False
         self.start_tries = self.recorder_wait = 0
         self.completed, self.successes = 0, 0
-        self.pending = None
+        self.pending = None  # reset, episode/start or episode/save|discard in flight
+        self.check = None  # task_success in flight (acting goes on meanwhile)
         self.state = "reset" if self.episodes > 0 else "act"
         self.steps = 0
         self.max_steps = int(self.expert.config.episode_seconds * self.profile.control.policy_rate_hz)
-        self.create_timer(1.0 / self.profile.control.policy_rate_hz, self._step)
+        self.act_phase = False
+        self.create_timer(0.5 / self.profile.control.policy_rate_hz, self._tick)
 
     def _on_joints(self, msg) -> None:  # noqa: ANN001
         try:
@@ -103,7 +105,23 @@ class ExpertNode(Node):
         client = self.episode_clients[name]
         return client if client.service_is_ready() else None
 
-    def _step(self) -> None:
+    def _tick(self) -> None:
+        """Half-period ticks, alternating: the episode's services, then one action.
+
+        The recorder's tick grid starts when ``episode/start`` arrives, so starting episodes half a
+        period away from the commands keeps every command clear of the grid: on the edge, timing
+        jitter would file a command one step early or late at random (label noise in the demos).
+        For the same reason the ``task_success`` poll never holds an action back.
+        """
+        self.act_phase = not self.act_phase
+        if self.act_phase:
+            self._act()
+        else:
+            self._manage()
+
+    def _manage(self) -> None:
+        if self.check is not None and self.check.done():
+            self._checked(self.check.result())
         if self.pending is not None and not self.pending.done():
             return
         if self.state == "reset":
@@ -112,7 +130,7 @@ class ExpertNode(Node):
                     return
                 return self._call(self.reset_client)
             self.get_logger().info(f"episode {self.completed + 1}: {self.pending.result().message}")
-            self.pending, self.steps = None, 0
+            self.pending, self.check, self.steps = None, None, 0
             self.joints = self.ee = self.object_state = None  # wait for post-reset state
             self.expert.reset()
             self.state = "start"
@@ -142,22 +160,21 @@ class ExpertNode(Node):
                 self.pending = None
             self.recording = False
             self._next_episode()
+
+    def _checked(self, result) -> None:  # noqa: ANN001 - std_srvs/Trigger response of task_success
+        self.check = None
+        if self.state != "act" or not (result.success or self.steps >= self.max_steps):
             return
-        if self.state == "check":
-            result = self.pending.result()
-            self.pending = None
-            if result.success or self.steps >= self.max_steps:
-                self.completed += 1
-                self.successes += int(result.success)
-                self.get_logger().info(f"episode {self.completed}: {result.message} "
-                                       f"({self.successes}/{self.completed} successful)")
-                self.state = "finish"
-                if self.recording:
-                    name = "save" if (result.success or self.keep_failures) else "discard"
-                    if (client := self._recorder(name)) is not None:
-                        self._call(client)
-                return
-            self.state = "act"
+        self.completed += 1
+        self.successes += int(result.success)
+        self.get_logger().info(f"episode {self.completed}: {result.message} ({self.successes}/{self.completed} successful)")
+        self.state = "finish"
+        if self.recording:
+            name = "save" if (result.success or self.keep_failures) else "discard"
+            if (client := self._recorder(name)) is not None:
+                self._call(client)
+
+    def _act(self) -> None:
         if self.state != "act" or not self._state_ready():
             return
         if self.p_intervene > 0 and not self._intervening():
@@ -171,9 +188,8 @@ class ExpertNode(Node):
         if self.gripper_pub is not None:
             self.gripper_pub.publish(Float64MultiArray(data=[float(action[n_arm])]))
         self.steps += 1
-        if self.episodes > 0 and self.steps % 5 == 0 and self.success_client.service_is_ready():
-            self._call(self.success_client)
-            self.state = "check"
+        if self.episodes > 0 and self.steps % 5 == 0 and self.check is None and self.success_client.service_is_ready():
+            self.check = self.success_client.call_async(self.success_client.srv_type.Request())
 
     def _intervening(self) -> bool:
         """Scripted intervener: decide whether to command this step; publishes teleop/intervention."""
