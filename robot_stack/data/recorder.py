@@ -20,8 +20,11 @@ each camera.
 
 ``action`` is the commanded absolute joint position (arm joints then gripper) at the tick: the
 latest point that is due of the latest ``joint_trajectory`` (a trajectory's first point counts
-from its arrival; a new trajectory replaces the remaining points of the previous one), or the
-latest ``commands`` / gripper ``commands`` message, whichever came last per joint. Joints never
+from when it was sent; a new trajectory replaces the remaining points of the previous one), or the
+latest ``commands`` / gripper ``commands`` message, whichever came last per joint. Commands carry no
+capture stamp, so their time is the DDS source timestamp (when the publisher sent them, system
+clock): a busy recorder that runs their callbacks late still files them at the right tick (on sim
+time their arrival on the ROS clock is used). Joints never
 commanded in the episode (a command older than the robot's watchdog when the episode starts is no
 longer in effect) take the measured position (counted as ``action_fallback_steps``).
 
@@ -110,6 +113,7 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
             self.frames = self.streams.frames
             self.stats = {name: StreamStats() for name in ["joint_states", "ee_pose", "object_poses", *self.frames]}
 
+            self.use_sim_time = bool(self.get_parameter("use_sim_time").value)
             self.store = EpisodeStore(store_path, "a", image_codec=codec, fsync=fsync)
             self.queue: queue.Queue = queue.Queue(maxsize=max(4, int(self.queue_s * self.rate)))
             self.lock = threading.Lock()
@@ -191,23 +195,30 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                 s.missing += missed_frames(stamp - s.last_stamp, fps)
             s.last_stamp = stamp
 
-        def _on_command(self, what: str, add: Any, msg: Any) -> None:
+        def _sent(self, info: Any) -> float:
+            """When a message without a capture stamp was published: its DDS source timestamp (the system
+            clock), so that callbacks that run late on a busy machine never file a command a tick late;
+            on sim time (or without a source timestamp) its arrival on the ROS clock."""
+            sent = info["source_timestamp"] if info else 0
+            return sent * 1e-9 if sent > 0 and not self.use_sim_time else self._now()
+
+        def _on_command(self, what: str, add: Any, msg: Any, info: Any) -> None:
             try:
-                add(self._now(), msg)
+                add(self._sent(info), msg)
             except convert.MessageError as err:
                 self.get_logger().warning(f"ignoring {what}: {err}", throttle_duration_sec=5.0)
 
-        def _on_intervention(self, msg: Any) -> None:
-            self.streams.add_intervention(self._now(), msg)
+        def _on_intervention(self, msg: Any, info: Any) -> None:
+            self.streams.add_intervention(self._sent(info), msg)
 
-        def _on_trajectory(self, msg: Any) -> None:
-            self._on_command("joint_trajectory", self.streams.add_trajectory, msg)
+        def _on_trajectory(self, msg: Any, info: Any) -> None:
+            self._on_command("joint_trajectory", self.streams.add_trajectory, msg, info)
 
-        def _on_commands(self, msg: Any) -> None:
-            self._on_command("commands", self.streams.add_commands, msg)
+        def _on_commands(self, msg: Any, info: Any) -> None:
+            self._on_command("commands", self.streams.add_commands, msg, info)
 
-        def _on_gripper(self, msg: Any) -> None:
-            self._on_command("gripper commands", self.streams.add_gripper, msg)
+        def _on_gripper(self, msg: Any, info: Any) -> None:
+            self._on_command("gripper commands", self.streams.add_gripper, msg, info)
 
         # -- the tick (control thread) -----------------------------------------------------------
         def _tick(self) -> None:
