@@ -52,6 +52,7 @@ class ObservationStreams:
                             "poses can be interpreted")
         self.task_kind = task_kind
         self._lock = threading.Lock()
+        self.since = -np.inf  # samples captured earlier are ignored (see ``restart``)
         names = contract.profile.all_joint_names
         self.streams: dict[str, StreamHistory] = {}
         subscriptions: dict[str, tuple[Topic, list[str]]] = {}
@@ -109,6 +110,8 @@ class ObservationStreams:
     def _add(self, key: str, stamp: float, value: np.ndarray) -> None:
         with self._lock:
             s = self.streams[key]
+            if stamp < self.since:
+                return
             if s.stamps and stamp <= s.stamps[-1]:
                 if stamp < s.stamps[-1]:
                     return  # out of order: keep the history monotonic
@@ -148,8 +151,15 @@ class ObservationStreams:
                 out[key] = np.stack(rows)
         return out
 
-    def clear(self) -> None:
+    def restart(self, since: float) -> None:
+        """Forget the history and ignore samples captured before ``since``.
+
+        The history then starts like an episode's: shorter than the horizon, its oldest sample
+        repeated (as the policy was trained at episode starts). Used when control comes back from
+        the operator, so the first plan never mixes in the state before a reset or a takeover.
+        """
         with self._lock:
+            self.since = since
             for s in self.streams.values():
                 s.stamps.clear()
                 s.values.clear()

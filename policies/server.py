@@ -4,7 +4,8 @@ Every re-planning period it aligns the observation history by capture time (to t
 stream), runs inference, drops the steps already in the past, blends the new chunk into the one
 running and publishes it as a timestamped ``JointTrajectory`` on ``<controller>/joint_trajectory``
 (arm joints then gripper). It yields while the operator holds ``teleop/intervention`` and
-re-plans from the current state when control comes back. Silent topics and non-finite actions are
+re-plans from the current state when control comes back, with a fresh observation history (as at
+an episode start: nothing from before the takeover or a reset). Silent topics and non-finite actions are
 reported and nothing is published. With ``require_sim_validation`` it refuses a checkpoint that
 has no passing ``robot-stack eval`` record.
 """
@@ -85,6 +86,7 @@ class PolicyServer(Node):
         elif not msg.data and self.intervening:
             self.get_logger().info("control returned: re-planning from the current state")
             self.chunks.reset()
+            self.streams.restart(self.now())
             self.next_plan = 0.0
         self.intervening = msg.data
 
@@ -99,6 +101,8 @@ class PolicyServer(Node):
             self.chunks.reset()
             return
         t_obs = self.streams.newest_common_stamp()
+        if t_obs is None:  # just restarted: wait for a sample on every stream
+            return
         times = [t_obs - (self.n_obs - 1 - i) * self.dt for i in range(self.n_obs)]
         obs = self.streams.sample(times, tolerance=max(self.dt, self.silence_s))
         if obs is None:

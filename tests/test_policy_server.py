@@ -105,6 +105,33 @@ def test_chunks_drop_past_steps_and_blend_without_jumps():
     assert np.all(np.diff(actions[:, 0]) >= 0) and actions[0, 0] < 0.5  # fades in, never jumps to the new chunk
 
 
+def test_history_restarts_after_a_takeover(ros):
+    """After ``restart`` (control back from the operator) no sample from before it enters the history."""
+    from robot_stack.policies.observations import ObservationStreams
+
+    contract = Contract(PROFILE)
+    streams = ObservationStreams(ros.node, contract, ["joint_pos"])
+    pub = contract.publisher(ros.node, contract.joint_states)
+    zeros = np.zeros(6)
+
+    def publish(stamp, value):
+        pub.publish(convert.make_joint_state(PROFILE.all_joint_names, np.full(6, value), zeros, zeros,
+                                             convert.to_stamp(stamp)))
+
+    t0 = 1000.0
+    wait_for(lambda: (publish(t0, 0.0), streams.newest_common_stamp())[1] is not None, 10, "discovery")
+    publish(t0 + 0.1, 0.0)
+    wait_for(lambda: streams.newest_common_stamp() == t0 + 0.1, 5, "the state before the reset")
+    assert streams.sample([t0 + 0.1, t0 + 0.1], 0.2)["joint_pos"][:, 0].tolist() == [0.0, 0.0]
+    streams.restart(since=t0 + 0.15)
+    assert streams.newest_common_stamp() is None
+    publish(t0 + 0.12, 0.0)  # captured before the restart, delivered after it: ignored
+    publish(t0 + 0.2, 1.0)
+    wait_for(lambda: streams.newest_common_stamp() == t0 + 0.2, 5, "the state after the reset")
+    obs = streams.sample([t0 + 0.1, t0 + 0.2], tolerance=0.2)
+    assert obs["joint_pos"][:, 0].tolist() == [1.0, 1.0]  # padded with the first new sample, as at an episode start
+
+
 def test_sim_validation_gate(tmp_path, checkpoint):
     with pytest.raises(UserError, match="no sim validation record"):
         check_validated(checkpoint)

@@ -30,8 +30,10 @@ longer in effect) take the measured position (counted as ``action_fallback_steps
 
 Episodes are controlled with the ``episode/start``, ``episode/save`` and ``episode/discard``
 Trigger services; ``task``, ``operator`` and ``success`` parameters are read when saving.
-Frames are written by a writer thread through a bounded queue, so the next episode can start as
-soon as ``save`` returns.
+Frames are written by a writer thread through a bounded queue. ``save`` answers as soon as the
+episode is complete and queued (``saving episode N``); the writer commits it in order and logs
+``saved episode N (...)`` (or why it failed), so the next episode can start at once instead of
+waiting for the commit's fsyncs. Stopping the node drains the queue first.
 """
 
 from __future__ import annotations
@@ -118,7 +120,8 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
             self.queue: queue.Queue = queue.Queue(maxsize=max(4, int(self.queue_s * self.rate)))
             self.lock = threading.Lock()
             self.episode: dict[str, Any] | None = None  # the episode being recorded (tick thread's view)
-            self.saved = self.store.n_episodes
+            self.saved = self.store.n_episodes  # committed (the writer's count)
+            self.next_id = self.saved  # id of the next episode: committed + queued saves
             self.last_message = ""
             self.writer = threading.Thread(target=self._write_loop, name="episode-writer", daemon=True)
             self.writer.start()
@@ -281,7 +284,7 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                     return response
                 now = self._now()
                 self.streams.commands.begin(now, self.profile.control.watchdog_periods * self.profile.control_period)
-                ep_id = self.saved
+                ep_id = self.next_id
                 self.episode = {
                     "id": ep_id, "t0": now, "k": 0, "next": now, "end": None, "done": threading.Event(),
                     "steps": 0, "warmup": 0, "dropped": 0, "fallback": 0, "ee": with_ee,
@@ -305,18 +308,13 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                 self.get_logger().warning("the last ticks of the episode were not assembled in time")
             with self.lock:
                 self.episode = None
-            done = threading.Event()
-            result: dict[str, Any] = {}
+                self.next_id += int(save)
             info = self._episode_info(ep) if save else None
-            self.queue.put(("commit" if save else "discard", ep["id"], (info, done, result)))
-            if not done.wait(timeout=120.0):
-                response.success, response.message = False, "writer did not finish in 120 s"
-                return response
-            response.success = bool(result.get("ok"))
-            response.message = result.get("message", "")
-            if response.success and save:
-                self.saved += 1
-            (self.get_logger().info if response.success else self.get_logger().error)(response.message)
+            self.queue.put(("commit" if save else "discard", ep["id"], (info, None, {})))
+            response.success = True
+            response.message = (f"saving episode {ep['id']} ({ep['steps']} steps)" if save
+                                else f"discarded episode {ep['id']}")
+            self.get_logger().info(response.message)
             self.last_message = response.message
             return response
 
@@ -402,6 +400,7 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                             index = writer.commit(profile=profile, **info)
                             n = self.store.episodes[index].length
                             result["ok"] = True
+                            self.saved += 1
                             result["message"] = (
                                 f"saved episode {index} ({n} steps, {n / self.rate:.1f} s; "
                                 f"late {sum(info['late_frames'].values())}, missing {sum(info['missing_frames'].values())}, "
@@ -409,9 +408,13 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                             )
                     except BaseException as err:  # noqa: BLE001
                         writer.discard()
-                        result["ok"], result["message"] = False, f"episode {ep_id} failed: {err}"
+                        result["ok"], result["message"] = False, f"episode {ep_id} failed and was not saved: {err}"
                     writer = None
-                    done.set()
+                    if done is not None:  # the caller reports it (shutdown)
+                        done.set()
+                    elif kind == "commit" or not result["ok"]:
+                        self.last_message = result["message"]
+                        (self.get_logger().info if result["ok"] else self.get_logger().error)(result["message"])
 
         # -- progress ----------------------------------------------------------------------------
         def _table(self) -> Any:
