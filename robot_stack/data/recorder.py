@@ -72,7 +72,6 @@ class StreamStats:
 
 
 def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
-    from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
     from rclpy.node import Node
 
     from robot_stack import convert
@@ -119,7 +118,8 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
             self.store = EpisodeStore(store_path, "a", image_codec=codec, fsync=fsync)
             self.queue: queue.Queue = queue.Queue(maxsize=max(4, int(self.queue_s * self.rate)))
             self.lock = threading.Lock()
-            self.episode: dict[str, Any] | None = None  # the episode being recorded (tick thread's view)
+            self.episode: dict[str, Any] | None = None  # the episode being recorded
+            self.ending: list[dict[str, Any]] = []  # ended episodes whose last ticks are not assembled yet
             self.saved = self.store.n_episodes  # committed (the writer's count)
             self.next_id = self.saved  # id of the next episode: committed + queued saves
             self.last_message = ""
@@ -127,28 +127,24 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
             self.writer.start()
 
             c = self.contract
-            sensors = ReentrantCallbackGroup()
-            self.create_subscription(c.joint_states.type, c.joint_states.name, self._on_joint_states, c.joint_states.qos, callback_group=sensors)
-            self.create_subscription(c.ee_pose.type, c.ee_pose.name, self._on_ee_pose, c.ee_pose.qos, callback_group=sensors)
+            self.create_subscription(c.joint_states.type, c.joint_states.name, self._on_joint_states, c.joint_states.qos)
+            self.create_subscription(c.ee_pose.type, c.ee_pose.name, self._on_ee_pose, c.ee_pose.qos)
             if self.task_kind:
-                self.create_subscription(c.object_poses.type, c.object_poses.name, self._on_object_poses, c.object_poses.qos, callback_group=sensors)
-            self.create_subscription(c.intervention.type, c.intervention.name, self._on_intervention, c.intervention.qos, callback_group=sensors)
-            self.create_subscription(c.joint_trajectory.type, c.joint_trajectory.name, self._on_trajectory, c.joint_trajectory.qos, callback_group=sensors)
-            self.create_subscription(c.joint_commands.type, c.joint_commands.name, self._on_commands, c.joint_commands.qos, callback_group=sensors)
+                self.create_subscription(c.object_poses.type, c.object_poses.name, self._on_object_poses, c.object_poses.qos)
+            self.create_subscription(c.intervention.type, c.intervention.name, self._on_intervention, c.intervention.qos)
+            self.create_subscription(c.joint_trajectory.type, c.joint_trajectory.name, self._on_trajectory, c.joint_trajectory.qos)
+            self.create_subscription(c.joint_commands.type, c.joint_commands.name, self._on_commands, c.joint_commands.qos)
             if c.gripper_commands is not None:
                 t = c.gripper_commands
-                self.create_subscription(t.type, t.name, self._on_gripper, t.qos, callback_group=sensors)
+                self.create_subscription(t.type, t.name, self._on_gripper, t.qos)
             for name, topics in c.cameras.items():
                 self.create_subscription(
-                    topics.image.type, topics.image.name, lambda m, n=name: self._on_image(n, m), topics.image.qos,
-                    callback_group=sensors,
-                )
-            services = MutuallyExclusiveCallbackGroup()
+                    topics.image.type, topics.image.name, lambda m, n=name: self._on_image(n, m), topics.image.qos)
             for name, handler in (("start", self._start), ("save", self._save), ("discard", self._discard)):
                 srv = c.episode_services[name]
-                self.create_service(srv.type, srv.name, handler, callback_group=services)
-            self.create_timer(min(0.02, 0.5 / self.rate), self._tick, callback_group=MutuallyExclusiveCallbackGroup())
-            self.create_timer(0.5 if self.show_progress else 5.0, self._progress, callback_group=MutuallyExclusiveCallbackGroup())
+                self.create_service(srv.type, srv.name, handler)
+            self.create_timer(min(0.02, 0.5 / self.rate), self._tick)
+            self.create_timer(0.5 if self.show_progress else 5.0, self._progress)
             self._live = None
             if self.show_progress:
                 from rich.live import Live
@@ -223,19 +219,38 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
         def _on_gripper(self, msg: Any, info: Any) -> None:
             self._on_command("gripper commands", self.streams.add_gripper, msg, info)
 
-        # -- the tick (control thread) -----------------------------------------------------------
-        def _tick(self) -> None:
+        # -- the tick ------------------------------------------------------------------------------
+        def _tick(self, horizon: float | None = None) -> None:
+            """Assemble every tick older than ``latency_s`` (all of them with ``horizon=inf``).
+
+            Ended episodes are finished (their last ticks, then the commit or discard) before the
+            next episode's first step is queued, so the writer sees one episode at a time.
+            """
             with self.lock:
+                horizon = self._now() - self.latency if horizon is None else horizon
+                while self.ending:
+                    ep = self.ending[0]
+                    self._assemble(ep, min(horizon, ep["end"]))
+                    if ep["next"] <= ep["end"]:
+                        return  # its last ticks are not due yet
+                    self.ending.pop(0)
+                    if ep["save"]:
+                        self.queue.put(("commit", ep["id"], (self._episode_info(ep), ep.get("done"), {})))
+                    else:
+                        self.queue.put(("discard", ep["id"], (None, None, {})))
                 ep = self.episode
                 if ep is None:
                     return
-                horizon = self._now() - self.latency
-                while ep["next"] <= horizon and (ep["end"] is None or ep["next"] <= ep["end"]):
-                    self._sample(ep, ep["next"])
-                    ep["k"] += 1
-                    ep["next"] = ep["t0"] + ep["k"] / self.rate
-                if ep["end"] is not None and ep["next"] > ep["end"]:
-                    ep["done"].set()
+                if not ep["begun"]:
+                    self.queue.put(("begin", ep["id"], None))
+                    ep["begun"] = True
+                self._assemble(ep, horizon)
+
+        def _assemble(self, ep: dict[str, Any], until: float) -> None:
+            while ep["next"] <= until:
+                self._sample(ep, ep["next"])
+                ep["k"] += 1
+                ep["next"] = ep["t0"] + ep["k"] / self.rate
 
         def _sample(self, ep: dict[str, Any], t: float) -> None:
             step, late, fallback = self.streams.sample(t, ep["ee"], ep["objects"])
@@ -286,13 +301,12 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                 self.streams.commands.begin(now, self.profile.control.watchdog_periods * self.profile.control_period)
                 ep_id = self.next_id
                 self.episode = {
-                    "id": ep_id, "t0": now, "k": 0, "next": now, "end": None, "done": threading.Event(),
+                    "id": ep_id, "t0": now, "k": 0, "next": now, "end": None, "begun": False,
                     "steps": 0, "warmup": 0, "dropped": 0, "fallback": 0, "ee": with_ee,
                     "objects": (self.streams.objects.items[-1][1].size if self.streams.objects else 0) if with_obj else None,
                     "late": {n: 0 for n in self.stats}, "missing0": {n: self.stats[n].missing for n in self.frames},
                     "started": time.time(),
                 }
-                self.queue.put(("begin", ep_id, None))
             response.success, response.message = True, f"recording episode {ep_id}"
             self.get_logger().info(response.message)
             return response
@@ -303,14 +317,10 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                 if ep is None:
                     response.success, response.message = False, "not recording (call episode/start first)"
                     return response
-                ep["end"] = self._now()
-            if not ep["done"].wait(timeout=self.latency + 5.0):
-                self.get_logger().warning("the last ticks of the episode were not assembled in time")
-            with self.lock:
+                ep["end"], ep["save"] = self._now(), save
+                self.ending.append(ep)  # the tick assembles its last ticks, then commits it
                 self.episode = None
                 self.next_id += int(save)
-            info = self._episode_info(ep) if save else None
-            self.queue.put(("commit" if save else "discard", ep["id"], (info, None, {})))
             response.success = True
             response.message = (f"saving episode {ep['id']} ({ep['steps']} steps)" if save
                                 else f"discarded episode {ep['id']}")
@@ -448,6 +458,7 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
         def close(self) -> None:
             if self._live is not None:
                 self._live.stop()
+            self._tick(horizon=self._now())  # ended episodes are committed with what has arrived
             with self.lock:
                 ep, self.episode = self.episode, None
             if ep is not None and ep["steps"]:  # never lose data: keep it, marked as interrupted
@@ -471,7 +482,7 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
 def main() -> None:
     from robot_stack.node import run_node
 
-    run_node(make_recorder, threads=4)
+    run_node(make_recorder)  # one thread: no callback blocks (rclpy's MultiThreadedExecutor took a core)
 
 
 if __name__ == "__main__":
