@@ -116,6 +116,7 @@ def test_records_episodes_from_a_publisher_process(ros, spawn, tmp_path: Path, c
     reply = ros.call(Trigger, "episode/save", timeout=30.0)
     assert reply.success, reply.message
     assert not ros.call(Trigger, "episode/save").success  # not recording now
+    assert ros.call(Trigger, "episode/start").success and ros.call(Trigger, "episode/discard").success  # no tick
     assert ros.call(Trigger, "episode/start").success
     time.sleep(3.0)  # steps are sampled latency_s late, and later still on a loaded machine
     recorder.send_signal(signal.SIGINT)  # stopped while recording: the episode is kept, marked interrupted

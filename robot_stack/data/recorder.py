@@ -221,7 +221,7 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
 
         # -- the tick ------------------------------------------------------------------------------
         def _tick(self, horizon: float | None = None) -> None:
-            """Assemble every tick older than ``latency_s`` (all of them with ``horizon=inf``).
+            """Assemble every tick older than ``latency_s`` (or up to ``horizon``).
 
             Ended episodes are finished (their last ticks, then the commit or discard) before the
             next episode's first step is queued, so the writer sees one episode at a time.
@@ -230,6 +230,7 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                 horizon = self._now() - self.latency if horizon is None else horizon
                 while self.ending:
                     ep = self.ending[0]
+                    self._begin(ep)
                     self._assemble(ep, min(horizon, ep["end"]))
                     if ep["next"] <= ep["end"]:
                         return  # its last ticks are not due yet
@@ -241,10 +242,13 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                 ep = self.episode
                 if ep is None:
                     return
-                if not ep["begun"]:
-                    self.queue.put(("begin", ep["id"], None))
-                    ep["begun"] = True
+                self._begin(ep)
                 self._assemble(ep, horizon)
+
+        def _begin(self, ep: dict[str, Any]) -> None:
+            if not ep["begun"]:
+                self.queue.put(("begin", ep["id"], None))
+                ep["begun"] = True
 
         def _assemble(self, ep: dict[str, Any], until: float) -> None:
             while ep["next"] <= until:
@@ -322,8 +326,7 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                 self.episode = None
                 self.next_id += int(save)
             response.success = True
-            response.message = (f"saving episode {ep['id']} ({ep['steps']} steps)" if save
-                                else f"discarded episode {ep['id']}")
+            response.message = f"saving episode {ep['id']}" if save else f"discarded episode {ep['id']}"
             self.get_logger().info(response.message)
             self.last_message = response.message
             return response
