@@ -2,7 +2,8 @@
 
 ``run_node(factory)`` sets the ROS environment, initialises rclpy with the process arguments
 (``--ros-args`` from a launch file included), builds the node, spins it and shuts down cleanly on
-Ctrl-C/SIGTERM. A ``UserError`` raised while building or running becomes one log line and exit 2.
+Ctrl-C/SIGTERM (an error from a callback caught mid-shutdown is part of the shutdown, not a
+failure). A ``UserError`` raised while building or running becomes one log line and exit 2.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ def run_node(factory: Callable[[], Any], *, threads: int = 1) -> None:
         code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # shutting down (Ctrl-C, SIGTERM): a callback that was running when the context went
+        # away fails to publish or wait; that is the shutdown, not an error
     finally:
         if node is not None:
             close = getattr(node, "close", None)

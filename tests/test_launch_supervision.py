@@ -143,3 +143,19 @@ def test_a_process_that_cannot_start_stops_the_others() -> None:
         supervisor.start()
     assert supervisor.wait(timeout=0) is not None
     assert not alive(supervisor.pids()["sleep-1"][0])
+
+
+def test_a_busy_node_stopped_mid_spin_exits_0_without_a_traceback(spawn) -> None:  # noqa: ANN001
+    """Ctrl-C / SIGTERM while the twin's 100 Hz tick publishes: a clean stop, every time."""
+    from robot_stack.resources import ros_environment
+
+    twin = str(Path(sys.prefix) / "bin" / "twin_node")
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
+        proc = spawn([twin, "--ros-args", "-p", "cameras:=none", "-p", "realtime_factor:=0.0"], env=ros_environment())
+        out = Output(proc.stdout)
+        wait_for(lambda: "twin: so101" in out.text(), 60, "the twin up")
+        time.sleep(0.5)
+        os.kill(proc.pid, sig)
+        assert proc.wait(timeout=20) == 0, out.text()[-2000:]
+        time.sleep(0.2)
+        assert "Traceback" not in out.text(), out.text()[-2000:]
