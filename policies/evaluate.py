@@ -155,10 +155,20 @@ def write_video(frames: list[np.ndarray], path: Path, fps: float) -> Path:
     return path
 
 
+def policy_cameras(checkpoint: str | Path) -> str:
+    """The cameras a checkpoint observes, as a launch argument (``front,wrist`` or ``none``)."""
+    from robot_stack.policies.diffusion.checkpoint import read_config
+
+    image_keys = read_config(checkpoint)[0].obs.image_keys
+    return ",".join(k[: -len("_image")] for k in image_keys) or "none"
+
+
 def evaluate_over_ros(checkpoint: str | Path, task: str, robot: str, episodes: int, *, seed: int = 2000,
-                      gate: float = 0.8, cameras: str = "none", realtime_factor: float = 1.0,
+                      gate: float = 0.8, cameras: str | None = None, realtime_factor: float = 1.0,
                       log: Path | None = None) -> EvalReport:
     """Run ``launch/deploy.launch.xml`` (twin + policy_server) and score episodes through the contract.
+
+    ``cameras``: the twin's rendered cameras (comma list, ``none``); default: those the policy observes.
 
     Between episodes the evaluator raises ``teleop/intervention`` (the policy yields), resets the twin
     with the next seed and hands control back, exactly as an operator would.
@@ -177,6 +187,7 @@ def evaluate_over_ros(checkpoint: str | Path, task: str, robot: str, episodes: i
 
     apply_ros_environment()
     profile = load_profile(robot)
+    cameras = policy_cameras(checkpoint) if cameras is None else cameras
     limit = load_task_config(task).episode_seconds
     args = {"sim": "true", "robot": robot, "task": task, "policy": str(checkpoint), "cameras": cameras,
             "seed": str(seed), "realtime_factor": str(realtime_factor)}

@@ -105,6 +105,20 @@ def test_chunks_drop_past_steps_and_blend_without_jumps():
     assert np.all(np.diff(actions[:, 0]) >= 0) and actions[0, 0] < 0.5  # fades in, never jumps to the new chunk
 
 
+def test_ros_eval_renders_the_cameras_the_policy_observes(tmp_path, checkpoint):
+    from robot_stack.policies.diffusion.config import replace
+    from robot_stack.policies.evaluate import policy_cameras
+
+    assert policy_cameras(checkpoint) == "none"
+    cfg = replace(preset("tiny"), obs={"lowdim_keys": ("joint_pos",), "image_keys": ("front_image",)})
+    shape = ShapeMeta(robot="so101", joint_names=tuple(PROFILE.all_joint_names), lowdim_dims={"joint_pos": 6},
+                      action_dim=6, image_keys=("front_image",))
+    policy = DiffusionPolicy(cfg, shape)
+    span = np.stack([np.full(6, -1.0), np.full(6, 1.0)])
+    policy.normalizer.fit({"joint_pos": span, "action": span})
+    assert policy_cameras(save_checkpoint(tmp_path / "image_policy", policy)) == "front"
+
+
 def test_history_restarts_after_a_takeover(ros):
     """After ``restart`` (control back from the operator) no sample from before it enters the history."""
     from robot_stack.policies.observations import ObservationStreams
