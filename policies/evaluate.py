@@ -108,7 +108,7 @@ def evaluate_policy(policy, profile, task: str, episodes: int, *, seed: int = 10
 
     from robot_stack.sim.gym_env import TwinEnv
 
-    cameras = [k[: -len("_image")] for k in policy.cfg.obs.image_keys]
+    cameras = list(policy.cfg.obs.cameras)
     video_camera = cameras[0] if cameras else profile.camera_names[0] if profile.camera_names else None
     env = TwinEnv(profile, task, cameras=cameras)
     report = EvalReport("in-process", name, task, profile.name, gate=gate)
@@ -159,8 +159,7 @@ def policy_cameras(checkpoint: str | Path) -> str:
     """The cameras a checkpoint observes, as a launch argument (``front,wrist`` or ``none``)."""
     from robot_stack.policies.diffusion.checkpoint import read_config
 
-    image_keys = read_config(checkpoint)[0].obs.image_keys
-    return ",".join(k[: -len("_image")] for k in image_keys) or "none"
+    return ",".join(read_config(checkpoint)[0].obs.cameras) or "none"
 
 
 def evaluate_over_ros(checkpoint: str | Path, task: str, robot: str, episodes: int, *, seed: int = 2000,

@@ -17,10 +17,10 @@ from robot_stack.errors import UserError
 from robot_stack.resources import apply_ros_environment
 
 
-def run_node(factory: Callable[[], Any], *, threads: int = 1) -> None:
+def run_node(factory: Callable[[], Any]) -> None:
     apply_ros_environment()
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     rclpy.init(args=sys.argv)
     # SIGTERM (from a launch runner or systemd) shuts down like Ctrl-C.
@@ -29,7 +29,7 @@ def run_node(factory: Callable[[], Any], *, threads: int = 1) -> None:
     code = 0
     try:
         node = factory()
-        executor = MultiThreadedExecutor(threads) if threads > 1 else SingleThreadedExecutor()
+        executor = SingleThreadedExecutor()  # every node's callbacks are short and non-blocking
         executor.add_node(node)
         executor.spin()
     except UserError as err:

@@ -57,6 +57,11 @@ class ObsConfig:
             raise ValueError("lowdim_noise must be >= 0")
 
     @property
+    def cameras(self) -> tuple[str, ...]:
+        """The cameras observed: ``image_keys`` without their suffix."""
+        return tuple(k[: -len(IMAGE_SUFFIX)] for k in self.image_keys)
+
+    @property
     def keys(self) -> tuple[str, ...]:
         return self.lowdim_keys + self.image_keys
 

@@ -30,10 +30,11 @@ longer in effect) take the measured position (counted as ``action_fallback_steps
 
 Episodes are controlled with the ``episode/start``, ``episode/save`` and ``episode/discard``
 Trigger services; ``task``, ``operator`` and ``success`` parameters are read when saving.
-Frames are written by a writer thread through a bounded queue. ``save`` answers as soon as the
-episode is complete and queued (``saving episode N``); the writer commits it in order and logs
-``saved episode N (...)`` (or why it failed), so the next episode can start at once instead of
-waiting for the commit's fsyncs. Stopping the node drains the queue first.
+Frames are written by a writer thread through a bounded queue. ``save`` answers at once
+(``saving episode N``); the episode's last ticks are assembled ``latency_s`` later, then the writer
+commits it in order and logs ``saved episode N (...)`` (or why it failed), so the next episode can
+start at once instead of waiting for the commit's fsyncs. No callback blocks, so the node runs on
+one executor thread. Stopping the node commits what has ended and drains the queue first.
 """
 
 from __future__ import annotations
@@ -117,7 +118,6 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
             self.use_sim_time = bool(self.get_parameter("use_sim_time").value)
             self.store = EpisodeStore(store_path, "a", image_codec=codec, fsync=fsync)
             self.queue: queue.Queue = queue.Queue(maxsize=max(4, int(self.queue_s * self.rate)))
-            self.lock = threading.Lock()
             self.episode: dict[str, Any] | None = None  # the episode being recorded
             self.ending: list[dict[str, Any]] = []  # ended episodes whose last ticks are not assembled yet
             self.saved = self.store.n_episodes  # committed (the writer's count)
@@ -226,24 +226,23 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
             Ended episodes are finished (their last ticks, then the commit or discard) before the
             next episode's first step is queued, so the writer sees one episode at a time.
             """
-            with self.lock:
-                horizon = self._now() - self.latency if horizon is None else horizon
-                while self.ending:
-                    ep = self.ending[0]
-                    self._begin(ep)
-                    self._assemble(ep, min(horizon, ep["end"]))
-                    if ep["next"] <= ep["end"]:
-                        return  # its last ticks are not due yet
-                    self.ending.pop(0)
-                    if ep["save"]:
-                        self.queue.put(("commit", ep["id"], (self._episode_info(ep), ep.get("done"), {})))
-                    else:
-                        self.queue.put(("discard", ep["id"], (None, None, {})))
-                ep = self.episode
-                if ep is None:
-                    return
+            horizon = self._now() - self.latency if horizon is None else horizon
+            while self.ending:
+                ep = self.ending[0]
                 self._begin(ep)
-                self._assemble(ep, horizon)
+                self._assemble(ep, min(horizon, ep["end"]))
+                if ep["next"] <= ep["end"]:
+                    return  # its last ticks are not due yet
+                self.ending.pop(0)
+                if ep["save"]:
+                    self.queue.put(("commit", ep["id"], (self._episode_info(ep), None, {})))
+                else:
+                    self.queue.put(("discard", ep["id"], (None, None, {})))
+            ep = self.episode
+            if ep is None:
+                return
+            self._begin(ep)
+            self._assemble(ep, horizon)
 
         def _begin(self, ep: dict[str, Any]) -> None:
             if not ep["begun"]:
@@ -278,53 +277,51 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
         # -- episode services --------------------------------------------------------------------
         def _start(self, request: Any, response: Any) -> Any:
             missing = self.streams.missing()
-            with self.lock:
-                if self.episode is not None:
-                    response.success, response.message = False, f"already recording episode {self.episode['id']}"
-                    return response
-                if missing:
-                    topics = [self.contract.joint_states.name if n == "joint_states" else self.contract.camera(n).image.name for n in missing]
-                    response.success, response.message = False, f"no messages yet on {', '.join(topics)}"
-                    return response
-                # keys must match the store's: ee_pose follows the store once it has episodes
-                stored = set(self.store.keys)
-                with_ee = "ee_pose" in stored if stored else bool(self.streams.ee)
-                expected = {"timestamp", "joint_pos", "joint_vel", "action", "intervention"}
-                expected |= {f"{n}_{s}" for n in self.frames for s in ("image", "stamp")}
-                expected |= {"ee_pose"} if with_ee else set()
-                with_obj = "object_state" in stored if stored else bool(self.streams.objects)
-                expected |= {"object_state"} if with_obj else set()
-                if stored and expected != stored:
-                    response.success = False
-                    response.message = (
-                        f"{self.store.path} holds keys {sorted(stored)} but this recorder would write {sorted(expected)}: "
-                        "record into another store or match its cameras"
-                    )
-                    return response
-                now = self._now()
-                self.streams.commands.begin(now, self.profile.control.watchdog_periods * self.profile.control_period)
-                ep_id = self.next_id
-                self.episode = {
-                    "id": ep_id, "t0": now, "k": 0, "next": now, "end": None, "begun": False,
-                    "steps": 0, "warmup": 0, "dropped": 0, "fallback": 0, "ee": with_ee,
-                    "objects": (self.streams.objects.items[-1][1].size if self.streams.objects else 0) if with_obj else None,
-                    "late": {n: 0 for n in self.stats}, "missing0": {n: self.stats[n].missing for n in self.frames},
-                    "started": time.time(),
-                }
+            if self.episode is not None:
+                response.success, response.message = False, f"already recording episode {self.episode['id']}"
+                return response
+            if missing:
+                topics = [self.contract.joint_states.name if n == "joint_states" else self.contract.camera(n).image.name for n in missing]
+                response.success, response.message = False, f"no messages yet on {', '.join(topics)}"
+                return response
+            # keys must match the store's: ee_pose follows the store once it has episodes
+            stored = set(self.store.keys)
+            with_ee = "ee_pose" in stored if stored else bool(self.streams.ee)
+            expected = {"timestamp", "joint_pos", "joint_vel", "action", "intervention"}
+            expected |= {f"{n}_{s}" for n in self.frames for s in ("image", "stamp")}
+            expected |= {"ee_pose"} if with_ee else set()
+            with_obj = "object_state" in stored if stored else bool(self.streams.objects)
+            expected |= {"object_state"} if with_obj else set()
+            if stored and expected != stored:
+                response.success = False
+                response.message = (
+                    f"{self.store.path} holds keys {sorted(stored)} but this recorder would write {sorted(expected)}: "
+                    "record into another store or match its cameras"
+                )
+                return response
+            now = self._now()
+            self.streams.commands.begin(now, self.profile.control.watchdog_periods * self.profile.control_period)
+            ep_id = self.next_id
+            self.episode = {
+                "id": ep_id, "t0": now, "k": 0, "next": now, "end": None, "begun": False,
+                "steps": 0, "warmup": 0, "dropped": 0, "fallback": 0, "ee": with_ee,
+                "objects": (self.streams.objects.items[-1][1].size if self.streams.objects else 0) if with_obj else None,
+                "late": {n: 0 for n in self.stats}, "missing0": {n: self.stats[n].missing for n in self.frames},
+                "started": time.time(),
+            }
             response.success, response.message = True, f"recording episode {ep_id}"
             self.get_logger().info(response.message)
             return response
 
         def _finish(self, save: bool, response: Any) -> Any:
-            with self.lock:
-                ep = self.episode
-                if ep is None:
-                    response.success, response.message = False, "not recording (call episode/start first)"
-                    return response
-                ep["end"], ep["save"] = self._now(), save
-                self.ending.append(ep)  # the tick assembles its last ticks, then commits it
-                self.episode = None
-                self.next_id += int(save)
+            ep = self.episode
+            if ep is None:
+                response.success, response.message = False, "not recording (call episode/start first)"
+                return response
+            ep["end"], ep["save"] = self._now(), save
+            self.ending.append(ep)  # the tick assembles its last ticks, then commits it
+            self.episode = None
+            self.next_id += int(save)
             response.success = True
             response.message = f"saving episode {ep['id']}" if save else f"discarded episode {ep['id']}"
             self.get_logger().info(response.message)
@@ -462,8 +459,7 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
             if self._live is not None:
                 self._live.stop()
             self._tick(horizon=self._now())  # ended episodes are committed with what has arrived
-            with self.lock:
-                ep, self.episode = self.episode, None
+            ep, self.episode = self.episode, None
             if ep is not None and ep["steps"]:  # never lose data: keep it, marked as interrupted
                 info = self._episode_info(ep)
                 info["success"] = None
