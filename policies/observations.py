@@ -1,16 +1,20 @@
-"""Policy observations from the contract's topics, aligned by capture time.
+"""Policy observations: what a robot publishes, kept per key with capture stamps and sampled aligned.
 
-``ObservationStreams`` subscribes to exactly the topics a policy's observation keys need,
-keeps a short timestamped history per key, and samples every key at the same instants
-(nearest earlier sample within a tolerance). Keys and their topics:
+``ObservationHistory`` (no ROS) keeps a short timestamped history per observation key and samples
+every key at the same instants (nearest earlier sample within a tolerance). The in-process runtime
+feeds it directly; ``subscribe`` feeds it from the contract's topics. Keys and their topics:
 
 =================  ========================================================
 ``joint_pos``      ``joint_states`` positions (arm joints then gripper)
 ``joint_vel``      ``joint_states`` velocities
 ``ee_pose``        ``ee_pose`` as (x, y, z, qx, qy, qz, qw)
-``object_state``   ``object_poses`` through the task's ``object_state_from_poses``
+``object_state``   ``object_poses`` through the task's ``object_state_from_poses`` (simulator
+                   ground truth: a privileged key, see ``robot_stack.contract.PRIVILEGED_KEYS``)
 ``<cam>_image``    ``<cam>/color/image_raw`` as (H, W, 3) uint8 RGB
 =================  ========================================================
+
+Both feeds use the same value functions (``joint_values``, ``pose_vector``, ``object_values``), so a
+policy sees identical numbers in-process and over ROS.
 """
 
 from __future__ import annotations
@@ -18,99 +22,95 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from robot_stack import convert
-from robot_stack.contract import Contract, Topic
 from robot_stack.errors import UserError
 
 IMAGE_SUFFIX = "_image"
+LOWDIM_KEYS = ("joint_pos", "joint_vel", "ee_pose", "object_state")
+
+
+def check_key(key: str) -> None:
+    if key not in LOWDIM_KEYS and not key.endswith(IMAGE_SUFFIX):
+        raise UserError(f"observation key {key!r} has no topic in the contract "
+                        f"(known: {', '.join(LOWDIM_KEYS)}, <camera>{IMAGE_SUFFIX})")
+
+
+# -- values: one definition for the in-process and the ROS feed ------------------------------------------
+def joint_values(position: np.ndarray, velocity: np.ndarray) -> dict[str, np.ndarray]:
+    return {"joint_pos": np.asarray(position, dtype=np.float32), "joint_vel": np.asarray(velocity, dtype=np.float32)}
+
+
+def pose_vector(position: Any, quat_xyzw: Any) -> np.ndarray:
+    return np.concatenate([np.asarray(position, float), np.asarray(quat_xyzw, float)]).astype(np.float32)
+
+
+def object_values(task_kind: str, poses: np.ndarray) -> np.ndarray:
+    """``object_state`` from object poses (rows x, y, z, qx, qy, qz, qw) as published on ``object_poses``."""
+    from robot_stack.tasks import object_state_from_poses
+
+    rows = np.asarray(poses, dtype=np.float32).reshape(-1, 7)
+    return object_state_from_poses(task_kind, rows).astype(np.float32)
+
+
+def observation_dict(position: np.ndarray, velocity: np.ndarray, ee_pose: tuple | None = None,
+                     object_state: np.ndarray | None = None, images: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """One observation (no time axis): joints, ``ee_pose`` (position, quaternion xyzw), object state, images."""
+    obs = joint_values(position, velocity)
+    if ee_pose is not None:
+        obs["ee_pose"] = pose_vector(*ee_pose)
+    if object_state is not None:
+        obs["object_state"] = np.asarray(object_state, dtype=np.float32)
+    for name, image in (images or {}).items():
+        obs[f"{name}{IMAGE_SUFFIX}"] = np.ascontiguousarray(image, dtype=np.uint8)
+    return obs
+
+
+class LazyFrame:
+    """A camera frame rendered only if a policy samples it (in-process; same pixels as the published one)."""
+
+    __slots__ = ("_render", "_array")
+
+    def __init__(self, render: Callable[[], np.ndarray]):
+        self._render, self._array = render, None
+
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            self._array = self._render()
+            self._render = None
+        return self._array
+
+
+def _resolve(value: Any) -> np.ndarray:
+    return value.array() if isinstance(value, LazyFrame) else value
 
 
 @dataclass
 class StreamHistory:
-    topic: str
-    stamps: deque
-    values: deque
+    stamps: deque = field(default_factory=lambda: deque(maxlen=64))
+    values: deque = field(default_factory=lambda: deque(maxlen=64))
     last_receive: float | None = None
 
 
-def _pose_vector(pose) -> np.ndarray:  # noqa: ANN001 - geometry_msgs/Pose
-    p, o = pose.position, pose.orientation
-    return np.array([p.x, p.y, p.z, o.x, o.y, o.z, o.w], dtype=np.float32)
+class ObservationHistory:
+    """Recent samples of each observation key, aligned by capture stamp (thread-safe)."""
 
-
-class ObservationStreams:
-    def __init__(self, node, contract: Contract, keys: list[str], history: int = 64,  # noqa: ANN001
-                 task_kind: str | None = None):
-        """``task_kind`` (reach, pick_cube, push) is needed when ``object_state`` is a key."""
-        self.node, self.contract, self.keys = node, contract, list(keys)
-        if "object_state" in self.keys and not task_kind:
-            raise UserError("the policy observes object_state: give the task (parameter 'task') so its object "
-                            "poses can be interpreted")
-        self.task_kind = task_kind
+    def __init__(self, keys: list[str]):
+        for key in keys:
+            check_key(key)
+        self.keys = list(keys)
+        self.streams = {key: StreamHistory() for key in self.keys}
+        self.since = -np.inf  # samples captured at or before this are ignored (see ``restart``)
         self._lock = threading.Lock()
-        self.since = -np.inf  # samples captured earlier are ignored (see ``restart``)
-        names = contract.profile.all_joint_names
-        self.streams: dict[str, StreamHistory] = {}
-        subscriptions: dict[str, tuple[Topic, list[str]]] = {}
-        for key in self.keys:
-            if key in ("joint_pos", "joint_vel"):
-                topic = contract.joint_states
-            elif key == "ee_pose":
-                topic = contract.ee_pose
-            elif key == "object_state":
-                topic = contract.object_poses
-            elif key.endswith(IMAGE_SUFFIX):
-                camera = key[: -len(IMAGE_SUFFIX)]
-                topic = contract.camera(camera).image
-            else:
-                raise UserError(f"observation key {key!r} has no topic in the contract "
-                                f"(known: joint_pos, joint_vel, ee_pose, object_state, <camera>{IMAGE_SUFFIX})")
-            self.streams[key] = StreamHistory(topic.name, deque(maxlen=history), deque(maxlen=history))
-            subscriptions.setdefault(topic.name, (topic, []))[1].append(key)
 
-        def handler(keys: list[str]):  # noqa: ANN202
-            def on_message(msg) -> None:  # noqa: ANN001
-                stamp = convert.to_sec(msg.header.stamp)
-                for key in keys:
-                    value = self._extract(key, msg, names)
-                    if value is not None:
-                        self._add(key, stamp, value)
-            return on_message
-
-        for topic, keys in subscriptions.values():
-            contract.subscription(node, topic, handler(keys))
-
-    def _extract(self, key: str, msg, names: list[str]) -> np.ndarray | None:  # noqa: ANN001
-        try:
-            if key == "joint_pos":
-                return convert.joint_state_arrays(msg, names)[0].astype(np.float32)
-            if key == "joint_vel":
-                return convert.joint_state_arrays(msg, names)[1].astype(np.float32)
-            if key == "ee_pose":
-                return _pose_vector(msg.pose)
-            if key == "object_state":
-                from robot_stack.sim.tasks import object_state_from_poses
-
-                rows = np.array([_pose_vector(p) for p in msg.poses]).reshape(-1, 7)
-                return object_state_from_poses(self.task_kind, rows).astype(np.float32)
-            image = convert.image_to_array(msg)
-            if msg.encoding == "bgr8":
-                image = image[:, :, ::-1]
-            elif msg.encoding == "mono8":
-                image = np.repeat(image[:, :, None], 3, axis=2)
-            return np.ascontiguousarray(image)
-        except (convert.MessageError, ValueError) as err:
-            self.node.get_logger().error(f"bad message for {key}: {err}", throttle_duration_sec=2.0)
-            return None
-
-    def _add(self, key: str, stamp: float, value: np.ndarray) -> None:
+    def add(self, key: str, stamp: float, value: Any, received: float) -> None:
         with self._lock:
             s = self.streams[key]
-            if stamp < self.since:
+            if stamp <= self.since:
                 return
             if s.stamps and stamp <= s.stamps[-1]:
                 if stamp < s.stamps[-1]:
@@ -119,13 +119,12 @@ class ObservationStreams:
             else:
                 s.stamps.append(stamp)
                 s.values.append(value)
-            s.last_receive = self.node.get_clock().now().nanoseconds * 1e-9
+            s.last_receive = received
 
     def silent(self, now: float, timeout: float) -> list[str]:
-        """Topics with no message in the last ``timeout`` seconds (or never)."""
+        """Keys with no sample received in the last ``timeout`` seconds (or never)."""
         with self._lock:
-            return sorted({s.topic for s in self.streams.values()
-                           if s.last_receive is None or now - s.last_receive > timeout})
+            return sorted(k for k, s in self.streams.items() if s.last_receive is None or now - s.last_receive > timeout)
 
     def newest_common_stamp(self) -> float | None:
         """The latest instant every stream has reached (alignment to the slowest stream)."""
@@ -136,7 +135,7 @@ class ObservationStreams:
 
     def sample(self, times: list[float], tolerance: float) -> dict[str, np.ndarray] | None:
         """Each key at each time (nearest earlier sample, at most ``tolerance`` s older), stacked (T, ...)."""
-        out = {}
+        picked: dict[str, list[Any]] = {}
         with self._lock:
             for key, s in self.streams.items():
                 stamps = list(s.stamps)
@@ -148,11 +147,11 @@ class ObservationStreams:
                     elif t - stamps[i] > tolerance:
                         return None
                     rows.append(s.values[i])
-                out[key] = np.stack(rows)
-        return out
+                picked[key] = rows
+        return {key: np.stack([_resolve(v) for v in rows]) for key, rows in picked.items()}
 
     def restart(self, since: float) -> None:
-        """Forget the history and ignore samples captured before ``since``.
+        """Forget the history and ignore samples captured at or before ``since``.
 
         The history then starts like an episode's: shorter than the horizon, its oldest sample
         repeated (as the policy was trained at episode starts). Used when control comes back from
@@ -163,3 +162,61 @@ class ObservationStreams:
             for s in self.streams.values():
                 s.stamps.clear()
                 s.values.clear()
+                s.last_receive = None
+
+
+# -- the ROS feed ------------------------------------------------------------------------------------------
+def subscribe(node, contract, history: ObservationHistory, task_kind: str | None = None,  # noqa: ANN001
+              now: Callable[[], float] | None = None) -> None:
+    """Feed ``history`` from the contract topics its keys need (one subscription per topic)."""
+    from robot_stack import convert
+
+    if "object_state" in history.keys and not task_kind:
+        raise UserError("the policy observes object_state: give the task (parameter 'task') so its object "
+                        "poses can be interpreted")
+    names = contract.profile.all_joint_names
+    clock = now or (lambda: node.get_clock().now().nanoseconds * 1e-9)
+    topics: dict[str, tuple[Any, list[str]]] = {}
+    for key in history.keys:
+        if key in ("joint_pos", "joint_vel"):
+            topic = contract.joint_states
+        elif key == "ee_pose":
+            topic = contract.ee_pose
+        elif key == "object_state":
+            topic = contract.object_poses
+        else:
+            topic = contract.camera(key[: -len(IMAGE_SUFFIX)]).image
+        topics.setdefault(topic.name, (topic, []))[1].append(key)
+
+    def extract(key: str, msg) -> Any:  # noqa: ANN001
+        if key in ("joint_pos", "joint_vel"):
+            return joint_values(*convert.joint_state_arrays(msg, names)[:2])[key]
+        if key == "ee_pose":
+            p, o = msg.pose.position, msg.pose.orientation
+            return pose_vector((p.x, p.y, p.z), (o.x, o.y, o.z, o.w))
+        if key == "object_state":
+            return object_values(task_kind, [pose_vector((p.position.x, p.position.y, p.position.z),
+                                                         (p.orientation.x, p.orientation.y, p.orientation.z,
+                                                          p.orientation.w)) for p in msg.poses])
+        image = convert.image_to_array(msg)
+        if msg.encoding == "bgr8":
+            image = image[:, :, ::-1]
+        elif msg.encoding == "mono8":
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        return np.ascontiguousarray(image)
+
+    def handler(keys: list[str]):  # noqa: ANN202
+        def on_message(msg) -> None:  # noqa: ANN001
+            stamp = convert.to_sec(msg.header.stamp)
+            received = clock()
+            for key in keys:
+                try:
+                    value = extract(key, msg)
+                except (convert.MessageError, ValueError) as err:
+                    node.get_logger().error(f"bad message for {key}: {err}", throttle_duration_sec=2.0)
+                    continue
+                history.add(key, stamp, value, received)
+        return on_message
+
+    for topic, keys in topics.values():
+        contract.subscription(node, topic, handler(keys))

@@ -33,6 +33,9 @@ name                                       type                                 
 ``pause`` (srv)                            std_srvs/SetBool                       -> robot
 ``task_success`` (srv)                     std_srvs/Trigger (twin)                -> robot
 ``episode/{start,save,discard}`` (srv)     std_srvs/Trigger                       -> recorder
+``sim/step_until``                         rosgraph_msgs/Clock, latched (lock-    -> twin
+                                           step: sim time the twin may reach
+                                           without the policy; simulation only)
 =========================================  =====================================  ===========
 """
 
@@ -115,6 +118,9 @@ class Contract:
         self.reset_service = Service("reset", Trigger)
         self.pause_service = Service("pause", SetBool)
         self.task_success_service = Service("task_success", Trigger)
+        from rosgraph_msgs.msg import Clock
+
+        self.step_until = Topic("sim/step_until", Clock, LATCHED_QOS)
         self.episode_services = {name: Service(f"episode/{name}", Trigger) for name in ("start", "save", "discard")}
 
     def camera(self, name: str) -> CameraTopics:

@@ -32,10 +32,14 @@ def _run(args: argparse.Namespace) -> int:
 
     # the viewer needs a window system (GLFW); headless rendering uses EGL
     os.environ.setdefault("MUJOCO_GL", "glfw" if args.viewer and os.environ.get("DISPLAY") else "egl")
+    from robot_stack.errors import UserError
     from robot_stack.node import run_node
-    from robot_stack.sim.twin_node import make_twin
+    from robot_stack.sim.twin_node import TwinNode, TwinOptions
 
-    params = {"robot": args.robot, "task": args.task, "cameras": args.cameras, "seed": args.seed,
-              "realtime_factor": args.realtime_factor, "headless": not args.viewer}
-    run_node(lambda: make_twin(params))
+    try:
+        options = TwinOptions(robot=args.robot, task=args.task, cameras=args.cameras, seed=args.seed,
+                              realtime_factor=args.realtime_factor, headless=not args.viewer)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    run_node(lambda: TwinNode(options))
     return 0

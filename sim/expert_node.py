@@ -25,7 +25,7 @@ from robot_stack.contract import Contract
 from robot_stack.node import declare, run_node
 from robot_stack.profile import load_profile
 from robot_stack.sim.experts import make_expert
-from robot_stack.sim.observation import make_observation
+from robot_stack.policies.observations import observation_dict
 from robot_stack.sim.tasks import object_state_from_poses
 
 START_TRIES = 50
@@ -179,7 +179,7 @@ class ExpertNode(Node):
             return
         if self.p_intervene > 0 and not self._intervening():
             return
-        obs = make_observation(self.joints[0], self.joints[1], self.ee[:3], self.ee[3:], self.object_state)
+        obs = observation_dict(self.joints[0], self.joints[1], (self.ee[:3], self.ee[3:]), self.object_state)
         action = self.expert.act({k: v.astype(float) for k, v in obs.items()})
         from std_msgs.msg import Float64MultiArray
 

@@ -6,7 +6,7 @@ Keys (also the dataset keys the recorder writes under ``data/``):
 * ``joint_vel`` (n_all,) float32, rad/s;
 * ``ee_pose`` (7,) float32: ``ee_pose`` position xyz (m) + quaternion xyzw, base frame;
 * ``object_state`` (k,) float32: the task state derived from the contract's ``object_poses``
-  (``robot_stack.sim.tasks.object_state_from_poses``; reach: target xyz; pick_cube: cube xyz + quat
+  (``robot_stack.tasks.object_state_from_poses``; reach: target xyz; pick_cube: cube xyz + quat
   xyzw; push: block x, y, yaw + target x, y, yaw). The twin publishes ``object_poses``; on hardware a
   perception node does;
 * ``<camera>_image`` (H, W, 3) uint8 RGB for each enabled camera.
@@ -52,15 +52,12 @@ def action_space(profile: RobotProfile) -> spaces.Box:
     return spaces.Box(lower, upper, (lower.size,), np.float32)
 
 
-def make_observation(position: np.ndarray, velocity: np.ndarray, ee_position: np.ndarray, ee_quat_xyzw: np.ndarray,
-                     object_state: np.ndarray | None = None, images: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    obs = {
-        "joint_pos": np.asarray(position, dtype=np.float32),
-        "joint_vel": np.asarray(velocity, dtype=np.float32),
-        "ee_pose": np.concatenate([ee_position, ee_quat_xyzw]).astype(np.float32),
-    }
-    if object_state is not None:
-        obs["object_state"] = np.asarray(object_state, dtype=np.float32)
-    for name, image in (images or {}).items():
-        obs[f"{name}_image"] = np.ascontiguousarray(image, dtype=np.uint8)
-    return obs
+def make_observation(sensors, task_kind: str | None = None,  # noqa: ANN001 - runtime.Sensors
+                     images: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The observation of what the robot publishes (``TwinRuntime.sense()``), with the ROS path's value functions."""
+    from robot_stack.policies.observations import object_values, observation_dict, pose_vector
+
+    state = None
+    if task_kind is not None and sensors.object_poses is not None:
+        state = object_values(task_kind, [pose_vector(p[:3], p[3:]) for p in sensors.object_poses])
+    return observation_dict(sensors.reading.position, sensors.reading.velocity, sensors.ee_pose, state, images)

@@ -45,6 +45,8 @@ class SimRobot:
         self.elapsed = 0.0
         """Sim seconds since construction; never goes back (resets included)."""
         self.episode_start = 0.0
+        self.success_time: float | None = None
+        """Episode time at which the task first succeeded (checked every control period; None: not yet)."""
         self._nominal = {
             "geom_friction": self.model.geom_friction.copy(),
             "body_mass": self.model.body_mass.copy(),
@@ -95,6 +97,8 @@ class SimRobot:
             self.actuation.apply(self.data)
             mujoco.mj_step(self.model, self.data)
         self.elapsed += self.dt
+        if self.success_time is None and self.task is not None and self.task.success(self.data):
+            self.success_time = self.episode_time
 
     def _home(self) -> np.ndarray:
         assert self.profile.sim is not None
@@ -129,6 +133,7 @@ class SimRobot:
         if self.task is not None:
             self.task.start(d)
         self.episode_start = self.elapsed
+        self.success_time = None
 
     def _randomize(self, rng: np.random.Generator) -> None:
         m, nominal = self.model, self._nominal

@@ -1,39 +1,65 @@
 """twin_node: the MuJoCo twin behind the robot contract, one code path with the hardware arms.
 
-It is an ``ArmNode`` (joint_states, ee_pose, every command topic, safety, e-stop) around a
-``SimRobot`` backend, plus the profile's cameras (``<cam>/color/image_raw`` + ``camera_info``,
-stamped with the sim time of the rendered state, rendered on their own thread) and the twin
-services ``reset`` (Trigger), ``task_success`` (Trigger) and ``pause`` (SetBool).
+The ``TwinRuntime`` (``SimRobot`` physics as the backend of the arm's ``ArmCore``, exactly what the
+in-process evaluation runs) served through ``ArmInterface`` like every hardware arm, plus the
+profile's cameras (``<cam>/color/image_raw`` + ``camera_info``, stamped with the sim time of the
+rendered state, rendered on their own thread), the task's ``object_poses`` (simulator ground truth)
+and the twin services ``reset`` (Trigger), ``task_success`` (Trigger) and ``pause`` (SetBool).
 
 Parameters: ``robot`` (profile name or path), ``task`` (task name or path, '' for none),
 ``cameras`` (comma list, 'all' (default) or 'none'), ``seed`` (used by the next ``reset``;
 it then advances by one, so set it before a reset to replay an episode), ``realtime_factor``
 (1.0 = real time on the wall clock; any other value paces sim time at that multiple of wall
-time and publishes ``/clock``; 0 = as fast as possible), ``headless`` (false opens the MuJoCo
-viewer when a display exists).
+time and publishes ``/clock``; 0 = as fast as possible), ``lockstep`` (sim time only: never run
+past the time a policy server publishes on ``sim/step_until``), ``headless`` (false opens the
+MuJoCo viewer when a display exists).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
+from rclpy.duration import Duration
+from rclpy.node import Node
 
 from robot_stack import convert
-from robot_stack.arm.kinematics import Kinematics
-from robot_stack.arm.node import ArmNode
+from robot_stack.arm.node import ArmInterface, LoopStats, node_log
 from robot_stack.errors import UserError
-from robot_stack.node import declare, run_node
+from robot_stack.node import run_node
+from robot_stack.node_options import read_options_before
 from robot_stack.profile import RobotProfile, load_profile
-from robot_stack.sim.robot import SimRobot
+from robot_stack.sim.runtime import Sensors, TwinRuntime
+from robot_stack.typed_config import field
 
-DEFAULTS = {"robot": "so101", "task": "pick_cube", "cameras": "all", "seed": 0, "realtime_factor": 1.0, "headless": True}
 MAX_LAG_S = 0.25
 """When the sim falls further behind its pace it skips ahead (counted as an overrun); in real time
 its stamps then jump to the wall clock again, so they stay comparable with other nodes' clocks."""
+ACK_TIMEOUT = Duration(seconds=2.0)
+ANNOUNCE_EVERY_S = 0.5
+
+
+@dataclass(frozen=True)
+class TwinOptions:
+    robot: str = field("robot profile name or YAML path", default="so101")
+    task: str = field("task name or YAML path ('' for none)", default="pick_cube")
+    cameras: str = field("comma list of profile cameras, 'all' or 'none'", default="all")
+    seed: int = field("seed of the next reset (advances by one after each reset)", default=0)
+    realtime_factor: float = field("1 real time; other values pace sim time and publish /clock; 0 as fast as possible",
+                                   default=1.0)
+    lockstep: bool = field("sim time only: never run past the time published on sim/step_until", default=False)
+    headless: bool = field("false opens the MuJoCo viewer when a display exists", default=True)
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.realtime_factor) or self.realtime_factor < 0:
+            raise ValueError("realtime_factor must be >= 0 (1 = real time, 0 = as fast as possible)")
+        if self.lockstep and self.realtime_factor == 1.0:
+            raise ValueError("lockstep needs sim time: set realtime_factor to 0 (as fast as possible) or another pace")
 
 
 def select_cameras(profile: RobotProfile, cameras: str) -> RobotProfile:
@@ -45,19 +71,25 @@ def select_cameras(profile: RobotProfile, cameras: str) -> RobotProfile:
     return profile.with_cameras([c.strip() for c in text.split(",") if c.strip()])
 
 
-class TwinNode(ArmNode):
-    def __init__(self, profile: RobotProfile, task: str | None, *, seed: int = 0, realtime_factor: float = 1.0,
-                 headless: bool = True, node_name: str = "twin", **node_kwargs):
-        self.realtime_factor = float(realtime_factor)
-        self.publish_clock = self.realtime_factor != 1.0
-        offset = time.time() if not self.publish_clock else 0.0
-        self.sim = SimRobot(profile, task or None, seed=seed, time_offset=offset)
-        super().__init__(profile, self.sim, node_name, kinematics=Kinematics(profile), start_timer=False, **node_kwargs)
+class TwinNode(Node):
+    def __init__(self, options: TwinOptions, node_name: str = "twin", **node_kwargs):
+        super().__init__(node_name, **node_kwargs)
         from rosgraph_msgs.msg import Clock
 
-        declare(self, "seed", int(seed), "seed of the next reset (advances by one after each reset)")
-        self.sim.diagnostics = self.diagnostics  # type: ignore[attr-defined] - read by ArmNode.publish_diagnostics
-        c = self.contract
+        self.options = options
+        for f in dataclasses.fields(options):  # visible to parameter tools; 'seed' is read at every reset
+            self.declare_parameter(f.name, getattr(options, f.name))
+        profile = self.profile = select_cameras(load_profile(options.robot), options.cameras)
+        self.realtime_factor = options.realtime_factor
+        self.publish_clock = self.realtime_factor != 1.0
+        self.runtime = TwinRuntime(profile, options.task or None, seed=options.seed,
+                                   time_offset=0.0 if self.publish_clock else time.time(), log=node_log(self))
+        self.sim = self.runtime.sim
+        self.interface = ArmInterface(self, self.runtime.core, lambda: self.runtime.now)
+        self.loop_stats = LoopStats(profile.control_period)
+        self.interface.extra_diagnostics["twin"] = self.diagnostics
+        self.create_timer(1.0, lambda: self.interface.publish_diagnostics(self.loop_stats()))
+        c = self.contract = self.interface.contract
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if self.publish_clock else None
         self.object_pub = c.publisher(self, c.object_poses) if self.sim.task else None
         c.service(self, c.reset_service, self._on_reset)
@@ -68,13 +100,18 @@ class TwinNode(ArmNode):
         self.overruns = 0
         self.dropped_frames = 0
         self.rendered_frames = 0
+        self.lockstep = options.lockstep
+        self.gate: float | None = None
+        self.at_gate = False
+        self._announced = 0.0
+        if self.lockstep:
+            c.subscription(self, c.step_until, self._on_gate)
 
         # cameras: publishers here, rendering on a thread of its own
         self.camera_pubs = {}
         for name in profile.camera_names:
             topics = c.camera(name)
             self.camera_pubs[name] = (c.publisher(self, topics.image), c.publisher(self, topics.info))
-        self.next_frame = {name: 0.0 for name in profile.camera_names}
         self.frames: queue.Queue = queue.Queue(maxsize=2)
         self.render_error: str | None = None
         self._stop = threading.Event()
@@ -83,34 +120,33 @@ class TwinNode(ArmNode):
             self.render_thread.start()
 
         self.viewer = None
-        if not headless and os.environ.get("DISPLAY"):
+        if not options.headless and os.environ.get("DISPLAY"):
             import mujoco.viewer
 
             self.viewer = mujoco.viewer.launch_passive(self.sim.model, self.sim.data)
-        elif not headless:
+        elif not options.headless:
             self.get_logger().warning("no display (DISPLAY is unset): running without the viewer")
         if not self.publish_clock:  # real time: sim time is the wall clock from now on
             self.sim.time_offset = time.time() - self.sim.elapsed
+        self._publish(self.runtime.sense())
         self._reanchor()
         period = profile.control_period if self.realtime_factor > 0 else 0.0
         self.tick_timer = self.create_timer(period / max(self.realtime_factor, 1.0) if period else 0.001, self._advance)
-        self.get_logger().info(
-            f"twin: {profile.name}, task {task or 'none'}, cameras {','.join(profile.camera_names) or 'none'}, "
-            f"{'real time' if not self.publish_clock else f'x{self.realtime_factor:g} with /clock' if self.realtime_factor > 0 else 'as fast as possible with /clock'}")
+        pace = ("real time" if not self.publish_clock else f"x{self.realtime_factor:g} with /clock"
+                if self.realtime_factor > 0 else "as fast as possible with /clock")
+        self.get_logger().info(f"twin: {profile.name}, task {options.task or 'none'}, cameras "
+                               f"{','.join(profile.camera_names) or 'none'}, {pace}" + (", lock-step" if self.lockstep else ""))
 
     # -- time -------------------------------------------------------------------------------------
-    def now(self) -> float:
-        return self.sim.now()
-
     def _advance(self) -> None:
         if self.paused:
             return
-        wall = time.monotonic()
         if self.realtime_factor <= 0:
-            deadline = wall + 0.02
-            while time.monotonic() < deadline:
+            deadline = time.monotonic() + 0.02
+            while time.monotonic() < deadline and self._may_tick():
                 self.tick()
             return
+        wall = time.monotonic()
         target = self._sim_start + self.realtime_factor * (wall - self._wall_start)
         lag = target - self.sim.elapsed
         if lag > MAX_LAG_S * max(self.realtime_factor, 1.0):
@@ -118,9 +154,43 @@ class TwinNode(ArmNode):
             self._skip(lag / self.realtime_factor)
             target = self.sim.elapsed + self.sim.dt
         ticks = 0
-        while self.sim.elapsed + 0.5 * self.sim.dt < target and ticks < 50:
+        while self.sim.elapsed + 0.5 * self.sim.dt < target and ticks < 50 and self._may_tick():
             self.tick()
             ticks += 1
+        if self.lockstep and not self._may_tick():
+            self._reanchor()  # waiting for the policy is not lag
+
+    def _may_tick(self) -> bool:
+        """Lock-step: run only up to the gate; on reaching it, announce the time once every sensor message is delivered."""
+        if not self.lockstep:
+            return True
+        if self.gate is not None and self.runtime.now < self.gate - 1e-6:
+            return True
+        if not self.at_gate:
+            self.at_gate = True
+            self._drain_frames()
+            for pub in self._sensor_publishers():
+                pub.wait_for_all_acked(ACK_TIMEOUT)
+            self._announced = 0.0
+        if time.monotonic() - self._announced > ANNOUNCE_EVERY_S:  # again now and then: a policy may start late
+            self._announced = time.monotonic()
+            self._publish_clock()
+        return False
+
+    def _drain_frames(self) -> None:
+        """Wait until every queued camera frame is rendered and published."""
+        while self.frames.unfinished_tasks and self.render_thread.is_alive():
+            time.sleep(0.001)
+
+    def _on_gate(self, msg) -> None:  # noqa: ANN001
+        self.gate = convert.to_sec(msg.clock)
+        if self.runtime.now < self.gate - 1e-6:
+            self.at_gate = False
+
+    def _sensor_publishers(self) -> list:
+        pubs = [self.interface.joint_state_pub, self.interface.ee_pose_pub]
+        pubs += [self.object_pub] if self.object_pub is not None else []
+        return pubs
 
     def _reanchor(self) -> None:
         self._wall_start = time.monotonic()
@@ -133,26 +203,35 @@ class TwinNode(ArmNode):
         self._reanchor()
 
     def tick(self) -> None:
-        """One control period: cameras due now see this state, then the arm core acts, then physics steps."""
-        self._schedule_frames()
-        self.control_step()
-        self.sim.step()
-        if self.clock_pub is not None:
-            from rosgraph_msgs.msg import Clock
-
-            self.clock_pub.publish(Clock(clock=convert.to_stamp(self.sim.now())))
-        if self.object_pub is not None:
-            self.object_pub.publish(self._object_poses())
+        """One control period, as the in-process runtime runs it: the core acts and physics steps, then the new state is published."""
+        self.loop_stats.tick()
+        self.runtime.advance()
+        self._publish(self.runtime.sense())
         if self.viewer is not None and self.viewer.is_running() and int(self.sim.elapsed / self.sim.dt) % 3 == 0:
             self.viewer.sync()
 
-    def _object_poses(self):  # noqa: ANN202
+    def _publish(self, sensors: Sensors) -> None:
+        self.interface.publish_state(sensors.reading)
+        if self.object_pub is not None:
+            self.object_pub.publish(self._object_poses(sensors))
+        if sensors.cameras:
+            self._queue_frames(sensors)
+        if not (self.lockstep and (self.gate is None or self.runtime.now >= self.gate - 1e-6)):
+            self._publish_clock()  # in lock-step the clock at the gate waits for the sensor messages
+
+    def _publish_clock(self) -> None:
+        if self.clock_pub is not None:
+            from rosgraph_msgs.msg import Clock
+
+            self.clock_pub.publish(Clock(clock=convert.to_stamp(self.runtime.now)))
+
+    def _object_poses(self, sensors: Sensors):  # noqa: ANN202
         from geometry_msgs.msg import Pose, PoseArray
 
         msg = PoseArray()
-        msg.header.stamp = convert.to_stamp(self.sim.now())
+        msg.header.stamp = convert.to_stamp(sensors.stamp)
         msg.header.frame_id = self.profile.frames.base
-        for row in self.sim.task.object_poses(self.sim.data):
+        for row in sensors.object_poses:
             pose = Pose()
             pose.position.x, pose.position.y, pose.position.z = (float(v) for v in row[:3])
             o = pose.orientation
@@ -161,17 +240,8 @@ class TwinNode(ArmNode):
         return msg
 
     # -- cameras ----------------------------------------------------------------------------------
-    def _schedule_frames(self) -> None:
-        if not self.camera_pubs:
-            return
-        t = self.sim.elapsed
-        due = [n for n, when in self.next_frame.items() if t + 1e-9 >= when]
-        if not due:
-            return
-        for name in due:
-            period = 1.0 / self.profile.camera(name).fps
-            self.next_frame[name] = max(self.next_frame[name] + period, t + 0.5 * period)
-        item = (self.sim.now(), self.sim.snapshot(), due)
+    def _queue_frames(self, sensors: Sensors) -> None:
+        item = (sensors.stamp, sensors.snapshot, sensors.cameras)
         if self.realtime_factor != 1.0:  # sim time waits for the renderer: no frame is ever dropped
             while not self._stop.is_set():
                 try:
@@ -183,7 +253,7 @@ class TwinNode(ArmNode):
         try:
             self.frames.put_nowait(item)
         except queue.Full:
-            self.dropped_frames += len(due)
+            self.dropped_frames += len(sensors.cameras)
 
     def _render_loop(self) -> None:
         from robot_stack.sim.cameras import CameraRig
@@ -205,6 +275,9 @@ class TwinNode(ArmNode):
                     image_pub.publish(convert.array_to_image(image, cam.encoding, ros_stamp, cam.frame_id))
                     info_pub.publish(rig.intrinsics[name].to_msg(cam.frame_id, ros_stamp))
                     self.rendered_frames += 1
+                    if self.lockstep:
+                        image_pub.wait_for_all_acked(ACK_TIMEOUT)
+                self.frames.task_done()
         except Exception as err:  # noqa: BLE001 - reported through the log and diagnostics
             if self._stop.is_set() or not self.context.ok():
                 return  # shutting down
@@ -216,11 +289,9 @@ class TwinNode(ArmNode):
 
     # -- services ---------------------------------------------------------------------------------
     def reset(self, seed: int) -> None:
-        self.sim.reset(seed)
-        self.reading = self.sim.read()
-        self.hold_current()
-        self.safety.set_estop(False)
-        self._publish_estop()
+        self._drain_frames()  # frames of the old scene are out before it changes
+        self.runtime.reset(seed)
+        self.interface.publish_estop()
 
     def _on_reset(self, request, response):  # noqa: ANN001, ANN201
         from rclpy.parameter import Parameter
@@ -233,9 +304,11 @@ class TwinNode(ArmNode):
         return response
 
     def _on_task_success(self, request, response):  # noqa: ANN001, ANN201
-        response.success = self.sim.success()
-        response.message = (f"success={str(response.success).lower()} progress={self.sim.progress():.3f} "
-                            f"time={self.sim.episode_time:.2f} seed={self.sim.seed}")
+        sim = self.sim
+        response.success = sim.success()
+        first = "none" if sim.success_time is None else f"{sim.success_time:.3f}"
+        response.message = (f"success={str(response.success).lower()} progress={sim.progress():.3f} "
+                            f"time={sim.episode_time:.3f} first_success={first} seed={sim.seed}")
         return response
 
     def _on_pause(self, request, response):  # noqa: ANN001, ANN201
@@ -258,30 +331,11 @@ class TwinNode(ArmNode):
             self.render_thread.join(timeout=5)
         if self.viewer is not None:
             self.viewer.close()
-        super().close()
-
-
-def read_parameters(defaults: dict) -> dict:
-    """The node's parameters (launch file / --ros-args), read before the profile is known."""
-    import rclpy
-
-    probe = rclpy.create_node("twin", automatically_declare_parameters_from_overrides=True)
-    try:
-        return {k: probe.get_parameter(k).value if probe.has_parameter(k) else v for k, v in defaults.items()}
-    finally:
-        probe.destroy_node()
-
-
-def make_twin(params: dict) -> TwinNode:
-    if not np.isfinite(float(params["realtime_factor"])) or float(params["realtime_factor"]) < 0:
-        raise UserError("realtime_factor must be >= 0 (1 = real time, 0 = as fast as possible)")
-    profile = select_cameras(load_profile(str(params["robot"])), str(params["cameras"]))
-    return TwinNode(profile, str(params["task"]) or None, seed=int(params["seed"]),
-                    realtime_factor=float(params["realtime_factor"]), headless=bool(params["headless"]))
+        self.runtime.close()
 
 
 def main() -> None:
-    run_node(lambda: make_twin(read_parameters(DEFAULTS)))
+    run_node(lambda: TwinNode(read_options_before("twin", TwinOptions)))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from robot_stack.profile import load_profile
 from robot_stack.resources import ros_environment
 from robot_stack.sim.experts import make_expert
 from robot_stack.sim.gym_env import TwinEnv
-from robot_stack.sim.observation import make_observation
+from robot_stack.policies.observations import observation_dict
 from robot_stack.sim.tasks import object_state_from_poses
 
 TWIN = str(Path(os.sys.executable).parent / "twin_node")
@@ -280,7 +280,7 @@ def test_ros_path_matches_the_in_process_env(harness, profile_path, tmp_path):
         assert np.allclose(q_start, expected[0]["joint_pos"], atol=1e-3)
         assert np.allclose(probe.obj(), expected[0]["object_state"], atol=1e-3)  # the cube settles
         pose = probe.poses[-1][1]
-        ros_obs = make_observation(q_start, np.zeros_like(q_start), *convert.pose_arrays(pose), probe.obj(),
+        ros_obs = observation_dict(q_start, np.zeros_like(q_start), convert.pose_arrays(pose), probe.obj(),
                                    {"front": convert.image_to_array(images[-1][1])})
         assert set(ros_obs) == set(expected[0])
         for key, value in ros_obs.items():

@@ -1,0 +1,225 @@
+"""ArmCore: the arm's runtime core, one class for the twin and every hardware backend.
+
+It owns what happens between a command and the motors, and nothing else: command sources,
+interpolation at the control rate, ``ArmSafety``, the watchdog and the e-stop. It owns no clock and
+no transport (in the spirit of ros2_control's controller manager: the backend only reads and writes).
+Whoever drives it passes the time, every control period::
+
+    reading = core.read(now)     # backend.read(); publish or observe it
+    core.update(now)             # command -> safe target -> backend.write()
+
+``ArmNode`` drives it on a ROS node's clock (wall time on hardware); the twin and the in-process
+runtime drive it on sim time. Commands arrive as validated arrays (``robot_stack.convert`` turns
+messages into them); bad values raise ``CommandError`` and never move the arm.
+
+Trajectories follow ros2_control's joint_trajectory_controller: one that starts in the future
+(``start > now``) replaces the running command only at its start time, so a command published ahead
+(a policy's chunk stamped with the end of its inference) takes over exactly then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from robot_stack.arm.backend import ArmBackend, JointReading
+from robot_stack.arm.commands import PoseSource, PositionSource, TrajectorySource, TwistSource
+from robot_stack.arm.kinematics import Kinematics
+from robot_stack.arm.safety import ArmSafety
+from robot_stack.profile import RobotProfile
+
+VERSION = "2"
+"""Runtime-core behaviour version, recorded in sim sign-offs (bump when command execution changes)."""
+
+Log = Callable[[str, str], None]
+"""``log(level, text)``; level is 'info', 'warning' or 'error'."""
+
+
+class CommandError(ValueError):
+    """A command that cannot be executed (stale, wrong frame, no kinematic model, e-stop engaged...)."""
+
+
+@dataclass
+class _PendingTrajectory:
+    start: float
+    times: np.ndarray
+    positions: np.ndarray
+
+
+def _print_log(level: str, text: str) -> None:
+    if level != "info":
+        print(f"[arm] {level}: {text}")
+
+
+class ArmCore:
+    def __init__(self, profile: RobotProfile, backend: ArmBackend, kinematics: Kinematics | None = None,
+                 log: Log = _print_log):
+        self.profile, self.backend, self.kinematics, self.log = profile, backend, kinematics, log
+        self.safety = ArmSafety(profile)
+        self.n_arm = len(profile.joints)
+        self.gripper_index = self.n_arm if profile.gripper else None
+        self.reading: JointReading = backend.read()
+        self.command = self.reading.position.copy()
+        """The last target written to the backend."""
+        self.hold_target = self.command.copy()
+        self.source: object | None = None
+        self.pending: _PendingTrajectory | None = None
+        self.gripper_target: float | None = None
+        self.last_streamed: float | None = None
+        self.stale = False
+        self.torque_on = True
+        self.rejected = 0
+
+    # -- the control period ---------------------------------------------------------------------
+    def read(self, now: float) -> JointReading:
+        """Measure the joints (call first in every control period)."""
+        self.reading = self.backend.read()
+        return self.reading
+
+    def ee_pose(self, q: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Forward kinematics (position, quaternion xyzw, base frame) of ``q`` (default: the measured joints)."""
+        if self.kinematics is None:
+            return None
+        q = self.reading.position if q is None else q
+        return self.kinematics.fk(q[: self.n_arm])
+
+    def update(self, now: float) -> None:
+        """Turn the active command into a safe target for ``now`` and write it to the backend."""
+        if self.safety.estopped:
+            self._write(self.hold_target)
+            return
+        if self.pending is not None and now + 1e-9 >= self.pending.start:
+            pending, self.pending = self.pending, None
+            self._start_trajectory(pending, now)
+        if self.source is not None and self.source.streamed and self.safety.is_stale(self.last_streamed, now):
+            self._go_stale()
+        if self.stale and self.profile.control.on_stale == "torque_off":
+            return
+        target = self.hold_target if self.source is None else self.source.target(now, self.command)
+        target = np.where(np.isnan(target), self.command, target)
+        if self.gripper_index is not None and self.gripper_target is not None:
+            target[self.gripper_index] = self.gripper_target
+        self._write(target)
+
+    def _write(self, target: np.ndarray) -> None:
+        try:
+            safe = self.safety.limit(target, self.command)
+        except ValueError as err:
+            self.log("error", f"unsafe target not sent ({err}); holding")
+            self.hold()
+            return
+        if not self.torque_on:
+            self.backend.set_torque(True)
+            self.torque_on = True
+        self.backend.write(safe)
+        self.command = safe
+
+    def _go_stale(self) -> None:
+        self.safety.stats.stale_events += 1
+        relax = self.profile.control.on_stale == "torque_off"
+        self.log("warning", f"commands stale (> {self.profile.control.watchdog_periods} control periods): "
+                            + ("torque off" if relax else "holding position"))
+        self.hold()
+        self.stale = True
+        if relax:
+            self.backend.set_torque(False)
+            self.torque_on = False
+
+    def hold(self) -> None:
+        """Drop every command and hold the last target (the goal never jumps)."""
+        self.source = self.pending = None
+        self.gripper_target = None
+        self.last_streamed = None
+        self.hold_target = self.command.copy()
+
+    def hold_measured(self) -> None:
+        """Drop every command and hold where the arm is now (a stop, or a scene reset)."""
+        self.hold()
+        self.hold_target = self.reading.position.copy()
+        self.command = self.hold_target.copy()
+
+    # -- commands -------------------------------------------------------------------------------
+    def _activate(self, source: object, now: float, streamed: bool) -> None:
+        if self.safety.estopped:
+            raise CommandError("e-stop engaged (release with the estop/set service)")
+        self.source = source
+        self.pending = None
+        self.stale = False
+        self.last_streamed = now if streamed else None
+
+    def trajectory(self, start: float, times: np.ndarray, positions: np.ndarray, now: float) -> None:
+        """Joint trajectory: ``positions`` (N, all joints; NaN = joint omitted) reached ``times`` s after ``start``."""
+        if start + times[-1] < now - self.profile.control_period:
+            raise CommandError("it ended before it arrived (stale stamp)")
+        if self.safety.estopped:
+            raise CommandError("e-stop engaged (release with the estop/set service)")
+        pending = _PendingTrajectory(start, np.asarray(times, float), np.asarray(positions, float))
+        if start > now + 1e-9:
+            self.pending = pending  # replaces the running command at its start time
+            return
+        self._start_trajectory(pending, now)
+
+    def _desired(self, t: float) -> np.ndarray:
+        """Where the running command wants the joints at ``t`` (the start of a trajectory that replaces it)."""
+        if isinstance(self.source, (TrajectorySource, PositionSource)):
+            desired = self.source.target(t, self.command)
+            return np.where(np.isnan(desired), self.command, desired)
+        return self.command
+
+    def _start_trajectory(self, p: _PendingTrajectory, now: float) -> None:
+        if self.gripper_index is not None and not np.isnan(p.positions[:, self.gripper_index]).all():
+            self.gripper_target = None  # the trajectory drives the gripper
+        self.source = TrajectorySource.start(p.start, p.times, p.positions, self._desired(min(p.start, now)))
+        self.stale = False
+        self.last_streamed = None
+
+    def positions(self, q_arm: np.ndarray, now: float) -> None:
+        """Streamed absolute arm joint positions (forward command; watched by the watchdog)."""
+        full = np.full(len(self.command), np.nan)
+        full[: self.n_arm] = q_arm
+        self._activate(PositionSource(full), now, streamed=True)
+
+    def gripper(self, value: float) -> None:
+        if self.safety.estopped:
+            raise CommandError("e-stop engaged (release with the estop/set service)")
+        self.gripper_target = float(value)
+
+    def _pose_source(self, position: np.ndarray, quat: np.ndarray | None) -> PoseSource:
+        if self.kinematics is None:
+            raise CommandError("this robot profile has no kinematic model (sim.mjcf)")
+        return PoseSource(self.kinematics, self.safety.clamp_workspace(position), quat, self.n_arm,
+                          self.profile.control_period)
+
+    def pose(self, position: np.ndarray, quat: np.ndarray | None, now: float) -> None:
+        """Cartesian setpoint (base frame), reached by differential IK."""
+        self._activate(self._pose_source(position, quat), now, streamed=False)
+
+    def twist(self, linear: np.ndarray, angular: np.ndarray, now: float) -> None:
+        """Streamed Cartesian velocity (base frame): the pose target moves with it every tick."""
+        if isinstance(self.source, TwistSource) and not self.stale:
+            self.source.linear, self.source.angular = linear, angular
+            self._activate(self.source, now, streamed=True)
+            return
+        if self.kinematics is None:
+            raise CommandError("this robot profile has no kinematic model (sim.mjcf)")
+        position, quat = self.kinematics.fk(self.command[: self.n_arm])
+        pose = self._pose_source(position, quat)
+        self._activate(TwistSource(self.kinematics, pose, linear, angular, self.safety.clamp_workspace), now,
+                       streamed=True)
+
+    # -- e-stop ---------------------------------------------------------------------------------
+    def set_estop(self, on: bool, reason: str = "") -> bool:
+        """Engage or release the latched e-stop; True when the state changed."""
+        if on == self.safety.estopped:
+            return False
+        self.safety.set_estop(on, reason)
+        self.hold_measured()
+        self.log("error" if on else "info", f"E-STOP engaged ({reason}): holding position" if on else "e-stop released")
+        return True
+
+    def diagnostics(self) -> dict[str, float | int]:
+        values: dict[str, float | int] = dict(vars(self.safety.stats))
+        values["rejected_commands"] = self.rejected
+        return values
