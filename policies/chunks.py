@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+EPS = 1e-6
+"""Time tolerance (s): a step due exactly when the chunk becomes available counts as past, whatever the
+rounding of the clock it was computed on."""
+
 
 class ActionChunks:
     def __init__(self, blend_steps: int = 3):
@@ -22,13 +26,13 @@ class ActionChunks:
 
     def add(self, times: np.ndarray, actions: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
         """Register a new chunk; return the (times, actions) still to execute, blended with the last chunk."""
-        future = times > now
+        future = times > now + EPS
         self.dropped += int((~future).sum())
         times, actions = times[future], actions[future].copy()
         if not len(times):
             return times, actions  # all late: keep the chunk that is running
         if self.times is not None and self.blend_steps > 0:
-            overlap = (times >= self.times[0]) & (times <= self.times[-1])
+            overlap = (times >= self.times[0] - EPS) & (times <= self.times[-1] + EPS)
             idx = np.flatnonzero(overlap)[: self.blend_steps]
             for j, i in enumerate(idx):
                 w = (j + 1) / (len(idx) + 1)

@@ -14,10 +14,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         "evaluate a policy on the MuJoCo twin (success rate, videos, sim sign-off)",
         "Roll a trained policy out on the twin and report its success rate with a 95% interval, episode\n"
-        "lengths and rollout videos. In-process (gym env, fast) by default; --ros N also runs N episodes\n"
-        "through the deploy launch file (twin + policy_server over DDS), the exact path hardware uses.\n"
-        "A passing in-process run (success rate >= --gate) writes <policy>/sim_validation.json, which\n"
-        "deploying with sim:=false requires.",
+        "lengths and rollout videos. In-process by default: the twin's physics behind the same arm core and\n"
+        "policy runner that twin_node and policy_server run, on sim time, with the inference latency added\n"
+        "to sim time (measured, or --inference-latency). --ros N also runs N episodes through the deploy\n"
+        "launch file (twin + policy_server over DDS), on sim time in lock-step (--ros-realtime: real time).\n"
+        "A passing in-process run (success rate >= --gate) writes <policy>/sim_validation.json with the\n"
+        "runtime configuration it validated, which deploying with sim:=false requires.",
     )
     p.add_argument("--policy", required=True, help="checkpoint folder (robot-stack train ... --out)")
     p.add_argument("--task", default="pick_cube", help="task name (config/tasks) or YAML path")
@@ -28,6 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=1000, help="seed of the first episode (one seed per episode)")
     p.add_argument("--videos", type=int, default=2, help="episodes to record as mp4")
     p.add_argument("--inference-steps", type=int, default=0, help="DDIM steps (0: the checkpoint's default)")
+    p.add_argument("--inference-latency", type=float, default=-1.0, metavar="S",
+                   help="inference time (s) to add to sim time for every chunk (default: measure it)")
+    p.add_argument("--ros-realtime", action="store_true", help="run the --ros episodes in real time, not on sim time")
+    p.add_argument("--plan-log", action="store_true",
+                   help="write every plan (observations, actions) to <out>/plans_in_process.jsonl and plans_ros.jsonl")
     p.add_argument("--out", type=Path, default=None, help="report folder (default: <policy>/eval_<task>)")
     p.set_defaults(handler=run)
 
@@ -37,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from robot_stack.errors import UserError
     from robot_stack.policies.evaluate import evaluate_in_process, evaluate_over_ros
+    from robot_stack.policies.runner import RuntimeConfig
 
     if not (Path(args.policy) / "model.safetensors").is_file():
         raise UserError(f"{args.policy}: not a policy checkpoint (no model.safetensors)")
@@ -44,18 +52,23 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--gate must be a success rate between 0 and 1")
     console = Console()
     out = args.out or Path(args.policy) / f"eval_{Path(args.task).stem}"
+    runtime = RuntimeConfig(inference_latency=args.inference_latency)
     passed = True
     if args.episodes > 0:
         report = evaluate_in_process(args.policy, args.task, args.robot, args.episodes, seed=args.seed, gate=args.gate,
-                                     videos=args.videos, out_dir=out, inference_steps=args.inference_steps or None)
+                                     videos=args.videos, out_dir=out, inference_steps=args.inference_steps or None,
+                                     runtime=runtime, plan_log=out / "plans_in_process.jsonl" if args.plan_log else None)
         report.save(out, "in_process")
         record = report.sign_off(args.policy)
         console.print(report.summary())
         console.print(f"videos: {', '.join(report.videos) or 'none'}; sign-off record: {record}")
         passed = report.passed
     if args.ros > 0:
-        report = evaluate_over_ros(args.policy, args.task, args.robot, args.ros, gate=args.gate, log=out / "ros_launch.log")
+        report = evaluate_over_ros(args.policy, args.task, args.robot, args.ros, seed=args.seed, gate=args.gate,
+                                   sim_time=not args.ros_realtime, runtime=runtime,
+                                   inference_steps=args.inference_steps or None, log=out / "ros_launch.log",
+                                   plan_log=(out / "plans_ros.jsonl").resolve() if args.plan_log else None)
         report.save(out, "ros")
-        console.print(report.summary())
+        console.print(report.summary() + f" ({report.wall_seconds:.0f} s)")
         passed = passed and report.passed
     return 0 if passed else 1

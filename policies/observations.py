@@ -167,8 +167,8 @@ class ObservationHistory:
 
 # -- the ROS feed ------------------------------------------------------------------------------------------
 def subscribe(node, contract, history: ObservationHistory, task_kind: str | None = None,  # noqa: ANN001
-              now: Callable[[], float] | None = None) -> None:
-    """Feed ``history`` from the contract topics its keys need (one subscription per topic)."""
+              now: Callable[[], float] | None = None) -> list:
+    """Feed ``history`` from the contract topics its keys need (one subscription per topic); returns them."""
     from robot_stack import convert
 
     if "object_state" in history.keys and not task_kind:
@@ -208,7 +208,7 @@ def subscribe(node, contract, history: ObservationHistory, task_kind: str | None
     def handler(keys: list[str]):  # noqa: ANN202
         def on_message(msg) -> None:  # noqa: ANN001
             stamp = convert.to_sec(msg.header.stamp)
-            received = clock()
+            received = max(clock(), stamp)  # on sim time in lock-step the clock moves only at the gates
             for key in keys:
                 try:
                     value = extract(key, msg)
@@ -218,5 +218,15 @@ def subscribe(node, contract, history: ObservationHistory, task_kind: str | None
                 history.add(key, stamp, value, received)
         return on_message
 
-    for topic, keys in topics.values():
-        contract.subscription(node, topic, handler(keys))
+    return [contract.subscription(node, topic, handler(keys)) for topic, keys in topics.values()]
+
+
+def drain(subscriptions: list) -> None:
+    """Run the callbacks of every message already delivered to ``subscriptions`` (an executor takes one per wait)."""
+    for sub in subscriptions:
+        while True:
+            with sub.handle:
+                taken = sub.handle.take_message(sub.msg_type, sub.raw)
+            if taken is None:
+                break
+            sub.callback(taken[0])

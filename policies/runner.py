@@ -65,7 +65,7 @@ class Chunk:
 class PolicyRunner:
     def __init__(self, policy, profile, config: RuntimeConfig = RuntimeConfig(), *,  # noqa: ANN001
                  clock: Callable[[], float] | None = None, log: Callable[[str, str], None] | None = None,
-                 inference_steps: int | None = None):
+                 inference_steps: int | None = None, plan_log: str | None = None):
         """``policy``: a loaded policy (``cfg``, ``predict_action``); ``clock()``: the time now on the driving clock."""
         import torch
 
@@ -83,6 +83,15 @@ class PolicyRunner:
         self.next_plan = -np.inf
         self.latencies: deque[float] = deque(maxlen=200)
         self.published = 0
+        self.episode, self.episode_start = 0, 0.0
+        self.plan_log = plan_log
+        if plan_log:
+            from pathlib import Path
+
+            Path(plan_log).parent.mkdir(parents=True, exist_ok=True)
+            Path(plan_log).write_text("")
+        """A JSON-lines file that gets every plan: episode, observation time since the episode start, the
+        newest low-dim observations, the chunk's stamp and actions (to compare runs, e.g. twin and hardware)."""
 
     @property
     def keys(self) -> list[str]:
@@ -94,6 +103,8 @@ class PolicyRunner:
     def restart(self, now: float) -> None:
         """A fresh episode from ``now``: empty history, no chunk, the noise sequence from its start."""
         self.history.restart(now)
+        self.episode += 1
+        self.episode_start = now
         self.chunks.reset()
         self.next_plan = -np.inf
         self.generator.manual_seed(self.config.seed)
@@ -150,7 +161,20 @@ class PolicyRunner:
             return None  # all late: keep the running chunk, try again at the next call
         self.next_plan = t_obs + (self.config.replan_steps or self.n_act) * self.dt - self.dt / 2
         self.published += 1
-        return Chunk(available, step_times, actions, t_obs)
+        chunk = Chunk(available, step_times, actions, t_obs)
+        if self.plan_log:
+            self._log_plan(chunk, obs)
+        return chunk
+
+    def _log_plan(self, chunk: Chunk, obs: dict[str, np.ndarray]) -> None:
+        import json
+
+        entry = {"episode": self.episode, "t": round(chunk.observed_at - self.episode_start, 6),
+                 "stamp": round(chunk.stamp - self.episode_start, 6),
+                 "obs": {k: np.asarray(v[-1], float).round(6).tolist() for k, v in obs.items() if v[-1].ndim == 1},
+                 "actions": chunk.actions.round(6).tolist()}
+        with open(self.plan_log, "a") as f:
+            f.write(json.dumps(entry) + "\n")
 
     def report(self) -> str:
         if not self.latencies:
@@ -158,6 +182,13 @@ class PolicyRunner:
         lat = np.array(self.latencies) * 1e3
         return (f"chunks published {self.published}, inference median {np.median(lat):.1f} ms "
                 f"p99 {np.percentile(lat, 99):.1f} ms, steps dropped as late {self.chunks.dropped}")
+
+
+def chunk_message(names: list[str], chunk: Chunk):  # noqa: ANN201 - trajectory_msgs/JointTrajectory
+    """The chunk as the ``JointTrajectory`` sent to the arm (stamped with the instant it is available)."""
+    from robot_stack import convert
+
+    return convert.make_trajectory(names, chunk.times - chunk.stamp, chunk.actions, convert.to_stamp(chunk.stamp))
 
 
 def runtime_record(runner_config: RuntimeConfig, policy, profile) -> dict:  # noqa: ANN001

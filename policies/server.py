@@ -26,9 +26,10 @@ from robot_stack import convert
 from robot_stack.contract import Contract
 from robot_stack.errors import UserError
 from robot_stack.node import run_node
+from robot_stack.node_log import node_log
 from robot_stack.node_options import read_options
 from robot_stack.policies import observations
-from robot_stack.policies.runner import PolicyRunner, RuntimeConfig
+from robot_stack.policies.runner import PolicyRunner, RuntimeConfig, chunk_message
 from robot_stack.policies.validation import check_validated
 from robot_stack.profile import load_profile
 from robot_stack.typed_config import field
@@ -45,6 +46,7 @@ class ServerOptions:
     inference_steps: int = field("denoising steps (0 = the checkpoint's default)", default=0)
     require_sim_validation: bool = field("refuse checkpoints without a matching passing sim eval", default=False)
     lockstep: bool = field("simulation: hold the twin's clock while the policy thinks (sim/step_until)", default=False)
+    plan_log: str = field("JSON-lines file that gets every plan (observations, actions); '' for none", default="")
 
 
 class PolicyServer(Node):
@@ -66,16 +68,15 @@ class PolicyServer(Node):
             policy.inference_steps = options.inference_steps
         if options.require_sim_validation:
             check_validated(options.policy, options.task or None, runtime_record(runtime, policy, self.profile))
-        log = self.get_logger()
-        self.runner = PolicyRunner(policy, self.profile, runtime, clock=self.now,
-                                   log=lambda level, text: getattr(log, level)(text, throttle_duration_sec=2.0))
+        self.runner = PolicyRunner(policy, self.profile, runtime, clock=self.now, log=node_log(self, 2.0),
+                                   plan_log=options.plan_log or None)
         self.contract = c = Contract(self.profile)
         kind = None
         if options.task:
             from robot_stack.tasks import load_task_config
 
             kind = load_task_config(options.task).kind
-        observations.subscribe(self, c, self.runner.history, task_kind=kind, now=self.now)
+        self.observation_subs = observations.subscribe(self, c, self.runner.history, task_kind=kind, now=self.now)
         self.trajectory_pub = c.publisher(self, c.joint_trajectory)
         c.subscription(self, c.intervention, self._on_intervention)
         self.lockstep = options.lockstep
@@ -86,16 +87,25 @@ class PolicyServer(Node):
                 raise UserError("lockstep:=true needs use_sim_time:=true (a simulator publishing /clock)")
             self.gate_pub = c.publisher(self, c.step_until)
             self.gate = None
-            self.create_subscription(Clock, "/clock", lambda msg: self.tick(convert.to_sec(msg.clock)), 10)
+            self.sim_now = 0.0
+            self.create_subscription(Clock, "/clock", self._on_clock, 10)
         else:
             self.create_timer(self.runner.dt / 2, lambda: self.tick(self.now()))
+        log = self.get_logger()
         self.create_timer(5.0, lambda: self.runner.latencies and log.info(self.runner.report()))
         cfg = policy.cfg
         log.info(f"policy {options.policy} ready: obs {', '.join(cfg.obs.keys)}; To={self.runner.n_obs} "
                  f"Ta={self.runner.n_act} at {1 / self.runner.dt:g} Hz" + (" (lock-step)" if self.lockstep else ""))
 
     def now(self) -> float:
+        if self.lockstep:  # the time the twin announced last, with every sensor message up to it delivered
+            return self.sim_now
         return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_clock(self, msg) -> None:  # noqa: ANN001 - lock-step: the twin waits at this time
+        self.sim_now = max(self.sim_now, convert.to_sec(msg.clock))
+        observations.drain(self.observation_subs)
+        self.tick(self.sim_now)
 
     def _on_intervention(self, msg: Bool) -> None:
         now = self.now()
@@ -105,9 +115,7 @@ class PolicyServer(Node):
     def tick(self, now: float) -> None:
         chunk = self.runner.step(now)
         if chunk is not None:
-            msg = convert.make_trajectory(self.profile.all_joint_names, chunk.times - chunk.stamp, chunk.actions,
-                                          convert.to_stamp(chunk.stamp))
-            self.trajectory_pub.publish(msg)
+            self.trajectory_pub.publish(chunk_message(self.profile.all_joint_names, chunk))
             if self.lockstep:  # delivered before the twin may move on
                 self.trajectory_pub.wait_for_all_acked(ACK_TIMEOUT)
         self._release(now)

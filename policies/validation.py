@@ -1,9 +1,11 @@
 """Sim before hardware: the signed-off evaluation record kept next to a checkpoint.
 
 ``robot-stack eval`` writes ``<checkpoint>/sim_validation.json`` (policy hash, task, robot,
-episodes, success rate with its 95% interval, gate, pass/fail, date). Deploying on hardware
-(``sim:=false``) refuses a checkpoint whose record is missing, failing, for another task, or for
-other weights (the hash no longer matches), unless the user explicitly overrides.
+episodes, success rate with its 95% interval, gate, pass/fail, date, and the runtime configuration
+that produced it: rates, blending, latency settings, action space, observations, denoising steps,
+runtime-core versions). Deploying on hardware (``sim:=false``) refuses a checkpoint whose record is
+missing, failing, for another task, for other weights (the hash no longer matches) or made with
+another runtime configuration, unless the user explicitly overrides.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 from pathlib import Path
 
 from robot_stack.errors import UserError
@@ -42,6 +45,7 @@ class ValidationRecord:
     ci95: tuple[float, float]
     gate: float
     passed: bool
+    runtime: dict[str, Any] = field(default_factory=dict)
     date: str = ""
 
     def save(self, checkpoint: str | Path) -> Path:
@@ -65,8 +69,24 @@ def load_record(checkpoint: str | Path) -> ValidationRecord | None:
         raise UserError(f"{path}: unreadable validation record ({err}); re-run robot-stack eval") from None
 
 
-def check_validated(checkpoint: str | Path, task: str | None = None) -> ValidationRecord:
-    """Raise a one-line UserError unless the checkpoint has a passing sim record for these weights."""
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else key))
+    return out
+
+
+def runtime_differences(validated: dict[str, Any], deployed: dict[str, Any]) -> list[str]:
+    """'key validated -> deployed' for every setting that differs."""
+    a, b = _flat(validated), _flat(deployed)
+    return [f"{k} {a.get(k, 'unset')} -> {b.get(k, 'unset')}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def check_validated(checkpoint: str | Path, task: str | None = None,
+                    runtime: dict[str, Any] | None = None) -> ValidationRecord:
+    """Raise a one-line UserError unless the checkpoint has a passing sim record for these weights (and ``runtime``)."""
     hint = (f"run 'robot-stack eval --policy {checkpoint} --task <task> --gate 0.8' on the twin first, "
             "or pass allow_unvalidated:=true to deploy anyway")
     record = load_record(checkpoint)
@@ -76,6 +96,9 @@ def check_validated(checkpoint: str | Path, task: str | None = None) -> Validati
         raise UserError(f"checkpoint {checkpoint}: weights changed since the sim validation: {hint}")
     if task and record.task != task:
         raise UserError(f"checkpoint {checkpoint} was validated on task {record.task!r}, not {task!r}: {hint}")
+    if runtime is not None and (diff := runtime_differences(record.runtime, runtime)):
+        raise UserError(f"checkpoint {checkpoint} was validated with another runtime configuration "
+                        f"({'; '.join(diff)}): {hint}")
     if not record.passed:
         raise UserError(f"checkpoint {checkpoint} failed its sim validation ({record.success_rate:.0%} < gate "
                         f"{record.gate:.0%} on {record.task}): {hint}")

@@ -58,7 +58,9 @@ def qos(depth: int, *, reliable: bool = True, latched: bool = False) -> QoSProfi
     )
 
 
-STATE_QOS = qos(10)
+STATE_QOS = qos(100)
+"""Depth 100: a subscriber that falls up to a second behind a 100 Hz stream (or a twin running
+faster than real time between lock-step gates) loses no sample."""
 COMMAND_QOS = qos(10)
 IMAGE_QOS = qos(2)
 """Reliable, depth 2: with the shipped shared-memory DDS profile this is the fastest option

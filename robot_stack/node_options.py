@@ -35,6 +35,15 @@ def read_options(node: Any, cls: type[T]) -> T:
         raise UserError(f"{node.get_name()}: bad parameters: {err}") from None
 
 
+def declare_options(node: Any, options: Any) -> None:
+    """Declare the fields of an options dataclass with their values (visible to parameter tools, readable later)."""
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    for f in dataclasses.fields(options):
+        descriptor = ParameterDescriptor(description=f.metadata.get("doc", ""), dynamic_typing=True)
+        node.declare_parameter(f.name, getattr(options, f.name), descriptor, ignore_override=True)
+
+
 def _coerce(kind: Any, value: Any, what: str) -> Any:
     """A parameter value as the field's type (launch files give numbers and strings loosely)."""
     if kind is str:

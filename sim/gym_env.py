@@ -43,7 +43,6 @@ class TwinEnv(gym.Env):
         self.action_space = action_space(self.profile)
         self.max_steps = int(round(self.task_config.episode_seconds * self.profile.control.policy_rate_hz))
         self.steps = 0
-        self._sensors = self.runtime.sense()
         self.last_action = self.command.copy()
         """The previous step's action (the joint target before this step)."""
 
@@ -64,7 +63,7 @@ class TwinEnv(gym.Env):
 
     def _obs(self) -> dict[str, np.ndarray]:
         images = {name: self.rig.render_rgb(name, self.sim.data) for name in self.cameras}
-        return make_observation(self._sensors, self.task_config.kind, images)
+        return make_observation(self.runtime.sense(), self.task_config.kind, images)
 
     def _info(self) -> dict[str, Any]:
         return {"success": self.sim.success_time is not None, "progress": self.sim.progress(),
@@ -75,7 +74,6 @@ class TwinEnv(gym.Env):
         if seed is None:
             seed = int(self.np_random.integers(0, 2**31 - 1))
         self.runtime.reset(seed)
-        self._sensors = self.runtime.sense()
         self.last_action = self.command.copy()
         self.steps = 0
         return self._obs(), self._info()
@@ -90,7 +88,7 @@ class TwinEnv(gym.Env):
         self.core.trajectory(now, np.array([self.period]), action[None], now)
         for _ in range(self.ticks):
             self.runtime.advance()
-            self._sensors = self.runtime.sense()
+            self.core.read(self.runtime.now)
         self.last_action = action
         self.steps += 1
         info = self._info()

@@ -42,9 +42,11 @@ class SimRobot:
         self.ee_site = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SITE, profile.sim.ee_site)
         self.home = self._home()
         self.time_offset = time_offset
-        self.elapsed = 0.0
+        self.elapsed_ns = 0
+        """Sim time since construction, integer nanoseconds; never goes back (resets included)."""
+        self.dt_ns = round(self.dt * 1e9)
         """Sim seconds since construction; never goes back (resets included)."""
-        self.episode_start = 0.0
+        self.episode_start_ns = 0
         self.success_time: float | None = None
         """Episode time at which the task first succeeded (checked every control period; None: not yet)."""
         self._nominal = {
@@ -63,6 +65,12 @@ class SimRobot:
     # -- ArmBackend -------------------------------------------------------------------------------
     def now(self) -> float:
         return self.time_offset + self.elapsed
+
+    @property
+    def elapsed(self) -> float:
+        """Sim seconds since construction, as ``convert.to_sec`` reads a stamp of it (the same float in-process and over ROS)."""
+        sec, nanosec = divmod(self.elapsed_ns, 1_000_000_000)
+        return sec + nanosec * 1e-9
 
     def read(self) -> JointReading:
         d = self.data
@@ -96,7 +104,7 @@ class SimRobot:
         for _ in range(self.substeps):
             self.actuation.apply(self.data)
             mujoco.mj_step(self.model, self.data)
-        self.elapsed += self.dt
+        self.elapsed_ns += self.dt_ns
         if self.success_time is None and self.task is not None and self.task.success(self.data):
             self.success_time = self.episode_time
 
@@ -132,7 +140,7 @@ class SimRobot:
         mujoco.mj_forward(m, d)
         if self.task is not None:
             self.task.start(d)
-        self.episode_start = self.elapsed
+        self.episode_start_ns = self.elapsed_ns
         self.success_time = None
 
     def _randomize(self, rng: np.random.Generator) -> None:
@@ -166,7 +174,7 @@ class SimRobot:
     # -- task and state ---------------------------------------------------------------------------
     @property
     def episode_time(self) -> float:
-        return self.elapsed - self.episode_start
+        return (self.elapsed_ns - self.episode_start_ns) * 1e-9
 
     @property
     def episode_seconds(self) -> float:

@@ -42,6 +42,35 @@ class Sensors:
     """The scene state those frames show (``SimRobot.snapshot``)."""
 
 
+@dataclass
+class TaskState:
+    """The twin's ``task_success`` answer, as text both ways (the twin writes it, an evaluator reads it)."""
+
+    success: bool
+    progress: float
+    time: float
+    """Episode time (s)."""
+    first_success: float | None
+    """Episode time of the first control period the task succeeded (None: not yet)."""
+    seed: int
+
+    @classmethod
+    def of(cls, sim: SimRobot) -> TaskState:
+        return cls(sim.success(), sim.progress(), sim.episode_time, sim.success_time, sim.seed)
+
+    def message(self) -> str:
+        first = "none" if self.first_success is None else f"{self.first_success:.6f}"
+        return (f"success={str(self.success).lower()} progress={self.progress:.3f} time={self.time:.6f} "
+                f"first_success={first} seed={self.seed}")
+
+    @classmethod
+    def parse(cls, text: str) -> TaskState:
+        fields = dict(item.split("=", 1) for item in text.split() if "=" in item)
+        first = fields.get("first_success", "none")
+        return cls(fields.get("success") == "true", float(fields.get("progress", 0.0)), float(fields.get("time", 0.0)),
+                   None if first == "none" else float(first), int(fields.get("seed", 0)))
+
+
 class CameraSchedule:
     """Which cameras are due at a sim time, each at its profile fps; the phase restarts with every episode."""
 

@@ -17,7 +17,6 @@ MuJoCo viewer when a display exists).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import queue
 import threading
@@ -29,12 +28,13 @@ from rclpy.duration import Duration
 from rclpy.node import Node
 
 from robot_stack import convert
-from robot_stack.arm.node import ArmInterface, LoopStats, node_log
+from robot_stack.arm.node import ArmInterface, LoopStats
+from robot_stack.node_log import node_log
 from robot_stack.errors import UserError
 from robot_stack.node import run_node
-from robot_stack.node_options import read_options_before
+from robot_stack.node_options import declare_options, read_options_before
 from robot_stack.profile import RobotProfile, load_profile
-from robot_stack.sim.runtime import Sensors, TwinRuntime
+from robot_stack.sim.runtime import Sensors, TaskState, TwinRuntime
 from robot_stack.typed_config import field
 
 MAX_LAG_S = 0.25
@@ -77,8 +77,7 @@ class TwinNode(Node):
         from rosgraph_msgs.msg import Clock
 
         self.options = options
-        for f in dataclasses.fields(options):  # visible to parameter tools; 'seed' is read at every reset
-            self.declare_parameter(f.name, getattr(options, f.name))
+        declare_options(self, options)  # visible to parameter tools; 'seed' is read at every reset
         profile = self.profile = select_cameras(load_profile(options.robot), options.cameras)
         self.realtime_factor = options.realtime_factor
         self.publish_clock = self.realtime_factor != 1.0
@@ -216,8 +215,8 @@ class TwinNode(Node):
             self.object_pub.publish(self._object_poses(sensors))
         if sensors.cameras:
             self._queue_frames(sensors)
-        if not (self.lockstep and (self.gate is None or self.runtime.now >= self.gate - 1e-6)):
-            self._publish_clock()  # in lock-step the clock at the gate waits for the sensor messages
+        if not self.lockstep:
+            self._publish_clock()  # in lock-step the clock is announced at the gate, after the sensor messages
 
     def _publish_clock(self) -> None:
         if self.clock_pub is not None:
@@ -304,11 +303,8 @@ class TwinNode(Node):
         return response
 
     def _on_task_success(self, request, response):  # noqa: ANN001, ANN201
-        sim = self.sim
-        response.success = sim.success()
-        first = "none" if sim.success_time is None else f"{sim.success_time:.3f}"
-        response.message = (f"success={str(response.success).lower()} progress={sim.progress():.3f} "
-                            f"time={sim.episode_time:.3f} first_success={first} seed={sim.seed}")
+        state = TaskState.of(self.sim)
+        response.success, response.message = state.success, state.message()
         return response
 
     def _on_pause(self, request, response):  # noqa: ANN001, ANN201

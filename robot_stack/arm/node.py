@@ -23,16 +23,14 @@ from robot_stack.arm.core import ArmCore, CommandError
 from robot_stack.arm.kinematics import Kinematics
 from robot_stack.contract import Contract
 from robot_stack.convert import MessageError
+from robot_stack.node_log import node_log
 from robot_stack.profile import RobotProfile
 
 
-def node_log(node: Node):  # noqa: ANN201 - the ArmCore log callback for a node's logger
-    logger = node.get_logger()
-
-    def log(level: str, text: str) -> None:
-        getattr(logger, level)(text, throttle_duration_sec=1.0)
-
-    return log
+def apply_trajectory(core: ArmCore, msg, names: list[str], now: float) -> None:  # noqa: ANN001
+    """A JointTrajectory message into the core (stamp 0 = start now), as the interface does for the topic."""
+    times, positions = convert.trajectory_arrays(msg, names)
+    core.trajectory(convert.to_sec(msg.header.stamp) or now, times, positions, now)
 
 
 class ArmInterface:
@@ -106,11 +104,7 @@ class ArmInterface:
             self._reject(what, err)
 
     def _on_trajectory(self, msg) -> None:  # noqa: ANN001
-        def run() -> None:
-            times, positions = convert.trajectory_arrays(msg, self.names)
-            now = self.now()
-            self.core.trajectory(convert.to_sec(msg.header.stamp) or now, times, positions, now)
-        self._command("joint_trajectory", run)
+        self._command("joint_trajectory", lambda: apply_trajectory(self.core, msg, self.names, self.now()))
 
     def _on_commands(self, msg) -> None:  # noqa: ANN001
         self._command("commands", lambda: self.core.positions(convert.command_array(msg.data, self.core.n_arm), self.now()))

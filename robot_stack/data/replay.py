@@ -1,7 +1,7 @@
 """Replay a recorded episode's commands in the twin, in-process, and measure the tracking gap.
 
-The twin (``TwinEnv``: the same ``SimRobot`` physics and ``ArmSafety`` as ``twin_node``, without
-domain randomisation) starts from the episode's first recorded state (arm joints, velocities and,
+The twin (``TwinEnv``: the same ``SimRobot`` physics behind the same ``ArmCore`` as ``twin_node``,
+without domain randomisation) starts from the episode's first recorded state (arm joints, velocities and,
 when ``object_state`` was recorded, the task's objects) and executes the recorded ``action`` at
 the control rate:
 
@@ -10,7 +10,8 @@ the control rate:
 * ``linear``: from one action to the next over a period, as ``TwinEnv.step`` and a
   ``joint_trajectory`` of the actions execute.
 
-Every control tick passes ``ArmSafety`` (limits, per-tick velocity bound) as on the robot. The twin's
+Every control tick's target goes through the arm core as a streamed command (limits, per-tick
+velocity bound, watchdog) as on the robot. The twin's
 joint positions are read at the recorded tick times and compared with the recorded ``joint_pos``:
 RMS and max error per joint. ``compare`` also replays with the commands shifted by up to 1.5
 recording periods either way and reports the shift that fits best: a latency estimate (positive: the
@@ -165,6 +166,9 @@ class TwinReplayer:
         mujoco.mj_forward(sim.model, d)
         if sim.task is not None:
             sim.task.start(d)
+        core = self.env.core
+        core.read(sim.now())
+        core.hold_measured()  # the arm core starts from the restored state
         return q0
 
     def run(self, interpolation: str = "step", shift_ticks: int = 0,
@@ -179,15 +183,17 @@ class TwinReplayer:
         targets = targets[idx]
         n = len(action)
         twin = np.zeros((n, len(q0)))
-        command = q0.copy()
+        core, n_arm = env.core, len(self.profile.joints)
         for k in range(n):
             twin[k] = sim.read().position
             if on_step is not None:
                 on_step(k, env)
-            for j in range(self.ticks):
-                command = env.safety.limit(targets[k * self.ticks + j], command)
-                sim.write(command)
-                sim.step()
+            for j in range(self.ticks):  # each tick's target as a streamed command through the arm core
+                target = targets[k * self.ticks + j]
+                core.positions(target[:n_arm], sim.now())
+                if core.gripper_index is not None:
+                    core.gripper(target[core.gripper_index])
+                env.runtime.advance()
         t = self.data["timestamp"] - self.data["timestamp"][0]
         return TwinReplay(
             names=list(self.profile.all_joint_names), angular=self.angular, t=t,
