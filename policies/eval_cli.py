@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from robot_stack.cli import add_command
+from robot_stack.policies.runner import RuntimeConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Roll a trained policy out on the twin and report its success rate with a 95% interval, episode\n"
         "lengths and rollout videos. In-process by default: the twin's physics behind the same arm core and\n"
         "policy runner that twin_node and policy_server run, on sim time, with the inference latency added\n"
-        "to sim time (measured, or --inference-latency). --ros N also runs N episodes through the deploy\n"
+        "to sim time (--inference-latency). --ros N also runs N episodes through the deploy\n"
         "launch file (twin + policy_server over DDS), on sim time in lock-step (--ros-realtime: real time).\n"
         "A passing in-process run (success rate >= --gate) writes <policy>/sim_validation.json with the\n"
         "runtime configuration it validated, which deploying with sim:=false requires.",
@@ -30,8 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=1000, help="seed of the first episode (one seed per episode)")
     p.add_argument("--videos", type=int, default=2, help="episodes to record as mp4")
     p.add_argument("--inference-steps", type=int, default=0, help="DDIM steps (0: the checkpoint's default)")
-    p.add_argument("--inference-latency", type=float, default=-1.0, metavar="S",
-                   help="inference time (s) to add to sim time for every chunk (default: measure it)")
+    p.add_argument("--inference-latency", type=float, default=RuntimeConfig.inference_latency, metavar="S",
+                   help="seconds from an observation until its chunk takes effect, added to sim time (default "
+                        "%(default)s, as policy_server; below 0: the measured inference time)")
     p.add_argument("--ros-realtime", action="store_true", help="run the --ros episodes in real time, not on sim time")
     p.add_argument("--plan-log", action="store_true",
                    help="write every plan (observations, actions) to <out>/plans_in_process.jsonl and plans_ros.jsonl")
@@ -44,7 +46,6 @@ def run(args: argparse.Namespace) -> int:
 
     from robot_stack.errors import UserError
     from robot_stack.policies.evaluate import evaluate_in_process, evaluate_over_ros
-    from robot_stack.policies.runner import RuntimeConfig
 
     if not (Path(args.policy) / "model.safetensors").is_file():
         raise UserError(f"{args.policy}: not a policy checkpoint (no model.safetensors)")

@@ -40,6 +40,8 @@ class EvalReport:
     """The runtime configuration the episodes ran with (``runner.runtime_record``)."""
     wall_seconds: float = 0.0
     """Wall time of the episodes (resets included)."""
+    inference_ms: tuple[float, float] | None = None
+    """Measured inference time, median and p99 (in-process)."""
 
     @property
     def successes(self) -> int:
@@ -60,9 +62,16 @@ class EvalReport:
     def summary(self) -> str:
         lo, hi = self.ci95
         lengths = [e.steps for e in self.episodes if e.success] or [0]
-        return (f"{self.path}: {self.successes}/{len(self.episodes)} successes = {self.success_rate:.0%} "
+        text = (f"{self.path}: {self.successes}/{len(self.episodes)} successes = {self.success_rate:.0%} "
                 f"(95% CI {lo:.0%}-{hi:.0%}), median successful length {int(np.median(lengths))} steps; "
                 f"gate {self.gate:.0%}: {'PASS' if self.passed else 'FAIL'}")
+        budget = self.runtime.get("runtime", {}).get("inference_latency", -1)
+        if self.inference_ms is not None:
+            text += f"; inference {self.inference_ms[0]:.0f} ms median, {self.inference_ms[1]:.0f} ms p99"
+            if budget >= 0 and self.inference_ms[0] > budget * 1e3:
+                text += (f" (over the {budget * 1e3:.0f} ms latency budget: on this machine the robot would act later "
+                         "than validated; raise --inference-latency)")
+        return text
 
     def save(self, out_dir: Path, name: str) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -209,6 +218,9 @@ def evaluate_policy(policy, profile, task: str, episodes: int, *, seed: int = 10
                     report.videos.append(str(write_video(frames, out_dir / f"{video_prefix}{i:02d}.mp4",
                                                          profile.control.policy_rate_hz)))
                 bar.update(job, advance=1, rate=f"{report.successes}/{i + 1} ok")
+        if runner.latencies:
+            lat = np.array(runner.latencies) * 1e3
+            report.inference_ms = (float(np.median(lat)), float(np.percentile(lat, 99)))
     finally:
         if rig is not None:
             rig.close()

@@ -10,10 +10,13 @@ sim time. Both call, whenever new data may be there::
     runner.observe(key, stamp, value, received)
     chunk = runner.step(now)          # None, or the actions to send: a JointTrajectory
 
-Inference latency is simulated honestly: a chunk becomes available at ``max(clock(), now + latency)``
-(``latency`` measured, or ``RuntimeConfig.inference_latency``); on wall time ``clock()`` has moved on
-by the time inference ends, on sim time it has not and the latency is added. The arm keeps executing
-the running chunk until the new one's stamp (joint_trajectory_controller replacement semantics).
+Inference latency is simulated honestly: a chunk becomes available at ``max(clock(), now + latency)``,
+``latency`` being ``RuntimeConfig.inference_latency`` (a budget, 50 ms by default; or the measured
+inference time). On wall time ``clock()`` has moved on by the time inference ends, so hardware never
+acts earlier than the budget nor earlier than reality; on sim time the clock stands still and the
+latency is added, so a policy validated in simulation meets on hardware the delay it was validated
+with. The arm keeps executing the running chunk until the new one's stamp (joint_trajectory_controller
+replacement semantics).
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ class RuntimeConfig:
     replan_steps: int = field("re-plan every N action steps (0 = the policy's Ta)", default=0)
     blend_steps: int = field("steps over which a new chunk cross-fades into the running one", default=3)
     execution_latency: float = field("measured actuation latency (s) to compensate", default=0.0)
-    inference_latency: float = field("inference time (s) to assume; < 0: measure it", default=-1.0)
+    inference_latency: float = field(
+        "seconds from an observation until its chunk takes effect: exact on sim time, at least this on hardware "
+        "(the actual inference time when longer); < 0: the measured inference time", default=0.05)
     silent_after: float = field("seconds without data after which a stream counts as silent", default=0.5)
     seed: int = field("seed of the sampling noise, restarted with every episode", default=0)
 

@@ -136,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         lo, hi = rep["ci95"]
         table.add_row(f"success ({name.replace('_', '-')})",
                       f"{rep['successes']}/{len(rep['episodes'])} = {rep['success_rate']:.0%} (95% CI {lo:.0%}-{hi:.0%})")
+    if "in_process" in reports and "ros" in reports:
+        table.add_row("one execution path", parity(reports["in_process"], reports["ros"]))
     videos = reports.get("in_process", {}).get("videos", [])
     table.add_row("videos", ", ".join(videos) or "none")
     table.add_row("gate", f"{args.gate:.0%}: {'PASS' if code == 0 else 'FAIL'} (sign-off: {checkpoint / 'sim_validation.json'})")
@@ -146,6 +148,14 @@ def run(args: argparse.Namespace) -> int:
     (out / "report.md").write_text("\n".join(lines) + "\n")
     console.print(f"report: {out / 'report.md'}")
     return 0  # the loop ran end to end; the gate verdict is in the report (robot-stack eval exits 1 on FAIL)
+
+
+def parity(in_process: dict, ros: dict) -> str:
+    """Episodes with the same seed in-process and over ROS: how many agree (success, and length within 1 step)."""
+    local = {e["seed"]: e for e in in_process["episodes"]}
+    pairs = [(local[e["seed"]], e) for e in ros["episodes"] if e["seed"] in local]
+    same = sum(a["success"] == b["success"] and abs(a["steps"] - b["steps"]) <= 1 for a, b in pairs)
+    return f"{same}/{len(pairs)} seeds give the same result in-process and over ROS (success, length within 1 step)"
 
 
 def _rows(table) -> list[str]:  # noqa: ANN001

@@ -26,5 +26,10 @@ def test_main_job_passes_the_learning_gate(tmp_path):
     summary = f"in-process {in_process['successes']}/50, ROS {ros['successes']}/5; {out / 'report.md'}"
     assert len(in_process["episodes"]) == 50 and in_process["success_rate"] >= 0.8, summary
     assert len(ros["episodes"]) == 5 and ros["successes"] >= 3, summary
+    # one execution path: the ROS deploy path (on sim time) gives the in-process result for the same seeds
+    local = {e["seed"]: e for e in in_process["episodes"]}
+    for e in ros["episodes"]:
+        twin = local[e["seed"]]
+        assert e["success"] == twin["success"] and abs(e["steps"] - twin["steps"]) <= 1, (e, twin)
     assert (out / "policy" / "checkpoints" / "latest" / "sim_validation.json").exists()
     assert "PASS" in (out / "report.md").read_text()

@@ -121,10 +121,11 @@ def test_ros_eval_renders_the_cameras_the_policy_observes(tmp_path, checkpoint):
 
 def test_history_restarts_after_a_takeover(ros):
     """After ``restart`` (control back from the operator) no sample from before it enters the history."""
-    from robot_stack.policies.observations import ObservationStreams
+    from robot_stack.policies.observations import ObservationHistory, subscribe
 
     contract = Contract(PROFILE)
-    streams = ObservationStreams(ros.node, contract, ["joint_pos"])
+    streams = ObservationHistory(["joint_pos"])
+    subscribe(ros.node, contract, streams)
     pub = contract.publisher(ros.node, contract.joint_states)
     zeros = np.zeros(6)
 
@@ -171,6 +172,32 @@ def test_server_refuses_unvalidated_checkpoint_in_one_line(spawn, checkpoint):
     assert errors and "no sim validation record" in errors[0] and "Traceback" not in out
 
 
+def test_server_refuses_a_sign_off_made_with_another_runtime_configuration(spawn, ros, checkpoint):
+    """The sign-off names the runtime configuration it validated; deploying with another one is refused."""
+    from robot_stack.policies.diffusion.checkpoint import load_policy
+    from robot_stack.policies.runner import RuntimeConfig, runtime_record
+
+    policy = load_policy(checkpoint, PROFILE)
+    policy.inference_steps = 4  # as start_server deploys it
+    record = ValidationRecord(policy_hash(checkpoint), "pick_cube", "so101", 50, 45, 0.9, (0.79, 0.96), 0.8, True,
+                              runtime=runtime_record(RuntimeConfig(), policy, PROFILE))
+    record.save(checkpoint)
+    try:
+        proc = start_server(spawn, checkpoint, "-p", "require_sim_validation:=true", "-p", "task:=pick_cube",
+                            "-p", "blend_steps:=5", "-p", "inference_latency:=0.2")
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 2, out
+        errors = [line for line in out.splitlines() if "error" in line]
+        assert errors and "another runtime configuration" in errors[0] and "Traceback" not in out
+        assert "runtime.blend_steps 3 -> 5" in errors[0] and "runtime.inference_latency 0.05 -> 0.2" in errors[0]
+        proc = start_server(spawn, checkpoint, "-p", "require_sim_validation:=true", "-p", "task:=pick_cube")
+        topic = "/" + Contract(PROFILE).joint_trajectory.name
+        wait_for(lambda: proc.poll() is not None or ros.node.count_publishers(topic) > 0, 60, "the server")
+        assert proc.poll() is None, proc.communicate()[0]  # the validated configuration deploys
+    finally:
+        (checkpoint / "sim_validation.json").unlink()
+
+
 def test_a_fully_late_chunk_keeps_the_running_one():
     chunks = ActionChunks(blend_steps=3)
     t = np.arange(8) * 0.1
@@ -182,7 +209,7 @@ def test_a_fully_late_chunk_keeps_the_running_one():
 
 
 def test_eval_over_ros_scores_episodes_through_the_deploy_launch(tmp_path, checkpoint):
-    """``robot-stack eval --ros``: deploy.launch.xml (twin + policy_server), resets between episodes."""
+    """``robot-stack eval --ros``: deploy.launch.xml (twin + policy_server) on sim time, resets between episodes."""
     from robot_stack.policies.evaluate import evaluate_over_ros
     from robot_stack.resources import share_dir
 
@@ -192,6 +219,6 @@ def test_eval_over_ros_scores_episodes_through_the_deploy_launch(tmp_path, check
     log = tmp_path / "ros_launch.log"
     report = evaluate_over_ros(checkpoint, str(task), "so101", 2, log=log)
     assert [e.seed for e in report.episodes] == [2000, 2001]
-    assert all(1.5 < e.seconds < 6.0 and not e.success for e in report.episodes)  # an untrained policy
+    assert all(e.steps == 20 and not e.success for e in report.episodes)  # an untrained policy, 2 s of sim time each
     text = log.read_text()
     assert "ready: obs joint_pos" in text and "operator took control" in text and "control returned" in text

@@ -82,7 +82,7 @@ class HilActor(Node):
         import torch
 
         from robot_stack.policies.hil.agent import SACAgent
-        from robot_stack.policies.observations import ObservationStreams
+        from robot_stack.policies.observations import ObservationHistory, subscribe
 
         self.cfg, self.space, task = load_run_config(self)
         self.mode = declare(self, "episodes", "twin", "twin: reset/task_success of the twin; operator: the teleop "
@@ -124,7 +124,8 @@ class HilActor(Node):
         self.fingerprint = agent_fingerprint(self.layout)
         self.rng = np.random.default_rng(self.cfg.seed)
         self.c = c = Contract(self.profile)
-        self.streams = ObservationStreams(self, c, list(sp.obs_keys), task_kind=task.kind)
+        self.streams = ObservationHistory(list(sp.obs_keys))
+        subscribe(self, c, self.streams, task_kind=task.kind)
         self.trajectory_pub = c.publisher(self, c.joint_trajectory)
         c.subscription(self, c.intervention, self._on_intervention)
         c.subscription(self, c.joint_commands, self._on_arm_command)
