@@ -186,17 +186,40 @@ def command_array(data: Sequence[float], size: int) -> np.ndarray:
 
 
 # -- Cartesian -------------------------------------------------------------------------------------
+MAX_POSITION_M = 100.0
+"""Largest Cartesian coordinate accepted (m); the workspace box clamps far less, this only keeps arithmetic finite."""
+MAX_QUATERNION_COMPONENT = 1e3
+MAX_LINEAR_SPEED = 10.0
+"""m/s; a twist beyond it is a bad message, not a fast command (the joint velocity limits bound motion anyway)."""
+MAX_ANGULAR_SPEED = 10.0 * np.pi
+"""rad/s"""
+
+
+def unit_quaternion(quat: np.ndarray) -> np.ndarray:
+    """``quat`` normalised without overflow (scaled by its largest component first); rejects zero and huge ones."""
+    quat = np.asarray(quat, dtype=float)
+    if not np.all(np.isfinite(quat)):
+        raise MessageError("orientation contains NaN or inf")
+    largest = float(np.max(np.abs(quat)))
+    if largest > MAX_QUATERNION_COMPONENT:
+        raise MessageError(f"orientation component {largest:.3g} is not a quaternion (components above "
+                           f"{MAX_QUATERNION_COMPONENT:g})")
+    if largest < 1e-6:
+        raise MessageError("orientation is a zero quaternion")
+    scaled = quat / largest
+    return scaled / np.linalg.norm(scaled)
+
+
 def pose_arrays(msg: PoseStamped) -> tuple[np.ndarray, np.ndarray]:
-    """(position (3,), quaternion xyzw (4,), normalised); rejects NaN and zero quaternions."""
+    """(position (3,), quaternion xyzw (4,), normalised); rejects NaN, huge coordinates and bad quaternions."""
     p, o = msg.pose.position, msg.pose.orientation
     pos = np.array([p.x, p.y, p.z])
-    quat = np.array([o.x, o.y, o.z, o.w])
-    if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(quat))):
+    if not np.all(np.isfinite(pos)):
         raise MessageError("pose contains NaN or inf")
-    norm = float(np.linalg.norm(quat))
-    if norm < 1e-6:
-        raise MessageError("pose orientation is a zero quaternion")
-    return pos, quat / norm
+    if np.max(np.abs(pos)) > MAX_POSITION_M:
+        raise MessageError(f"pose position {np.max(np.abs(pos)):.3g} m from the base is out of range "
+                           f"(> {MAX_POSITION_M:g} m)")
+    return pos, unit_quaternion(np.array([o.x, o.y, o.z, o.w]))
 
 
 def make_pose(position: Sequence[float], quat_xyzw: Sequence[float], frame_id: str, stamp: Time | None = None) -> PoseStamped:
@@ -211,11 +234,13 @@ def make_pose(position: Sequence[float], quat_xyzw: Sequence[float], frame_id: s
 
 
 def twist_arrays(msg: TwistStamped) -> tuple[np.ndarray, np.ndarray]:
-    """(linear (3,) m/s, angular (3,) rad/s); rejects NaN/inf."""
+    """(linear (3,) m/s, angular (3,) rad/s); rejects NaN/inf and speeds no arm has."""
     lin, ang = msg.twist.linear, msg.twist.angular
     v, w = np.array([lin.x, lin.y, lin.z]), np.array([ang.x, ang.y, ang.z])
     if not (np.all(np.isfinite(v)) and np.all(np.isfinite(w))):
         raise MessageError("twist contains NaN or inf")
+    if np.max(np.abs(v)) > MAX_LINEAR_SPEED or np.max(np.abs(w)) > MAX_ANGULAR_SPEED:
+        raise MessageError(f"twist beyond {MAX_LINEAR_SPEED:g} m/s or {MAX_ANGULAR_SPEED:.3g} rad/s per axis")
     return v, w
 
 

@@ -113,10 +113,12 @@ class FrameSpec:
 
 @dataclass(frozen=True)
 class WorkspaceSpec:
-    """Axis-aligned box (m, in the base frame) that Cartesian targets are clamped to."""
+    """Axis-aligned box (m, in the base frame) that Cartesian targets and motions stay in, and a floor plane."""
 
     lower: tuple[float, float, float]
     upper: tuple[float, float, float]
+    floor: float | None = field("height (m, base frame) the end effector never goes below, whatever the command "
+                                "(e.g. the table top); none: no floor", default=None)
 
     def __post_init__(self) -> None:
         if not all(lo < hi for lo, hi in zip(self.lower, self.upper)):

@@ -93,6 +93,9 @@ class SimRobot:
         self.actuation.enabled = bool(enabled)
         self.actuation.set_target(self.data, self.actuation.target)
 
+    def torque_enabled(self) -> bool:
+        return bool(self.actuation.enabled)
+
     def close(self) -> None:
         pass
 

@@ -74,6 +74,12 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str = "conditi
     raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
 
 
+@pytest.fixture(autouse=True)
+def own_state_folder(tmp_path, monkeypatch):
+    """Each test keeps drivers' persistent state (the e-stop latch) to itself."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
 @pytest.fixture
 def ros() -> Iterator[RosHarness]:
     harness = RosHarness()

@@ -188,6 +188,11 @@ class ServoBusBackend:
         for sid in self.ids:
             self._write_register(sid, "torque_enable", int(enabled))
 
+    def torque_enabled(self) -> bool:
+        """Whether every servo is energised now (read back from the torque-enable registers)."""
+        reg = self.regs["torque_enable"]
+        return all(reg.decode(self._read_retry(sid, reg.address, reg.size), 0) for sid in self.ids)
+
     def close(self) -> None:
         self.bus.close()
 

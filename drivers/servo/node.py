@@ -7,46 +7,65 @@ e-stop, diagnostics) around a ServoBusBackend. Parameters:
 * ``port`` (default: the profile's ``hardware.port``): serial port of the bus, e.g. ``/dev/ttyACM0``.
 * ``calibration`` (default: the profile's ``hardware.calibration``): joint calibration YAML.
 * ``retries`` (default 3): re-reads of a servo after a bad or missing status packet.
+* ``estop_file`` (default: one per node under ``$XDG_STATE_HOME/robot_stack/estop``): the e-stop latch
+  survives restarts: a driver that comes back (respawn, crash, reboot) starts stopped, with the
+  servos' torque state read back (holding servos keep holding, relaxed ones stay relaxed), until
+  ``estop/set`` releases it.
 
 A servo that does not answer stops the node with one line naming the servo and the port.
 """
 
 from __future__ import annotations
 
-from robot_stack.node import declare, run_node
+from dataclasses import dataclass
+
+from robot_stack.node import run_node
+from robot_stack.node_options import declare_options, read_options_before
+from robot_stack.typed_config import field
 
 NODE_NAME = "servo_arm"
 
 
-def make_node():  # noqa: ANN201
-    from rclpy.node import Node
+@dataclass(frozen=True)
+class ServoArmOptions:
+    robot: str = field("robot profile name or YAML path", default="so101")
+    port: str = field("serial port (default: the profile's hardware.port)", default="")
+    calibration: str = field("joint calibration YAML (default: the profile's)", default="")
+    retries: int = field("re-reads of a servo after a bad or missing status packet", default=3)
+    estop_file: str = field("where the e-stop latch survives restarts ('' = per node under "
+                            "$XDG_STATE_HOME/robot_stack/estop, 'none' = not kept)", default="")
 
+
+def make_node():  # noqa: ANN201
+    from robot_stack.arm.estop_store import EStopStore, default_path
     from robot_stack.arm.node import ArmNode
     from robot_stack.drivers.servo.backend import ServoBusBackend
     from robot_stack.profile import load_profile
 
-    # Parameters are read by a short-lived node of the same name (so launch-file parameters and
-    # remaps apply to it) because the backend must be open before ArmNode's first read.
-    params = Node(NODE_NAME)
+    # Options are read by a short-lived node of the same name (so launch-file parameters and remaps
+    # apply to it) because the backend must be open before ArmNode's first read.
+    options = read_options_before(NODE_NAME, ServoArmOptions)
+    profile = load_profile(options.robot)
+    store = None
+    if options.estop_file != "none":
+        from rclpy.node import Node
+
+        probe = Node(NODE_NAME)  # the resolved name (namespace and remaps applied) names the latch file
+        name = probe.get_fully_qualified_name()
+        probe.destroy_node()
+        store = EStopStore(options.estop_file or default_path(name))
+    stopped = store is not None and store.load() is not None
+    backend = ServoBusBackend(profile, port=options.port or None, calibration=options.calibration or None,
+                              retries=options.retries, torque_on=not stopped)
     try:
-        robot = declare(params, "robot", "so101", "robot profile name or YAML path")
-        port = declare(params, "port", "", "serial port (default: the profile's hardware.port)")
-        calibration = declare(params, "calibration", "", "joint calibration YAML (default: the profile's)")
-        retries = declare(params, "retries", 3, "re-reads of a servo after a bad or missing status packet")
-    finally:
-        params.destroy_node()
-    profile = load_profile(robot)
-    backend = ServoBusBackend(profile, port=port or None, calibration=calibration or None, retries=retries)
-    try:
-        node = ArmNode(profile, backend, node_name=NODE_NAME)
+        node = ArmNode(profile, backend, node_name=NODE_NAME, estop_store=store)
     except BaseException:
         backend.close()
         raise
-    for name, value in (("robot", robot), ("port", port), ("calibration", calibration), ("retries", retries)):
-        node.declare_parameter(name, value)  # visible to parameter tools
+    declare_options(node, options)  # visible to parameter tools
     node.get_logger().info(
         f"{profile.name}: {len(backend.ids)} {profile.hardware.backend} servos on {backend.port_name} "
-        f"at {profile.control.rate_hz:g} Hz")
+        f"at {profile.control.rate_hz:g} Hz" + (f"; e-stop latch {store.path}" if store else ""))
     return node
 
 

@@ -34,3 +34,5 @@ class ArmBackend(Protocol):
     def close(self) -> None:
         """Release the device (called once at shutdown)."""
         ...
+
+    # optional: ``torque_enabled() -> bool``, whether the motors are energised now (read back at start)

@@ -25,13 +25,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from robot_stack.arm.backend import ArmBackend, JointReading
+from robot_stack.arm.estop_store import EStopStore
 from robot_stack.arm.commands import PoseSource, PositionSource, TrajectorySource, TwistSource
-from robot_stack.arm.kinematics import Kinematics
+from robot_stack.arm.kinematics import IKError, Kinematics
 from robot_stack.arm.safety import ArmSafety
 from robot_stack.profile import RobotProfile
 
 VERSION = "2"
 """Runtime-core behaviour version, recorded in sim sign-offs (bump when command execution changes)."""
+
+FLOOR_TOLERANCE = 5e-4
+"""m: below the floor (an arm switched on there), a step may not lower the end effector by more than this."""
 
 Log = Callable[[str, str], None]
 """``log(level, text)``; level is 'info', 'warning' or 'error'."""
@@ -55,8 +59,10 @@ def _print_log(level: str, text: str) -> None:
 
 class ArmCore:
     def __init__(self, profile: RobotProfile, backend: ArmBackend, kinematics: Kinematics | None = None,
-                 log: Log = _print_log):
+                 log: Log = _print_log, estop_store: EStopStore | None = None):
+        """``estop_store``: where the e-stop latch persists (hardware); a persisted stop is engaged at start."""
         self.profile, self.backend, self.kinematics, self.log = profile, backend, kinematics, log
+        self.estop_store = estop_store
         self.safety = ArmSafety(profile)
         self.n_arm = len(profile.joints)
         self.gripper_index = self.n_arm if profile.gripper else None
@@ -69,8 +75,15 @@ class ArmCore:
         self.gripper_target: float | None = None
         self.last_streamed: float | None = None
         self.stale = False
-        self.torque_on = True
+        torque = getattr(backend, "torque_enabled", None)
+        self.torque_on = bool(torque()) if torque is not None else True
+        """Whether the motors are energised (read back from the backend at start)."""
         self.rejected = 0
+        persisted = estop_store.load() if estop_store is not None else None
+        if persisted is not None:
+            self.safety.set_estop(True, f"persisted from before a restart: {persisted}")
+            self.log("error", f"E-STOP engaged at start ({persisted}); motors "
+                              f"{'holding' if self.torque_on else 'relaxed'}; release with the estop/set service")
 
     # -- the control period ---------------------------------------------------------------------
     def read(self, now: float) -> JointReading:
@@ -88,7 +101,8 @@ class ArmCore:
     def update(self, now: float) -> None:
         """Turn the active command into a safe target for ``now`` and write it to the backend."""
         if self.safety.estopped:
-            self._write(self.hold_target)
+            if self.torque_on:  # hold; relaxed motors stay relaxed until the release
+                self._write(self.hold_target)
             return
         if self.pending is not None and now + 1e-9 >= self.pending.start:
             pending, self.pending = self.pending, None
@@ -97,7 +111,13 @@ class ArmCore:
             self._go_stale()
         if self.stale and self.profile.control.on_stale == "torque_off":
             return
-        target = self.hold_target if self.source is None else self.source.target(now, self.command)
+        try:
+            target = self.hold_target if self.source is None else self.source.target(now, self.command)
+        except IKError as err:
+            self.safety.stats.ik_resets += 1
+            self.log("error", f"Cartesian command dropped: {err}; holding")
+            self.hold()
+            target = self.hold_target
         target = np.where(np.isnan(target), self.command, target)
         if self.gripper_index is not None and self.gripper_target is not None:
             target[self.gripper_index] = self.gripper_target
@@ -110,11 +130,33 @@ class ArmCore:
             self.log("error", f"unsafe target not sent ({err}); holding")
             self.hold()
             return
+        if not self._path_allowed(safe):
+            safe = self.command
         if not self.torque_on:
             self.backend.set_torque(True)
             self.torque_on = True
         self.backend.write(safe)
         self.command = safe
+
+    def _path_allowed(self, safe: np.ndarray) -> bool:
+        """The workspace on the path: the next target's end effector (forward kinematics) stays above the
+        floor, and a Cartesian motion stays in the box; a step that would leave them (further) is refused."""
+        ws = self.profile.workspace
+        if self.kinematics is None or ws is None or np.array_equal(safe, self.command):
+            return True
+        here = self.kinematics.fk(self.command[: self.n_arm])[0]
+        there = self.kinematics.fk(safe[: self.n_arm])[0]
+        if ws.floor is not None and there[2] < ws.floor and there[2] < here[2] - FLOOR_TOLERANCE:
+            self.safety.stats.refused_floor += 1
+            self.log("warning", f"motion refused: the end effector would go below the floor (z {ws.floor:g} m)")
+            return False
+        if isinstance(self.source, (PoseSource, TwistSource)):
+            outside = self.safety.outside_workspace(there)
+            if outside > 1e-3 and outside > self.safety.outside_workspace(here):
+                self.safety.stats.refused_workspace += 1
+                self.log("warning", "Cartesian motion refused: the end effector would leave the workspace box")
+                return False
+        return True
 
     def _go_stale(self) -> None:
         self.safety.stats.stale_events += 1
@@ -214,6 +256,8 @@ class ArmCore:
         """Engage or release the latched e-stop; True when the state changed."""
         if on == self.safety.estopped:
             return False
+        if self.estop_store is not None:
+            self.estop_store.save(on, reason)  # durable before the stop is reported (and before a release acts)
         self.safety.set_estop(on, reason)
         self.hold_measured()
         self.log("error" if on else "info", f"E-STOP engaged ({reason}): holding position" if on else "e-stop released")

@@ -49,6 +49,10 @@ def _wxyz(xyzw: np.ndarray) -> np.ndarray:
     return np.array([xyzw[3], xyzw[0], xyzw[1], xyzw[2]])
 
 
+class IKError(ValueError):
+    """Differential IK produced a non-finite configuration (the solver state was reset)."""
+
+
 class Kinematics:
     """FK at ``profile.sim.ee_site`` and mink differential IK for the arm joints."""
 
@@ -113,7 +117,15 @@ class Kinematics:
             self.configuration, [self.task, self.posture], dt, "daqp", limits=self.limits, constraints=self.constraints
         )
         self.configuration.integrate_inplace(velocity, dt)
-        return self.configuration.q[self.qpos_index].copy()
+        q = self.configuration.q[self.qpos_index].copy()
+        if not (np.all(np.isfinite(q)) and np.all(np.isfinite(self.configuration.q))):
+            self.reset()
+            raise IKError("IK produced a non-finite configuration (target unreachable or not finite)")
+        return q
+
+    def reset(self) -> None:
+        """Start the solver from the model's reference configuration (after a non-finite result)."""
+        self.configuration.update(self.model.qpos0.copy())
 
     def ik(self, position: np.ndarray, quat_xyzw: np.ndarray | None, q_init: np.ndarray, *, iterations: int = 200,
            tolerance: float = 1e-4) -> np.ndarray:

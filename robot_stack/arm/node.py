@@ -20,6 +20,7 @@ from rclpy.node import Node
 from robot_stack import convert
 from robot_stack.arm.backend import ArmBackend, JointReading
 from robot_stack.arm.core import ArmCore, CommandError
+from robot_stack.arm.estop_store import EStopStore
 from robot_stack.arm.kinematics import Kinematics
 from robot_stack.contract import Contract
 from robot_stack.convert import MessageError
@@ -168,12 +169,13 @@ class ArmNode(Node):
     """An arm on hardware: ``ArmCore`` around ``backend``, served on the contract, driven by a timer on the node clock."""
 
     def __init__(self, profile: RobotProfile, backend: ArmBackend, node_name: str = "arm", *,
-                 kinematics: Kinematics | None = None, **node_kwargs):
+                 kinematics: Kinematics | None = None, estop_store: EStopStore | None = None, **node_kwargs):
+        """``estop_store``: where the e-stop latch survives restarts (see ``estop_store.default_path``)."""
         super().__init__(node_name, **node_kwargs)
         self.profile, self.backend = profile, backend
         if kinematics is None and profile.sim is not None:
             kinematics = Kinematics(profile)
-        self.core = ArmCore(profile, backend, kinematics, log=node_log(self))
+        self.core = ArmCore(profile, backend, kinematics, log=node_log(self), estop_store=estop_store)
         self.interface = ArmInterface(self, self.core, self.now)
         self.loop_stats = LoopStats(profile.control_period)
         backend_diag = getattr(backend, "diagnostics", None)

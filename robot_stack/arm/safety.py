@@ -3,7 +3,8 @@
 * joint position limits (profile), gripper range between ``open`` and ``closed``;
 * a per-tick step limit from the joint velocity limits (a far target is approached, never jumped to);
 * NaN/inf targets are rejected (the caller holds instead);
-* Cartesian targets are clamped to the profile's workspace box;
+* Cartesian targets are clamped to the profile's workspace box, and Cartesian motions stay in it
+  (``ArmCore`` checks the forward kinematics of every step; a floor plane holds for every command);
 * a latched e-stop: while set, the arm holds where it was when the stop came;
 * a watchdog for streamed commands: older than ``watchdog_periods`` control periods -> stale.
 """
@@ -26,6 +27,9 @@ class SafetyStats:
     clamped_position: int = 0
     rate_limited: int = 0
     clamped_workspace: int = 0
+    refused_workspace: int = 0
+    refused_floor: int = 0
+    ik_resets: int = 0
     stale_events: int = 0
 
 
@@ -73,6 +77,15 @@ class ArmSafety:
         if np.any(clamped != position):
             self.stats.clamped_workspace += 1
         return clamped
+
+    def outside_workspace(self, position: np.ndarray) -> float:
+        """How far (m) a point lies outside the workspace box (0 inside)."""
+        ws = self.profile.workspace
+        if ws is None:
+            return 0.0
+        below = np.asarray(ws.lower) - position
+        above = position - np.asarray(ws.upper)
+        return float(np.linalg.norm(np.maximum(np.maximum(below, above), 0.0)))
 
     def is_stale(self, last_command_time: float | None, now: float) -> bool:
         if last_command_time is None:
