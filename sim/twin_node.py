@@ -327,6 +327,7 @@ class TwinNode(Node):
             self.render_thread.join(timeout=5)
         if self.viewer is not None:
             self.viewer.close()
+        self.interface.close()
         self.runtime.close()
 
 

@@ -19,6 +19,8 @@ Trajectories follow ros2_control's joint_trajectory_controller: one that starts 
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,6 +54,15 @@ class _PendingTrajectory:
     positions: np.ndarray
 
 
+def _locked(method):  # noqa: ANN001, ANN202
+    """Run under the core's lock: the e-stop is served on a thread of its own."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        with self.lock:
+            return method(self, *args, **kwargs)
+    return run
+
+
 def _print_log(level: str, text: str) -> None:
     if level != "info":
         print(f"[arm] {level}: {text}")
@@ -63,6 +74,8 @@ class ArmCore:
         """``estop_store``: where the e-stop latch persists (hardware); a persisted stop is engaged at start."""
         self.profile, self.backend, self.kinematics, self.log = profile, backend, kinematics, log
         self.estop_store = estop_store
+        self.lock = threading.RLock()
+        """Held by every call that touches the backend or the command state."""
         self.safety = ArmSafety(profile)
         self.n_arm = len(profile.joints)
         self.gripper_index = self.n_arm if profile.gripper else None
@@ -86,6 +99,7 @@ class ArmCore:
                               f"{'holding' if self.torque_on else 'relaxed'}; release with the estop/set service")
 
     # -- the control period ---------------------------------------------------------------------
+    @_locked
     def read(self, now: float) -> JointReading:
         """Measure the joints (call first in every control period)."""
         self.reading = self.backend.read()
@@ -98,6 +112,7 @@ class ArmCore:
         q = self.reading.position if q is None else q
         return self.kinematics.fk(q[: self.n_arm])
 
+    @_locked
     def update(self, now: float) -> None:
         """Turn the active command into a safe target for ``now`` and write it to the backend."""
         if self.safety.estopped:
@@ -169,6 +184,7 @@ class ArmCore:
             self.backend.set_torque(False)
             self.torque_on = False
 
+    @_locked
     def hold(self) -> None:
         """Drop every command and hold the last target (the goal never jumps)."""
         self.source = self.pending = None
@@ -176,6 +192,7 @@ class ArmCore:
         self.last_streamed = None
         self.hold_target = self.command.copy()
 
+    @_locked
     def hold_measured(self) -> None:
         """Drop every command and hold where the arm is now (a stop, or a scene reset)."""
         self.hold()
@@ -191,6 +208,7 @@ class ArmCore:
         self.stale = False
         self.last_streamed = now if streamed else None
 
+    @_locked
     def trajectory(self, start: float, times: np.ndarray, positions: np.ndarray, now: float) -> None:
         """Joint trajectory: ``positions`` (N, all joints; NaN = joint omitted) reached ``times`` s after ``start``."""
         if start + times[-1] < now - self.profile.control_period:
@@ -217,12 +235,14 @@ class ArmCore:
         self.stale = False
         self.last_streamed = None
 
+    @_locked
     def positions(self, q_arm: np.ndarray, now: float) -> None:
         """Streamed absolute arm joint positions (forward command; watched by the watchdog)."""
         full = np.full(len(self.command), np.nan)
         full[: self.n_arm] = q_arm
         self._activate(PositionSource(full), now, streamed=True)
 
+    @_locked
     def gripper(self, value: float) -> None:
         if self.safety.estopped:
             raise CommandError("e-stop engaged (release with the estop/set service)")
@@ -234,10 +254,12 @@ class ArmCore:
         return PoseSource(self.kinematics, self.safety.clamp_workspace(position), quat, self.n_arm,
                           self.profile.control_period)
 
+    @_locked
     def pose(self, position: np.ndarray, quat: np.ndarray | None, now: float) -> None:
         """Cartesian setpoint (base frame), reached by differential IK."""
         self._activate(self._pose_source(position, quat), now, streamed=False)
 
+    @_locked
     def twist(self, linear: np.ndarray, angular: np.ndarray, now: float) -> None:
         """Streamed Cartesian velocity (base frame): the pose target moves with it every tick."""
         if isinstance(self.source, TwistSource) and not self.stale:
@@ -252,6 +274,7 @@ class ArmCore:
                        streamed=True)
 
     # -- e-stop ---------------------------------------------------------------------------------
+    @_locked
     def set_estop(self, on: bool, reason: str = "") -> bool:
         """Engage or release the latched e-stop; True when the state changed."""
         if on == self.safety.estopped:
@@ -260,6 +283,8 @@ class ArmCore:
             self.estop_store.save(on, reason)  # durable before the stop is reported (and before a release acts)
         self.safety.set_estop(on, reason)
         self.hold_measured()
+        if on and self.torque_on:
+            self._write(self.hold_target)  # now, not at the next control period
         self.log("error" if on else "info", f"E-STOP engaged ({reason}): holding position" if on else "e-stop released")
         return True
 

@@ -10,6 +10,7 @@ runs it on sim time.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from typing import Any
@@ -34,30 +35,83 @@ def apply_trajectory(core: ArmCore, msg, names: list[str], now: float) -> None: 
     core.trajectory(convert.to_sec(msg.header.stamp) or now, times, positions, now)
 
 
+MAX_MESSAGE_BYTES = {"joint_trajectory": 256 * 1024, "commands": 4096, "gripper command": 1024,
+                     "target_pose": 1024, "target_twist": 1024, "estop": 1024}
+"""Largest serialised command accepted per topic, checked before the message is parsed: a 256 KiB
+trajectory (about 2,000 points) is parsed in milliseconds, so no message can stall the control loop."""
+
+
 class ArmInterface:
-    """The contract's arm topics and services for ``core`` on ``node``."""
+    """The contract's arm topics and services for ``core`` on ``node``; the e-stop on a thread of its own."""
 
     def __init__(self, node: Node, core: ArmCore, now: Any):
         """``now()``: the current time on the clock that drives ``core`` (node clock or sim time)."""
         self.node, self.core, self.now = node, core, now
         self.profile = core.profile
         self.names = self.profile.all_joint_names
+        self.oversized = 0
+        self.log = node_log(node)
         c = self.contract = Contract(self.profile)
         self.joint_state_pub = c.publisher(node, c.joint_states)
         self.ee_pose_pub = c.publisher(node, c.ee_pose)
         self.estop_pub = c.publisher(node, c.estop_state)
         self.diag_pub = c.publisher(node, c.diagnostics)
-        c.subscription(node, c.joint_trajectory, self._on_trajectory)
-        c.subscription(node, c.joint_commands, self._on_commands)
+        self._bounded(node, c.joint_trajectory, "joint_trajectory", self._on_trajectory)
+        self._bounded(node, c.joint_commands, "commands", self._on_commands)
         if c.gripper_commands is not None:
-            c.subscription(node, c.gripper_commands, self._on_gripper)
-        c.subscription(node, c.target_pose, self._on_pose)
-        c.subscription(node, c.target_twist, self._on_twist)
-        c.subscription(node, c.estop, lambda msg: msg.data and self.set_estop(True, "estop topic"))
-        c.service(node, c.estop_service, self._on_estop_service)
+            self._bounded(node, c.gripper_commands, "gripper command", self._on_gripper)
+        self._bounded(node, c.target_pose, "target_pose", self._on_pose)
+        self._bounded(node, c.target_twist, "target_twist", self._on_twist)
+        # the e-stop: a node of its own (same namespace), spun by its own thread, so that no callback of the
+        # control node (a large message, a slow backend) delays it
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.estop_node = Node(f"{node.get_name()}_estop", namespace=node.get_namespace(), context=node.context,
+                               use_global_arguments=False, start_parameter_services=False)
+        self._bounded(self.estop_node, c.estop, "estop", lambda msg: msg.data and self.set_estop(True, "estop topic"))
+        c.service(self.estop_node, c.estop_service, self._on_estop_service)
+        self.estop_executor = SingleThreadedExecutor(context=node.context)
+        self.estop_executor.add_node(self.estop_node)
+        self.estop_thread = threading.Thread(target=self._spin_estop, name="estop", daemon=True)
+        self.estop_thread.start()
         self.publish_estop()
         self.extra_diagnostics: dict[str, Any] = {}
         """Callables name -> () -> dict merged into the diagnostics (backend, loop, twin)."""
+
+    def _spin_estop(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.estop_executor.spin()
+        except (ExternalShutdownException, KeyboardInterrupt):
+            pass
+        except Exception:  # noqa: BLE001 - a callback failing mid-shutdown is the shutdown
+            if self.node.context.ok():
+                raise
+
+    def _bounded(self, node: Node, topic, what: str, callback) -> None:  # noqa: ANN001
+        """Subscribe to ``topic`` raw: messages over ``MAX_MESSAGE_BYTES[what]`` are dropped unparsed."""
+        from rclpy.serialization import deserialize_message
+
+        limit = MAX_MESSAGE_BYTES[what]
+
+        def on_raw(data: bytes) -> None:
+            if len(data) > limit:
+                self.oversized += 1
+                self.core.rejected += 1
+                self.log("error", f"rejected {what}: {len(data)} bytes (at most {limit}), not parsed")
+                return
+            try:
+                msg = deserialize_message(data, topic.type)
+            except Exception as err:  # noqa: BLE001 - any malformed payload is a bad message
+                return self._reject(what, err)
+            callback(msg)
+
+        node.create_subscription(topic.type, topic.name, on_raw, topic.qos, raw=True)
+
+    def close(self) -> None:
+        self.estop_executor.shutdown()
+        self.estop_node.destroy_node()
 
     # -- robot -> ---------------------------------------------------------------------------------
     def publish_state(self, reading: JointReading) -> None:
@@ -86,6 +140,7 @@ class ArmInterface:
             status.level, status.message = DiagnosticStatus.OK, "ok"
         values: dict[str, Any] = dict(loop_stats or {})
         values.update(core.diagnostics())
+        values["oversized_messages"] = self.oversized
         for extra in self.extra_diagnostics.values():
             values.update(extra())
         status.values = [KeyValue(key=k, value=f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in values.items()]
@@ -96,7 +151,7 @@ class ArmInterface:
     # -- -> robot ---------------------------------------------------------------------------------
     def _reject(self, what: str, err: Exception) -> None:
         self.core.rejected += 1
-        self.node.get_logger().error(f"rejected {what}: {err}", throttle_duration_sec=1.0)
+        self.log("error", f"rejected {what}: {err}")
 
     def _command(self, what: str, action) -> None:  # noqa: ANN001 - () -> None, may raise
         try:
@@ -199,4 +254,5 @@ class ArmNode(Node):
         self.core.update(now)
 
     def close(self) -> None:
+        self.interface.close()
         self.backend.close()
