@@ -1,4 +1,5 @@
-"""``node_log(node)``: a ROS node's logger as the ``log(level, text)`` callback of the ROS-free runtime classes.
+"""``node_log(node)``: a ROS node's logger as the ``log(level, text)`` callback of the ROS-free runtime classes
+(``throttled_log`` for Python's ``logging``, in-process).
 
 Each distinct message is throttled on its own (once per ``throttle_s``), so a burst of one warning
 never hides another; rclpy's own throttling is per call site, which a shared callback would defeat.
@@ -12,7 +13,11 @@ from typing import Any
 
 
 def node_log(node: Any, throttle_s: float = 1.0) -> Callable[[str, str], None]:
-    logger = node.get_logger()
+    return throttled_log(node.get_logger(), throttle_s)
+
+
+def throttled_log(logger: Any, throttle_s: float = 1.0) -> Callable[[str, str], None]:
+    """``log(level, text)`` on any logger with info/warning/error methods (rclpy's or Python's)."""
 
     def info(text: str) -> None:
         logger.info(text)

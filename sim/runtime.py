@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from robot_stack.arm.backend import JointReading
-from robot_stack.arm.core import ArmCore, Log, _print_log
+from robot_stack.arm.core import ArmCore, Log
 from robot_stack.arm.kinematics import Kinematics
 from robot_stack.profile import RobotProfile
 from robot_stack.sim.robot import SimRobot
@@ -92,7 +92,7 @@ class CameraSchedule:
 
 class TwinRuntime:
     def __init__(self, profile: RobotProfile, task: TaskConfig | str | None = None, *, seed: int = 0,
-                 cameras: list[str] | None = None, time_offset: float = 0.0, log: Log = _print_log):
+                 cameras: list[str] | None = None, time_offset: float = 0.0, log: Log | None = None):
         """``cameras``: profile cameras to schedule (default: all of the profile's)."""
         self.profile = profile
         self.sim = SimRobot(profile, task, seed=seed, time_offset=time_offset)

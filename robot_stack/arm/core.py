@@ -39,6 +39,12 @@ VERSION = "2"
 FLOOR_TOLERANCE = 5e-4
 """m: below the floor (an arm switched on there), a step may not lower the end effector by more than this."""
 
+WORKSPACE_MARGIN = 0.005
+"""m: Cartesian motions stop this far inside the workspace box."""
+APPROACH_RATE = 0.1
+"""Per control period, a Cartesian motion may close at most this share of its distance to the workspace box: an
+exponential approach (at 100 Hz, 10 x the distance per second) that brakes the arm before the box, not at it."""
+
 Log = Callable[[str, str], None]
 """``log(level, text)``; level is 'info', 'warning' or 'error'."""
 
@@ -63,16 +69,20 @@ def _locked(method):  # noqa: ANN001, ANN202
     return run
 
 
-def _print_log(level: str, text: str) -> None:
-    if level != "info":
-        print(f"[arm] {level}: {text}")
+def _default_log() -> Log:
+    import logging
+
+    from robot_stack.node_log import throttled_log
+
+    return throttled_log(logging.getLogger("robot_stack.arm"))
 
 
 class ArmCore:
     def __init__(self, profile: RobotProfile, backend: ArmBackend, kinematics: Kinematics | None = None,
-                 log: Log = _print_log, estop_store: EStopStore | None = None):
+                 log: Log | None = None, estop_store: EStopStore | None = None):
         """``estop_store``: where the e-stop latch persists (hardware); a persisted stop is engaged at start."""
-        self.profile, self.backend, self.kinematics, self.log = profile, backend, kinematics, log
+        self.profile, self.backend, self.kinematics = profile, backend, kinematics
+        self.log = log or _default_log()
         self.estop_store = estop_store
         self.lock = threading.RLock()
         """Held by every call that touches the backend or the command state."""
@@ -92,6 +102,7 @@ class ArmCore:
         self.torque_on = bool(torque()) if torque is not None else True
         """Whether the motors are energised (read back from the backend at start)."""
         self.rejected = 0
+        self._fk_memo: tuple[np.ndarray, np.ndarray] | None = None
         persisted = estop_store.load() if estop_store is not None else None
         if persisted is not None:
             self.safety.set_estop(True, f"persisted from before a restart: {persisted}")
@@ -145,33 +156,47 @@ class ArmCore:
             self.log("error", f"unsafe target not sent ({err}); holding")
             self.hold()
             return
-        if not self._path_allowed(safe):
-            safe = self.command
+        safe = self._on_path(safe)
         if not self.torque_on:
             self.backend.set_torque(True)
             self.torque_on = True
         self.backend.write(safe)
         self.command = safe
 
-    def _path_allowed(self, safe: np.ndarray) -> bool:
-        """The workspace on the path: the next target's end effector (forward kinematics) stays above the
-        floor, and a Cartesian motion stays in the box; a step that would leave them (further) is refused."""
+    def _ee_at(self, q: np.ndarray) -> np.ndarray:
+        """End-effector position of joint targets ``q`` (the last one remembered: each tick asks for the
+        previous tick's target again)."""
+        if self._fk_memo is not None and np.array_equal(self._fk_memo[0], q):
+            return self._fk_memo[1]
+        position = self.kinematics.fk(q[: self.n_arm])[0]
+        self._fk_memo = (q.copy(), position)
+        return position
+
+    def _on_path(self, safe: np.ndarray) -> np.ndarray:
+        """The workspace on the path (forward kinematics of every step): no command takes the end effector
+        below the floor, and a Cartesian motion slows down towards the workspace box (its distance to the
+        box shrinks by at most ``APPROACH_RATE`` a control period) and stops ``WORKSPACE_MARGIN`` inside it."""
         ws = self.profile.workspace
         if self.kinematics is None or ws is None or np.array_equal(safe, self.command):
-            return True
-        here = self.kinematics.fk(self.command[: self.n_arm])[0]
-        there = self.kinematics.fk(safe[: self.n_arm])[0]
+            return safe
+        here, there = self._ee_at(self.command), self._ee_at(safe)
         if ws.floor is not None and there[2] < ws.floor and there[2] < here[2] - FLOOR_TOLERANCE:
             self.safety.stats.refused_floor += 1
             self.log("warning", f"motion refused: the end effector would go below the floor (z {ws.floor:g} m)")
-            return False
-        if isinstance(self.source, (PoseSource, TwistSource)):
-            outside = self.safety.outside_workspace(there)
-            if outside > 1e-3 and outside > self.safety.outside_workspace(here):
-                self.safety.stats.refused_workspace += 1
-                self.log("warning", "Cartesian motion refused: the end effector would leave the workspace box")
-                return False
-        return True
+            return self.command
+        if not isinstance(self.source, (PoseSource, TwistSource)):
+            return safe
+        room = self.safety.inside_workspace(here, WORKSPACE_MARGIN)
+        allowed = (1.0 - APPROACH_RATE) * room if room > 0 else room  # outside: only towards the box
+        if self.safety.inside_workspace(there, WORKSPACE_MARGIN) >= allowed:
+            return safe
+        lo, hi = 0.0, 1.0  # the longest part of the step that respects the approach
+        for _ in range(8):
+            mid = (lo + hi) / 2
+            point = self.kinematics.fk((self.command + mid * (safe - self.command))[: self.n_arm])[0]
+            lo, hi = (mid, hi) if self.safety.inside_workspace(point, WORKSPACE_MARGIN) >= allowed else (lo, mid)
+        self.safety.stats.slowed_at_workspace += 1
+        return self.command + lo * (safe - self.command)
 
     def _go_stale(self) -> None:
         self.safety.stats.stale_events += 1

@@ -27,7 +27,7 @@ class SafetyStats:
     clamped_position: int = 0
     rate_limited: int = 0
     clamped_workspace: int = 0
-    refused_workspace: int = 0
+    slowed_at_workspace: int = 0
     refused_floor: int = 0
     ik_resets: int = 0
     stale_events: int = 0
@@ -78,13 +78,21 @@ class ArmSafety:
             self.stats.clamped_workspace += 1
         return clamped
 
-    def outside_workspace(self, position: np.ndarray) -> float:
-        """How far (m) a point lies outside the workspace box (0 inside)."""
+    def inside_workspace(self, position: np.ndarray, margin: float = 0.0) -> float:
+        """Signed distance (m) from a point to the faces of the box shrunk by ``margin``: > 0 inside, < 0 outside."""
+        ws = self.profile.workspace
+        if ws is None:
+            return np.inf
+        inside = np.minimum(position - (np.asarray(ws.lower) + margin), (np.asarray(ws.upper) - margin) - position)
+        return float(inside.min()) if np.all(inside >= 0) else -self.outside_workspace(position, margin)
+
+    def outside_workspace(self, position: np.ndarray, margin: float = 0.0) -> float:
+        """How far (m) a point lies outside the workspace box shrunk by ``margin`` (0 inside)."""
         ws = self.profile.workspace
         if ws is None:
             return 0.0
-        below = np.asarray(ws.lower) - position
-        above = position - np.asarray(ws.upper)
+        below = np.asarray(ws.lower) + margin - position
+        above = position - (np.asarray(ws.upper) - margin)
         return float(np.linalg.norm(np.maximum(np.maximum(below, above), 0.0)))
 
     def is_stale(self, last_command_time: float | None, now: float) -> bool:
