@@ -1,8 +1,15 @@
-"""Rendering the profile's cameras (mujoco.Renderer, headless with MUJOCO_GL=egl).
+"""Rendering the profile's cameras (MuJoCo's OpenGL renderer, headless with MUJOCO_GL=egl).
 
 ``CameraRig`` renders from a state snapshot into its own ``MjData``, so it can run on a thread
 other than the physics (the GL context belongs to the thread that first renders; create, use and
 close a rig on one thread). Intrinsics follow the MJCF ``fovy`` (ideal pinhole, no distortion).
+Each camera renders at its profile resolution: the in-process gym env and the twin node use this
+rig alike, so a policy sees the same pixels on both paths.
+
+Cost on a CPU rasteriser (Mesa llvmpipe), measured in docs/sim.md: the scene holds simplified
+visual meshes (``scene.RENDER_MESH_CELL``), the floor is drawn last (``scene.BACKGROUND_GROUP``:
+the pixels the table hides are never textured), one GL context serves every camera, and the
+read-back goes into a reused buffer.
 """
 
 from __future__ import annotations
@@ -12,6 +19,9 @@ import numpy as np
 
 from robot_stack.camera_info import Intrinsics
 from robot_stack.profile import CameraSpec, RobotProfile
+from robot_stack.sim.scene import BACKGROUND_GROUP
+
+MONO_WEIGHTS = np.array([0.299, 0.587, 0.114])
 
 
 def camera_intrinsics(model: mujoco.MjModel, cam_id: int, spec: CameraSpec) -> Intrinsics:
@@ -26,13 +36,38 @@ class CameraRig:
         self.ids = {n: camera_ids[n] for n in self.names}
         self.intrinsics = {n: camera_intrinsics(model, self.ids[n], self.specs[n]) for n in self.names}
         self.data = mujoco.MjData(model)
-        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self._gl = None
+        self._context: mujoco.MjrContext | None = None
+        self._scene = mujoco.MjvScene(model, maxgeom=max(1000, 2 * model.ngeom))
+        self._camera = mujoco.MjvCamera()
+        self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
+        self._perturb = mujoco.MjvPerturb()
+        # first pass: every geom group a default view shows but the background; second pass: the background
+        self._option = mujoco.MjvOption()
+        self._background = None
+        if self._option.geomgroup[BACKGROUND_GROUP]:
+            self._background = mujoco.MjvOption()
+            self._background.geomgroup[:] = 0
+            self._background.geomgroup[BACKGROUND_GROUP] = 1
+            self._option.geomgroup[BACKGROUND_GROUP] = 0
+        pixels = max((s.width * s.height for s in self.specs.values()), default=0)
+        self._readback = np.empty(3 * pixels, np.uint8)
 
-    def _renderer(self, spec: CameraSpec) -> mujoco.Renderer:
-        key = (spec.height, spec.width)
-        if key not in self._renderers:
-            self._renderers[key] = mujoco.Renderer(self.model, height=spec.height, width=spec.width)
-        return self._renderers[key]
+    def _make_current(self) -> mujoco.MjrContext:
+        if self._context is None:
+            width = max((s.width for s in self.specs.values()), default=1)
+            height = max((s.height for s in self.specs.values()), default=1)
+            vis = self.model.vis.global_
+            if width > vis.offwidth or height > vis.offheight:
+                raise ValueError(f"camera images up to {width}x{height} need an offscreen buffer that large "
+                                 f"(the model has {vis.offwidth}x{vis.offheight}: build it with this profile)")
+            self._gl = mujoco.GLContext(width, height)
+            self._gl.make_current()
+            self._context = mujoco.MjrContext(self.model, mujoco.mjtFontScale.mjFONTSCALE_100)
+            mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
+        else:
+            self._gl.make_current()
+        return self._context
 
     def load(self, snapshot: dict[str, np.ndarray]) -> None:
         """Pose the rig's copy of the scene from ``SimRobot.snapshot()``."""
@@ -43,26 +78,47 @@ class CameraRig:
         mujoco.mj_kinematics(self.model, d)
         mujoco.mj_camlight(self.model, d)
 
-    def render(self, name: str, data: mujoco.MjData | None = None) -> np.ndarray:
-        """(H, W, 3) uint8 RGB (or (H, W) for mono8) of camera ``name`` in ``data`` (default: the loaded snapshot)."""
+    def _draw(self, name: str, data: mujoco.MjData | None) -> np.ndarray:
+        """Render camera ``name``; its pixels as read back: (H, W, 3) RGB, bottom row first."""
+        context = self._make_current()
         spec = self.specs[name]
-        renderer = self._renderer(spec)
-        renderer.update_scene(self.data if data is None else data, camera=self.ids[name])
-        rgb = renderer.render()
-        if spec.encoding == "bgr8":
-            return np.ascontiguousarray(rgb[..., ::-1])
-        if spec.encoding == "mono8":
-            return (rgb @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
-        return rgb
+        data = self.data if data is None else data
+        self._camera.fixedcamid = self.ids[name]
+        mujoco.mjv_updateScene(self.model, data, self._option, None, self._camera, mujoco.mjtCatBit.mjCAT_ALL,
+                               self._scene)
+        if self._background is not None:
+            mujoco.mjv_addGeoms(self.model, data, self._background, self._perturb, mujoco.mjtCatBit.mjCAT_ALL,
+                                self._scene)
+        rect = mujoco.MjrRect(0, 0, spec.width, spec.height)
+        mujoco.mjr_render(rect, self._scene, context)
+        pixels = self._readback[:3 * spec.width * spec.height].reshape(spec.height, spec.width, 3)
+        mujoco.mjr_readPixels(pixels, None, rect, context)
+        return pixels
 
-    def render_rgb(self, name: str, data: mujoco.MjData | None = None) -> np.ndarray:
-        """(H, W, 3) uint8 RGB whatever the camera's wire encoding (the gym observation)."""
-        spec = self.specs[name]
-        renderer = self._renderer(spec)
-        renderer.update_scene(self.data if data is None else data, camera=self.ids[name])
-        return renderer.render()
+    def render_rgb(self, name: str, data: mujoco.MjData | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of camera ``name`` in ``data`` (default: the loaded snapshot), whatever
+        its wire encoding (the gym observation); into ``out`` when given."""
+        flipped = self._draw(name, data)[::-1]
+        if out is None:
+            return flipped.copy()
+        np.copyto(out, flipped)
+        return out
+
+    def render(self, name: str, data: mujoco.MjData | None = None) -> np.ndarray:
+        """The image in the camera's wire encoding: (H, W, 3) uint8 RGB or BGR, or (H, W) for mono8."""
+        encoding = self.specs[name].encoding
+        flipped = self._draw(name, data)[::-1]
+        if encoding == "bgr8":
+            return np.ascontiguousarray(flipped[..., ::-1])
+        if encoding == "mono8":
+            return (flipped @ MONO_WEIGHTS).astype(np.uint8)
+        return flipped.copy()
 
     def close(self) -> None:
-        for renderer in self._renderers.values():
-            renderer.close()
-        self._renderers.clear()
+        if self._context is not None:
+            self._gl.make_current()
+            self._context.free()
+            self._context = None
+        if self._gl is not None:
+            self._gl.free()
+            self._gl = None

@@ -32,6 +32,16 @@ MENAGERIE_CACHE = "~/.cache/mujoco_menagerie"
 OFFSCREEN_SAMPLES = 0
 """Offscreen multisampling. 0 (no anti-aliasing) renders ~2x faster on CPU (llvmpipe) and looks
 like a raw sensor image; raise it for nicer pictures on a GPU."""
+RENDER_MESH_CELL = 0.001
+"""Grid (m) on which visual-only meshes are simplified for drawing (vertex clustering). CAD exports
+carry ~20k triangles per part (the SO-101's visual meshes: 400k triangles in view), which cost a
+CPU rasteriser (llvmpipe) most of each frame; 1 mm is about one pixel of the front camera at the
+workspace. Collision meshes, and so the physics, are untouched. ``None`` draws the originals."""
+SIMPLIFY_MIN_FACES = 2000
+"""Meshes with fewer triangles are drawn as they are."""
+BACKGROUND_GROUP = 1
+"""Geom group of the floor. ``CameraRig`` draws this group after every other geom, so the
+rasteriser skips the floor pixels that the table hides instead of texturing them first."""
 
 
 class SceneTask(Protocol):
@@ -119,7 +129,7 @@ def _add_environment(spec: mujoco.MjSpec, profile: RobotProfile) -> None:
                      width=256, height=256, rgb1=[0.25, 0.27, 0.3], rgb2=[0.3, 0.32, 0.35])
     spec.add_material(name="twin_floor", textures=["", "twin_grid"], texrepeat=[4, 4], texuniform=True)
     world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[4, 4, 0.05], pos=[0, 0, -TABLE_HEIGHT],
-                   material="twin_floor")
+                   material="twin_floor", group=BACKGROUND_GROUP)
     half = np.maximum(np.abs(lower[:2]), np.abs(upper[:2])) + 0.2
     world.add_geom(name="table", type=mujoco.mjtGeom.mjGEOM_BOX, size=[half[0], half[1], TABLE_HEIGHT / 2],
                    pos=[0, 0, -TABLE_HEIGHT / 2], rgba=[0.62, 0.55, 0.45, 1], friction=[1.0, 0.005, 0.0001])
@@ -181,6 +191,77 @@ def _mount_calibrated_camera(spec: mujoco.MjSpec, robot: mujoco.MjModel, profile
     spec.body(body).add_camera(name=cam.sim_camera, pos=pos, quat=quat_wxyz, fovy=fovy)
 
 
+def asset_mesh(model: mujoco.MjModel, mesh: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (in the frame the MJCF places the mesh in, scale applied) and faces of compiled ``mesh``."""
+    first, count = model.mesh_vertadr[mesh], model.mesh_vertnum[mesh]
+    rot = np.zeros(9)
+    mujoco.mju_quat2Mat(rot, model.mesh_quat[mesh])
+    verts = model.mesh_pos[mesh] + model.mesh_vert[first:first + count].astype(float) @ rot.reshape(3, 3).T
+    first, count = model.mesh_faceadr[mesh], model.mesh_facenum[mesh]
+    return verts, model.mesh_face[first:first + count].astype(np.int64)
+
+
+def cluster_mesh(verts: np.ndarray, faces: np.ndarray, cell: float) -> tuple[np.ndarray, np.ndarray]:
+    """Vertex clustering: vertices in one ``cell``-sized grid box merge into their mean; faces that
+    collapse (or repeat) go."""
+    _, index, counts = np.unique(np.floor(verts / cell).astype(np.int64), axis=0, return_inverse=True,
+                                 return_counts=True)
+    index = index.reshape(-1)
+    merged = np.stack([np.bincount(index, verts[:, k], counts.size) for k in range(3)], axis=1) / counts[:, None]
+    faces = index[faces]
+    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])]
+    _, first = np.unique(np.sort(faces, axis=1), axis=0, return_index=True)
+    faces = faces[np.sort(first)]
+    used, faces = np.unique(faces, return_inverse=True)
+    return merged[used], faces.reshape(-1, 3)
+
+
+_SIMPLIFIED: dict[tuple, tuple[np.ndarray, np.ndarray] | None] = {}
+"""Simplified meshes by (MJCF path, mesh name, size, cell): each scene build of a process reuses them."""
+
+
+def _geoms_set_inertia(spec: mujoco.MjSpec, body: mujoco.MjsBody) -> bool:
+    mode = spec.compiler.inertiafromgeom
+    return mode == mujoco.mjtInertiaFromGeom.mjINERTIAFROMGEOM_TRUE or (
+        mode == mujoco.mjtInertiaFromGeom.mjINERTIAFROMGEOM_AUTO and not body.explicitinertial)
+
+
+def simplify_visual_meshes(spec: mujoco.MjSpec, robot: mujoco.MjModel, path: Path, cell: float | None) -> int:
+    """Point every visual-only mesh geom (no collisions, no say in inertia, no texture coordinates)
+    at a copy of its mesh clustered on a ``cell`` grid; returns the number of geoms changed.
+    The geoms keep their pose and material; geoms that collide keep the original meshes."""
+    if not cell:
+        return 0
+    lo, hi = spec.compiler.inertiagrouprange
+    ids = {robot.mesh(i).name: i for i in range(robot.nmesh)}
+    added: dict[str, str | None] = {}
+    changed = 0
+    for body in spec.bodies:
+        inertial = _geoms_set_inertia(spec, body)
+        for geom in body.geoms:
+            mesh = ids.get(geom.meshname)
+            if (geom.type != mujoco.mjtGeom.mjGEOM_MESH or mesh is None or geom.contype or geom.conaffinity
+                    or (inertial and lo <= geom.group <= hi) or robot.mesh_texcoordnum[mesh]
+                    or robot.mesh_facenum[mesh] < SIMPLIFY_MIN_FACES):
+                continue
+            if geom.meshname not in added:
+                key = (str(path), geom.meshname, int(robot.mesh_facenum[mesh]), cell)
+                if key not in _SIMPLIFIED:
+                    verts, faces = cluster_mesh(*asset_mesh(robot, mesh), cell)
+                    _SIMPLIFIED[key] = (verts, faces) if len(faces) < 0.8 * robot.mesh_facenum[mesh] else None
+                simple = _SIMPLIFIED[key]
+                added[geom.meshname] = None
+                if simple is not None:
+                    name = f"{geom.meshname}__render"
+                    spec.add_mesh(name=name, uservert=simple[0].ravel().tolist(), userface=simple[1].ravel().tolist(),
+                                  inertia=mujoco.mjtMeshInertia.mjMESH_INERTIA_SHELL)
+                    added[geom.meshname] = name
+            if added[geom.meshname] is not None:
+                geom.meshname = added[geom.meshname]
+                changed += 1
+    return changed
+
+
 def check_joints(profile: RobotProfile, model: mujoco.MjModel, where: str) -> None:
     """Every profile joint, the EE site and the base body exist (one line naming the first missing),
     and the base sits at the world origin."""
@@ -196,11 +277,15 @@ def check_joints(profile: RobotProfile, model: mujoco.MjModel, where: str) -> No
                         "unrotated (the twin lays out its table and tasks in the base frame); move it in the MJCF")
 
 
-def build_scene(profile: RobotProfile, task: SceneTask | None = None) -> Scene:
-    """Compile the robot, table, lights, the task's objects and the profile's cameras into one model."""
+def build_scene(profile: RobotProfile, task: SceneTask | None = None, *,
+                render_mesh_cell: float | None = RENDER_MESH_CELL) -> Scene:
+    """Compile the robot, table, lights, the task's objects and the profile's cameras into one model.
+
+    ``render_mesh_cell``: grid of the simplified visual meshes (``RENDER_MESH_CELL``; None: the originals)."""
     spec, path = load_robot_spec(profile)
     robot = spec.compile()
     check_joints(profile, robot, str(path))
+    simplify_visual_meshes(spec, robot, path, render_mesh_cell)
     for geom in spec.geoms:
         if geom.name in GRASP_PADS:
             geom.contype, geom.conaffinity = 1, 1
