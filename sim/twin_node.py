@@ -16,8 +16,6 @@ viewer when a display exists).
 from __future__ import annotations
 
 import os
-import queue
-import threading
 import time
 
 import numpy as np
@@ -66,21 +64,12 @@ class TwinNode(ArmNode):
         self.paused = False
         self._paused_at = 0.0
         self.overruns = 0
-        self.dropped_frames = 0
-        self.rendered_frames = 0
 
-        # cameras: publishers here, rendering on a thread of its own
-        self.camera_pubs = {}
-        for name in profile.camera_names:
-            topics = c.camera(name)
-            self.camera_pubs[name] = (c.publisher(self, topics.image), c.publisher(self, topics.info))
+        # cameras: rendered on a thread of their own and published like a camera driver's
+        from robot_stack.sim.camera_stream import CameraStream
+
+        self.cameras = CameraStream(self, self.sim.model, profile, self.sim.camera_ids, lossless=self.publish_clock)
         self.next_frame = {name: 0.0 for name in profile.camera_names}
-        self.frames: queue.Queue = queue.Queue(maxsize=2)
-        self.render_error: str | None = None
-        self._stop = threading.Event()
-        self.render_thread = threading.Thread(target=self._render_loop, name="twin-render", daemon=True)
-        if self.camera_pubs:
-            self.render_thread.start()
 
         self.viewer = None
         if not headless and os.environ.get("DISPLAY"):
@@ -162,8 +151,7 @@ class TwinNode(ArmNode):
 
     # -- cameras ----------------------------------------------------------------------------------
     def _schedule_frames(self) -> None:
-        if not self.camera_pubs:
-            return
+        """Hand the cameras due now (each at its own fps, on sim time) to the stream."""
         t = self.sim.elapsed
         due = [n for n, when in self.next_frame.items() if t + 1e-9 >= when]
         if not due:
@@ -171,48 +159,7 @@ class TwinNode(ArmNode):
         for name in due:
             period = 1.0 / self.profile.camera(name).fps
             self.next_frame[name] = max(self.next_frame[name] + period, t + 0.5 * period)
-        item = (self.sim.now(), self.sim.snapshot(), due)
-        if self.realtime_factor != 1.0:  # sim time waits for the renderer: no frame is ever dropped
-            while not self._stop.is_set():
-                try:
-                    self.frames.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            return
-        try:
-            self.frames.put_nowait(item)
-        except queue.Full:
-            self.dropped_frames += len(due)
-
-    def _render_loop(self) -> None:
-        from robot_stack.sim.cameras import CameraRig
-
-        rig = None
-        try:
-            rig = CameraRig(self.sim.model, self.profile, self.sim.camera_ids)
-            while not self._stop.is_set():
-                try:
-                    stamp, snapshot, names = self.frames.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                rig.load(snapshot)
-                ros_stamp = convert.to_stamp(stamp)
-                for name in names:
-                    cam = self.profile.camera(name)
-                    image = rig.render(name)
-                    image_pub, info_pub = self.camera_pubs[name]
-                    image_pub.publish(convert.array_to_image(image, cam.encoding, ros_stamp, cam.frame_id))
-                    info_pub.publish(rig.intrinsics[name].to_msg(cam.frame_id, ros_stamp))
-                    self.rendered_frames += 1
-        except Exception as err:  # noqa: BLE001 - reported through the log and diagnostics
-            if self._stop.is_set() or not self.context.ok():
-                return  # shutting down
-            self.render_error = f"{type(err).__name__}: {err}"
-            self.get_logger().error(f"camera rendering stopped: {self.render_error}")
-        finally:
-            if rig is not None:
-                rig.close()
+        self.cameras.submit(self.sim.now(), self.sim.snapshot(), due)
 
     # -- services ---------------------------------------------------------------------------------
     def reset(self, seed: int) -> None:
@@ -249,13 +196,11 @@ class TwinNode(ArmNode):
         return response
 
     def diagnostics(self) -> dict[str, float]:
-        return {"sim_time": self.sim.elapsed, "overruns": self.overruns, "rendered_frames": self.rendered_frames,
-                "dropped_frames": self.dropped_frames, "paused": int(self.paused)}
+        return {"sim_time": self.sim.elapsed, "overruns": self.overruns, "rendered_frames": self.cameras.rendered_frames,
+                "dropped_frames": self.cameras.dropped_frames, "paused": int(self.paused)}
 
     def close(self) -> None:
-        self._stop.set()
-        if self.render_thread.is_alive():
-            self.render_thread.join(timeout=5)
+        self.cameras.close()
         if self.viewer is not None:
             self.viewer.close()
         super().close()
