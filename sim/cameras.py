@@ -7,21 +7,27 @@ Each camera renders at its profile resolution: the in-process gym env and the tw
 rig alike, so a policy sees the same pixels on both paths.
 
 Cost on a CPU rasteriser (Mesa llvmpipe), measured in docs/sim.md: the scene holds simplified
-visual meshes (``scene.RENDER_MESH_CELL``), the floor is drawn last (``scene.BACKGROUND_GROUP``:
-the pixels the table hides are never textured), one GL context serves every camera, and the
-read-back goes into a reused buffer.
+visual meshes in levels of detail (``scene.RENDER_MESH_CELL``, ``scene.RENDER_LEVELS``) and each
+frame draws a geom at the coarsest level whose grid stays within ``LOD_PIXELS`` pixels where the
+geom is; mesh geoms wholly outside the camera's view are not drawn; the floor is drawn last
+(``scene.BACKGROUND_GROUP``: the pixels the table hides are never textured); one GL context serves
+every camera, and the read-back goes into a reused buffer.
 """
 
 from __future__ import annotations
+
+import math
 
 import mujoco
 import numpy as np
 
 from robot_stack.camera_info import Intrinsics
 from robot_stack.profile import CameraSpec, RobotProfile
-from robot_stack.sim.scene import BACKGROUND_GROUP
+from robot_stack.sim.scene import BACKGROUND_GROUP, RENDER_MESH_CELL, render_levels
 
 MONO_WEIGHTS = np.array([0.299, 0.587, 0.114])
+LOD_PIXELS = 2.0
+"""A coarser level of detail is drawn where its grid cell spans at most this many pixels."""
 
 
 def camera_intrinsics(model: mujoco.MjModel, cam_id: int, spec: CameraSpec) -> Intrinsics:
@@ -52,6 +58,7 @@ class CameraRig:
             self._option.geomgroup[BACKGROUND_GROUP] = 0
         pixels = max((s.width * s.height for s in self.specs.values()), default=0)
         self._readback = np.empty(3 * pixels, np.uint8)
+        self._levels = {2 * k: [2 * i for i in v] for k, v in render_levels(model).items()}  # as MjvGeom.dataid
 
     def _make_current(self) -> mujoco.MjrContext:
         if self._context is None:
@@ -89,11 +96,36 @@ class CameraRig:
         if self._background is not None:
             mujoco.mjv_addGeoms(self.model, data, self._background, self._perturb, mujoco.mjtCatBit.mjCAT_ALL,
                                 self._scene)
+        self._select_meshes(name, data)
         rect = mujoco.MjrRect(0, 0, spec.width, spec.height)
         mujoco.mjr_render(rect, self._scene, context)
         pixels = self._readback[:3 * spec.width * spec.height].reshape(spec.height, spec.width, 3)
         mujoco.mjr_readPixels(pixels, None, rect, context)
         return pixels
+
+    def _select_meshes(self, name: str, data: mujoco.MjData) -> None:
+        """Per mesh geom of the scene: not drawn when its bounding sphere lies outside the view,
+        else drawn at the coarsest level of detail whose cell spans <= ``LOD_PIXELS`` at its near side."""
+        cam, spec = self.ids[name], self.specs[name]
+        position, rotation = data.cam_xpos[cam], data.cam_xmat[cam].reshape(3, 3)
+        tan_y = math.tan(math.radians(self.model.cam_fovy[cam]) / 2)
+        tan_x = tan_y * spec.width / spec.height
+        norm_x, norm_y = math.hypot(1.0, tan_x), math.hypot(1.0, tan_y)
+        metres_per_pixel = 2 * tan_y / spec.height  # per metre of depth
+        for i in range(self._scene.ngeom):
+            geom = self._scene.geoms[i]
+            if geom.type != mujoco.mjtGeom.mjGEOM_MESH or geom.objtype != mujoco.mjtObj.mjOBJ_GEOM:
+                continue
+            radius = self.model.geom_rbound[geom.objid]
+            x, y, z = rotation.T @ (geom.pos - position)  # camera frame: looking along -z
+            if (z > radius or (abs(x) + tan_x * z) / norm_x > radius or (abs(y) + tan_y * z) / norm_y > radius):
+                geom.type = mujoco.mjtGeom.mjGEOM_NONE  # wholly outside the view
+                continue
+            levels = self._levels.get(geom.dataid)
+            if levels:
+                pixel = max(-z - radius, 0.0) * metres_per_pixel
+                level = int(math.log2(max(LOD_PIXELS * pixel / RENDER_MESH_CELL, 1.0)))
+                geom.dataid = levels[min(level, len(levels) - 1)]
 
     def render_rgb(self, name: str, data: mujoco.MjData | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """(H, W, 3) uint8 RGB of camera ``name`` in ``data`` (default: the loaded snapshot), whatever
