@@ -5,8 +5,9 @@ cameras, frames published against frames expected, and the in-process TwinEnv's 
 
 1. Profile (in-process, CPU ms per 640x480 frame, medians): scene update, draw calls, rasterisation
    (glFinish), read-back, flip, message conversion and publishing (to a subscriber in this process),
-   and a physics tick; "before" is the old render configuration (the MJCF's original visual meshes,
-   drawn in model order), "after" today's (``scene.RENDER_MESH_CELL``, floor drawn last).
+   and a physics tick; "before" renders as the old code did (``mujoco.Renderer``, the MJCF's visual
+   meshes, every geom in model order), "after" with ``CameraRig`` (levels of detail of simplified
+   meshes, geoms outside the view skipped, the floor drawn last).
 2. Twin node: a real twin_node process run on sim time as fast as possible (realtime_factor:=0:
    /clock published, the renderer paces the sim, so no frame is dropped): sim seconds per wall
    second (>= 1.0: the twin can run in real time with those cameras), CPU seconds the twin process
@@ -80,22 +81,21 @@ def profile_frames(robot: str, frames: int) -> dict[str, dict[str, float]]:
 
     profile = load_profile(robot)
     results: dict[str, dict[str, float]] = {}
-    for label, simplify, background_last in (("before", False, False), ("after", True, True)):
+    for label, simplify in (("before", False), ("after", True)):
         sim_robot.build_scene = functools.partial(scene.build_scene, simplify_meshes=simplify)
         try:
             sim = sim_robot.SimRobot(profile, "pick_cube", seed=0)
         finally:
             sim_robot.build_scene = scene.build_scene
-        rig = CameraRig(sim.model, profile, sim.camera_ids)
-        if not background_last:  # model order: the floor first
-            rig._option, rig._background = mujoco.MjvOption(), None  # noqa: SLF001 - the old configuration
-        context = rig._make_current()  # noqa: SLF001
         tick = []
         for _ in range(200):
             c = time.process_time()
             sim.step()
             tick.append(time.process_time() - c)
         results[f"physics tick ({label})"] = {"all": 1000 * float(np.median(tick))}
+        rig = CameraRig(sim.model, profile, sim.camera_ids)
+        context = rig._make_current()  # noqa: SLF001 - the GL context, to time the stages one by one
+        old = mujoco.Renderer(sim.model, 480, 640) if not simplify else None  # the old code: mujoco.Renderer
         for name in rig.names:
             spec = rig.specs[name]
             rect = mujoco.MjrRect(0, 0, spec.width, spec.height)
@@ -104,19 +104,21 @@ def profile_frames(robot: str, frames: int) -> dict[str, dict[str, float]]:
             for _ in range(frames):
                 sim.step()
                 t = [time.process_time()]
-                rig._camera.fixedcamid = rig.ids[name]  # noqa: SLF001 - CameraRig._draw, stage by stage
-                mujoco.mjv_updateScene(sim.model, sim.data, rig._option, None, rig._camera,  # noqa: SLF001
-                                       mujoco.mjtCatBit.mjCAT_ALL, rig._scene)  # noqa: SLF001
-                if rig._background is not None:  # noqa: SLF001
-                    mujoco.mjv_addGeoms(sim.model, sim.data, rig._background, rig._perturb,  # noqa: SLF001
-                                        mujoco.mjtCatBit.mjCAT_ALL, rig._scene)  # noqa: SLF001
+                if old is not None:  # every geom, the MJCF's meshes, in model order (the floor first)
+                    old.update_scene(sim.data, camera=rig.ids[name])
+                    scn, ctx = old.scene, old._mjr_context  # noqa: SLF001
+                    old._gl_context.make_current()  # noqa: SLF001
+                else:
+                    rig.update_scene(name, sim.data)
+                    scn, ctx = rig._scene, context  # noqa: SLF001
+                    rig._make_current()  # noqa: SLF001
                 t.append(time.process_time())
-                mujoco.mjr_render(rect, rig._scene, context)  # noqa: SLF001
+                mujoco.mjr_render(rect, scn, ctx)
                 t.append(time.process_time())
                 GL.glFinish()
                 t.append(time.process_time())
                 pixels = np.empty((spec.height, spec.width, 3), np.uint8)
-                mujoco.mjr_readPixels(pixels, None, rect, context)
+                mujoco.mjr_readPixels(pixels, None, rect, ctx)
                 t.append(time.process_time())
                 image = np.flipud(pixels).copy()
                 t.append(time.process_time())
@@ -125,6 +127,8 @@ def profile_frames(robot: str, frames: int) -> dict[str, dict[str, float]]:
                 for stage, a, b in zip(stages, t, t[1:]):
                     stages[stage].append(b - a)
             results[f"{name} ({label})"] = {k: 1000 * float(np.median(v)) for k, v in stages.items()}
+        if old is not None:
+            old.close()
         rig.close()
     results["publish Image + CameraInfo"] = {"all": publish_ms(profile, frames)}
     return results
@@ -195,7 +199,8 @@ def twin_run(robot: str, cameras: str, seconds: float, rev: str | None) -> dict[
     from robot_stack.resources import ros_environment
 
     names = [c for c in cameras.split(",") if c and c != "none"]
-    fps = {n: load_profile(robot).camera(n).fps for n in names}
+    profile = load_profile(robot)
+    fps = {n: profile.camera(n).fps for n in names}
     twin = subprocess.Popen([sys.executable, __file__, "--twin-node", rev or "", "--ros-args", "-p", f"robot:={robot}",
                              "-p", "task:=pick_cube", "-p", f"cameras:={cameras}", "-p", "realtime_factor:=0.0"],
                             env=ros_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
@@ -231,8 +236,8 @@ def twin_run(robot: str, cameras: str, seconds: float, rev: str | None) -> dict[
             window = got[(got > s0) & (got <= s1)]
             result["received"] += len(window)
             result["expected"] += (s1 - s0) * fps[n]
-            phase = window * fps[n]
-            result["off_grid"] += int(np.sum(np.abs(np.diff(phase) - 1) > 1e-3))
+            # frame k is the state of the first control tick at or after k / fps
+            result["off_grid"] += int(np.sum(np.abs(np.diff(window) - 1 / fps[n]) >= profile.control_period - 1e-6))
         return result
     finally:
         os.killpg(twin.pid, signal.SIGINT)

@@ -6,10 +6,12 @@ camera into a reused buffer and publishes it through ``CameraPublisher`` (the cl
 driver publishes with: same topics, encodings, CameraInfo and rate statistics), stamped with the
 capture time. Rendering releases the GIL, so the control loop runs meanwhile.
 
-``lossless=True`` (the twin on sim time): ``submit`` waits while the queue is full, so sim time
-never runs ahead of what the renderer delivers and no frame is ever dropped. ``lossless=False``
-(real time): a frame the renderer cannot take is dropped and counted, and the control loop
-never waits. ``drain`` waits until every submitted frame is out (before a reset, or a lock-step gate).
+``lossless=True`` (the twin on sim time): ``submit`` waits while the queue is full and each frame
+waits until every subscriber acknowledged it (reliable QoS; ``ACK_TIMEOUT_S`` at most), so sim
+time never runs ahead of what the renderer and the subscribers (a recorder, a policy) take in,
+and no frame is dropped on the way. ``lossless=False`` (real time): a frame the renderer cannot
+take is dropped and counted, and the control loop never waits. ``drain`` waits until every
+submitted frame is out (before a reset, or a lock-step gate).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from robot_stack.sim.cameras import CameraRig
 
 QUEUE_DEPTH = 2
 """Submitted ticks the renderer may lag behind (each tick's frames share one snapshot)."""
+ACK_TIMEOUT_S = 1.0
+"""Lossless: longest wait for subscribers to acknowledge a frame (a stuck one slows, never stops, the twin)."""
 
 
 @dataclass
@@ -42,14 +46,12 @@ class StreamCounters:
 
 class CameraStream:
     def __init__(self, node: Any, model: mujoco.MjModel, profile: RobotProfile, camera_ids: dict[str, int], *,
-                 lossless: bool, names: list[str] | None = None, ack_timeout: float | None = None):
-        """Publishers for ``names`` (default: the profile's cameras) on ``node``; ``ack_timeout``:
-        after publishing, wait up to that long until every subscriber acknowledged (lock-step)."""
+                 lossless: bool, names: list[str] | None = None):
+        """Publishers for ``names`` (default: the profile's cameras) on ``node``."""
         from robot_stack.drivers.camera.publisher import CameraPublisher
 
         self.names = list(profile.camera_names if names is None else names)
         self.lossless = lossless
-        self.ack_timeout = ack_timeout
         self.rig = CameraRig(model, profile, camera_ids, self.names)
         self.publishers = {n: CameraPublisher(node, profile, n, color_intrinsics=self.rig.intrinsics[n])
                            for n in self.names}
@@ -111,8 +113,8 @@ class CameraStream:
                         t1 = time.perf_counter()
                         publisher = self.publishers[name]
                         publisher.publish_color(image, stamp)
-                        if self.ack_timeout is not None:
-                            publisher.wait_for_all_acked(self.ack_timeout)
+                        if self.lossless:
+                            publisher.wait_for_all_acked(ACK_TIMEOUT_S)
                         c.render_s += t1 - t0
                         c.publish_s += time.perf_counter() - t1
                         c.rendered[name] += 1

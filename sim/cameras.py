@@ -26,8 +26,10 @@ from robot_stack.profile import CameraSpec, RobotProfile
 from robot_stack.sim.scene import BACKGROUND_GROUP, RENDER_MESH_CELL, render_levels
 
 MONO_WEIGHTS = np.array([0.299, 0.587, 0.114])
-LOD_PIXELS = 2.0
-"""A coarser level of detail is drawn where its grid cell spans at most this many pixels."""
+LOD_PIXELS = 3.0
+"""A coarser level of detail is drawn where its grid cell spans at most this many pixels (front
+camera, SO-101: 7.7 ms per frame against 9.1 ms at 2 px, a mean pixel difference to the original
+meshes of 0.25 grey levels against 0.12)."""
 
 
 def camera_intrinsics(model: mujoco.MjModel, cam_id: int, spec: CameraSpec) -> Intrinsics:
@@ -76,20 +78,24 @@ class CameraRig:
             self._gl.make_current()
         return self._context
 
-    def load(self, snapshot: dict[str, np.ndarray]) -> None:
-        """Pose the rig's copy of the scene from ``SimRobot.snapshot()``."""
+    def load(self, snapshot: dict[str, np.ndarray] | mujoco.MjData) -> None:
+        """Pose the rig's copy of the scene from ``SimRobot.snapshot()`` (or an ``MjData``): the
+        kinematics of its ``qpos``. (After ``mj_step`` an ``MjData``'s poses are those of the state
+        before the step; a rig always draws the state its joint readings report.)"""
         d = self.data
+        if isinstance(snapshot, mujoco.MjData):
+            snapshot = {"qpos": snapshot.qpos, "mocap_pos": snapshot.mocap_pos, "mocap_quat": snapshot.mocap_quat}
         d.qpos[:] = snapshot["qpos"]
         d.mocap_pos[:] = snapshot["mocap_pos"]
         d.mocap_quat[:] = snapshot["mocap_quat"]
         mujoco.mj_kinematics(self.model, d)
         mujoco.mj_camlight(self.model, d)
 
-    def _draw(self, name: str, data: mujoco.MjData | None) -> np.ndarray:
-        """Render camera ``name``; its pixels as read back: (H, W, 3) RGB, bottom row first."""
-        context = self._make_current()
-        spec = self.specs[name]
-        data = self.data if data is None else data
+    def update_scene(self, name: str, data: mujoco.MjData | None = None) -> None:
+        """Fill the scene to draw for camera ``name`` in the state of ``data`` (default: the loaded snapshot)."""
+        if data is not None:
+            self.load(data)
+        data = self.data
         self._camera.fixedcamid = self.ids[name]
         mujoco.mjv_updateScene(self.model, data, self._option, None, self._camera, mujoco.mjtCatBit.mjCAT_ALL,
                                self._scene)
@@ -97,6 +103,12 @@ class CameraRig:
             mujoco.mjv_addGeoms(self.model, data, self._background, self._perturb, mujoco.mjtCatBit.mjCAT_ALL,
                                 self._scene)
         self._select_meshes(name, data)
+
+    def _draw(self, name: str, data: mujoco.MjData | None) -> np.ndarray:
+        """Render camera ``name``; its pixels as read back: (H, W, 3) RGB, bottom row first."""
+        context = self._make_current()
+        spec = self.specs[name]
+        self.update_scene(name, data)
         rect = mujoco.MjrRect(0, 0, spec.width, spec.height)
         mujoco.mjr_render(rect, self._scene, context)
         pixels = self._readback[:3 * spec.width * spec.height].reshape(spec.height, spec.width, 3)
@@ -107,25 +119,26 @@ class CameraRig:
         """Per mesh geom of the scene: not drawn when its bounding sphere lies outside the view,
         else drawn at the coarsest level of detail whose cell spans <= ``LOD_PIXELS`` at its near side."""
         cam, spec = self.ids[name], self.specs[name]
-        position, rotation = data.cam_xpos[cam], data.cam_xmat[cam].reshape(3, 3)
         tan_y = math.tan(math.radians(self.model.cam_fovy[cam]) / 2)
         tan_x = tan_y * spec.width / spec.height
-        norm_x, norm_y = math.hypot(1.0, tan_x), math.hypot(1.0, tan_y)
-        metres_per_pixel = 2 * tan_y / spec.height  # per metre of depth
+        # every model geom's centre in the camera frame (looking along -z), at once
+        x, y, z = ((data.geom_xpos - data.cam_xpos[cam]) @ data.cam_xmat[cam].reshape(3, 3)).T
+        radius = self.model.geom_rbound
+        outside = ((z > radius) | ((np.abs(x) + tan_x * z) / math.hypot(1.0, tan_x) > radius)
+                   | ((np.abs(y) + tan_y * z) / math.hypot(1.0, tan_y) > radius))
+        pixels = np.maximum(-z - radius, 0.0) * (2 * tan_y / spec.height)  # metres per pixel, near side
+        level = np.log2(np.maximum(LOD_PIXELS * pixels / RENDER_MESH_CELL, 1.0)).astype(int)
+        mesh, geom_object = mujoco.mjtGeom.mjGEOM_MESH, mujoco.mjtObj.mjOBJ_GEOM
         for i in range(self._scene.ngeom):
             geom = self._scene.geoms[i]
-            if geom.type != mujoco.mjtGeom.mjGEOM_MESH or geom.objtype != mujoco.mjtObj.mjOBJ_GEOM:
+            if geom.type != mesh or geom.objtype != geom_object:
                 continue
-            radius = self.model.geom_rbound[geom.objid]
-            x, y, z = rotation.T @ (geom.pos - position)  # camera frame: looking along -z
-            if (z > radius or (abs(x) + tan_x * z) / norm_x > radius or (abs(y) + tan_y * z) / norm_y > radius):
-                geom.type = mujoco.mjtGeom.mjGEOM_NONE  # wholly outside the view
+            if outside[geom.objid]:
+                geom.type = mujoco.mjtGeom.mjGEOM_NONE
                 continue
             levels = self._levels.get(geom.dataid)
             if levels:
-                pixel = max(-z - radius, 0.0) * metres_per_pixel
-                level = int(math.log2(max(LOD_PIXELS * pixel / RENDER_MESH_CELL, 1.0)))
-                geom.dataid = levels[min(level, len(levels) - 1)]
+                geom.dataid = levels[min(level[geom.objid], len(levels) - 1)]
 
     def render_rgb(self, name: str, data: mujoco.MjData | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """(H, W, 3) uint8 RGB of camera ``name`` in ``data`` (default: the loaded snapshot), whatever
