@@ -272,16 +272,17 @@ def env_steps_per_second(robot: str, cameras: list[str], size: tuple[int, int] |
     return rate
 
 
+ENV_CASES = [([], None), (["front"], POLICY_SIZE), (["front"], None), (["front", "wrist"], POLICY_SIZE),
+             (["front", "wrist"], None)]
+
+
 def env_worker(args: argparse.Namespace) -> None:
-    """Print TwinEnv rates (one per line) with the code of ``--code`` (a fresh process per revision)."""
+    """Print the TwinEnv rate of case ``--case`` with the code of ``--code`` (a fresh process per revision)."""
     if args.code:
         use_code(args.code)
-    size = (POLICY_SIZE, None)
-    for cameras in ([], ["front"], ["front", "wrist"]):
-        for s in size if cameras else (None,):
-            steps = args.steps if not cameras else max(20, args.steps // (2 if s else 10))
-            print(f"{','.join(cameras) or '-'}|{s[0] if s else ''}|{env_steps_per_second(args.robot, cameras, s, steps):.2f}",
-                  flush=True)
+    cameras, size = ENV_CASES[args.case]
+    steps = args.steps if not cameras else max(20, args.steps // (2 if size else 10))
+    print(f"{env_steps_per_second(args.robot, cameras, size, steps):.2f}", flush=True)
 
 
 # -- main ------------------------------------------------------------------------------------------
@@ -301,7 +302,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=20, help="frames per camera and stage in the profile")
     parser.add_argument("--steps", type=int, default=200, help="TwinEnv steps without cameras (fewer with)")
     parser.add_argument("--before", metavar="REV", help="also run the twin and TwinEnv with the rendering code of this git revision")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each twin and TwinEnv case (medians)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["profile", "twin", "env"])
+    parser.add_argument("--case", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--env-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--code", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -333,30 +336,47 @@ def main() -> None:
     revisions = [("today", None)] + ([(args.before, args.before)] if args.before else [])
     if "twin" not in args.skip:
         table = Table(title=f"twin_node on sim time as fast as possible, {args.robot}, pick_cube, cameras 640x480 @ 30 Hz, "
-                            f"100 Hz control ({machine})")
+                            f"100 Hz control; medians of {args.rounds} runs ({machine})")
         for column in ("code", "cameras", "real-time factor", "CPU s per sim s", "frames received / expected",
                        "off the 1/fps grid", "load"):
             table.add_column(column)
-        for cameras in CAMERA_SETS:
-            for label, rev in revisions[::-1]:  # the old code first, then today's: the same machine state
-                r = twin_run(args.robot, cameras, args.seconds, rev)
-                frames = f"{r['received']:.0f} / {r['expected']:.1f}" if cameras != "none" else "-"
-                table.add_row(label, cameras, f"{r['rtf']:.2f}x", f"{r['cpu_per_sim_s']:.2f}", frames,
-                              f"{r['off_grid']:.0f}" if cameras != "none" else "-", load())
+        runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+        loads: dict[tuple[str, str], list[float]] = {}
+        for _ in range(args.rounds):  # interleaved, the old code first: both see the same machine state
+            for cameras in CAMERA_SETS:
+                for label, rev in revisions[::-1]:
+                    runs.setdefault((label, cameras), []).append(twin_run(args.robot, cameras, args.seconds, rev))
+                    loads.setdefault((label, cameras), []).append(os.getloadavg()[0])
+        for (label, cameras), results in runs.items():
+            med = {k: float(np.median([r[k] for r in results])) for k in results[0]}
+            received, expected = sum(r["received"] for r in results), sum(r["expected"] for r in results)
+            frames = f"{received:.0f} / {expected:.1f}" if cameras != "none" else "-"
+            off_grid = f"{sum(r['off_grid'] for r in results):.0f}" if cameras != "none" else "-"
+            table.add_row(label, cameras, f"{med['rtf']:.2f}x", f"{med['cpu_per_sim_s']:.2f}", frames, off_grid,
+                          f"{np.median(loads[label, cameras]):.1f}")
         console.print(table)
 
     if "env" not in args.skip:
-        table = Table(title=f"TwinEnv (in-process), {args.robot}, pick_cube, 10 Hz policy steps ({machine})")
+        table = Table(title=f"TwinEnv (in-process), {args.robot}, pick_cube, 10 Hz policy steps; medians of {args.rounds} "
+                            f"runs ({machine})")
         for column in ("code", "observation cameras", "resolution", "env steps/s", "sim s per wall s", "load"):
             table.add_column(column)
-        for label, rev in revisions[::-1]:
-            out = subprocess.run([sys.executable, __file__, "--env-worker", "--code", rev or "", "--robot", args.robot,
-                                  "--steps", str(args.steps)], capture_output=True, text=True, check=True).stdout
-            for line in out.splitlines():
-                cameras, width, rate = line.split("|")
-                resolution = "-" if cameras == "-" else f"{POLICY_SIZE[0]}x{POLICY_SIZE[1]}" if width else "640x480"
-                table.add_row(label, cameras.replace("-", "none (state only)"), resolution, rate,
-                              f"{float(rate) / 10:.2f}x", load())
+        rates: dict[tuple[str, int], list[float]] = {}
+        loads = {}
+        for _ in range(args.rounds):
+            for case in range(len(ENV_CASES)):
+                for label, rev in revisions[::-1]:
+                    out = subprocess.run([sys.executable, __file__, "--env-worker", "--code", rev or "", "--case", str(case),
+                                          "--robot", args.robot, "--steps", str(args.steps)],
+                                         capture_output=True, text=True, check=True).stdout
+                    rates.setdefault((label, case), []).append(float(out.split()[-1]))
+                    loads.setdefault((label, case), []).append(os.getloadavg()[0])
+        for (label, case), values in sorted(rates.items(), key=lambda kv: (kv[0][0] != args.before, kv[0][1])):
+            cameras, size = ENV_CASES[case]
+            rate = float(np.median(values))
+            table.add_row(label, ",".join(cameras) or "none (state only)",
+                          "-" if not cameras else f"{size[0]}x{size[1]}" if size else "640x480", f"{rate:.1f}",
+                          f"{rate / 10:.2f}x", f"{np.median(loads[label, case]):.1f}")
         console.print(table)
 
 

@@ -6,10 +6,11 @@ camera into a reused buffer and publishes it through ``CameraPublisher`` (the cl
 driver publishes with: same topics, encodings, CameraInfo and rate statistics), stamped with the
 capture time. Rendering releases the GIL, so the control loop runs meanwhile.
 
-``lossless=True`` (the twin on sim time): ``submit`` waits while the queue is full and each frame
-waits until every subscriber acknowledged it (reliable QoS; ``ACK_TIMEOUT_S`` at most), so sim
-time never runs ahead of what the renderer and the subscribers (a recorder, a policy) take in,
-and no frame is dropped on the way. ``lossless=False`` (real time): a frame the renderer cannot
+``lossless=True`` (the twin on sim time): ``submit`` waits while the queue is full, and a camera's
+next frame is published only once every subscriber acknowledged its last one (reliable QoS;
+``ACK_TIMEOUT_S`` at most; the next frame renders meanwhile), so sim time never runs ahead of
+what the renderer and the subscribers (a recorder, a policy) take in, and no frame is dropped on
+the way. ``lossless=False`` (real time): a frame the renderer cannot
 take is dropped and counted, and the control loop never waits. ``drain`` waits until every
 submitted frame is out (before a reset, or a lock-step gate).
 """
@@ -92,9 +93,12 @@ class CameraStream:
             self.counters.dropped[name] += 1
 
     def drain(self) -> None:
-        """Wait until every submitted frame is published."""
+        """Wait until every submitted frame is published (lossless: and acknowledged)."""
         while self._queue.unfinished_tasks and self._thread.is_alive():
             time.sleep(0.001)
+        if self.lossless:
+            for publisher in self.publishers.values():
+                publisher.wait_for_all_acked(ACK_TIMEOUT_S)
 
     def _run(self) -> None:
         buffers = {n: np.empty((s.height, s.width, 3), np.uint8) for n, s in self.rig.specs.items()}
@@ -112,9 +116,9 @@ class CameraStream:
                         image = self.rig.render_rgb(name, out=buffers[name])
                         t1 = time.perf_counter()
                         publisher = self.publishers[name]
-                        publisher.publish_color(image, stamp)
-                        if self.lossless:
+                        if self.lossless:  # the previous frame is in (delivered while this one rendered)
                             publisher.wait_for_all_acked(ACK_TIMEOUT_S)
+                        publisher.publish_color(image, stamp)
                         c.render_s += t1 - t0
                         c.publish_s += time.perf_counter() - t1
                         c.rendered[name] += 1
