@@ -173,25 +173,14 @@ def publish_ms(profile, frames: int) -> float:  # noqa: ANN001
 
 
 # -- 2. twin node ----------------------------------------------------------------------------------
-def session_cpu_s(sid: int) -> float:
-    """User + system CPU seconds of every process in session ``sid`` (the twin, after any re-exec)."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:  # fields after the command: state ppid pgrp session ...
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def twin_run(robot: str, cameras: str, seconds: float, rev: str | None) -> dict[str, float]:
     """Real-time factor, CPU s per sim s and frames received / expected of a twin_node run as fast as possible."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image
+
+    from camera_latency import group_cpu_seconds  # benchmarks/: the twin's process group (its own session)
 
     from robot_stack import convert
     from robot_stack.contract import qos
@@ -225,9 +214,9 @@ def twin_run(robot: str, cameras: str, seconds: float, rev: str | None) -> dict[
         if not clocks:
             raise RuntimeError(f"twin ({cameras}, {rev or 'today'}) published no /clock")
         time.sleep(2.0)  # warm-up
-        (w0, s0), cpu0 = clocks[-1], session_cpu_s(twin.pid)
+        (w0, s0), cpu0 = clocks[-1], group_cpu_seconds(twin.pid)
         time.sleep(seconds)
-        (w1, s1), cpu1 = clocks[-1], session_cpu_s(twin.pid)
+        (w1, s1), cpu1 = clocks[-1], group_cpu_seconds(twin.pid)
         time.sleep(1.0)  # frames of the window still in flight
         result = {"rtf": (s1 - s0) / (w1 - w0), "cpu_per_sim_s": (cpu1 - cpu0) / (s1 - s0), "received": 0.0,
                   "expected": 0.0, "off_grid": 0.0}

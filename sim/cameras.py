@@ -46,7 +46,7 @@ class CameraRig:
         self.data = mujoco.MjData(model)
         self._gl = None
         self._context: mujoco.MjrContext | None = None
-        self._scene = mujoco.MjvScene(model, maxgeom=max(1000, 2 * model.ngeom))
+        self._scene = mujoco.MjvScene(model, maxgeom=10000)  # as mujoco.Renderer
         self._camera = mujoco.MjvCamera()
         self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
         self._perturb = mujoco.MjvPerturb()
