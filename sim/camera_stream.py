@@ -38,11 +38,9 @@ ACK_TIMEOUT_S = 1.0
 @dataclass
 class StreamCounters:
     rendered: dict[str, int] = field(default_factory=dict)
+    """Frames published, per camera."""
     dropped: dict[str, int] = field(default_factory=dict)
-    render_s: float = 0.0
-    """Render thread time spent rendering and reading back (wall seconds, summed)."""
-    publish_s: float = 0.0
-    """... converting and publishing."""
+    """Frames the renderer could not take (real time only), per camera."""
 
 
 class CameraStream:
@@ -102,7 +100,6 @@ class CameraStream:
 
     def _run(self) -> None:
         buffers = {n: np.empty((s.height, s.width, 3), np.uint8) for n, s in self.rig.specs.items()}
-        c = self.counters
         try:
             while not self._stop.is_set():
                 try:
@@ -112,16 +109,12 @@ class CameraStream:
                 try:
                     self.rig.load(snapshot)
                     for name in names:
-                        t0 = time.perf_counter()
                         image = self.rig.render_rgb(name, out=buffers[name])
-                        t1 = time.perf_counter()
                         publisher = self.publishers[name]
                         if self.lossless:  # the previous frame is in (delivered while this one rendered)
                             publisher.wait_for_all_acked(ACK_TIMEOUT_S)
                         publisher.publish_color(image, stamp)
-                        c.render_s += t1 - t0
-                        c.publish_s += time.perf_counter() - t1
-                        c.rendered[name] += 1
+                        self.counters.rendered[name] += 1
                 finally:
                     self._queue.task_done()
         except Exception as err:  # noqa: BLE001 - reported through the log and diagnostics

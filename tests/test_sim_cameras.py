@@ -1,6 +1,7 @@
 """The twin's camera rendering: the cheaper visual geometry leaves the physics bit for bit and the
 pictures within a grey level of the MJCF's own meshes; a rig renders the same pixels from a
-snapshot (the twin node's render thread) as from live data (TwinEnv)."""
+snapshot (the twin node's render thread) as from live data (TwinEnv); the camera stream counts
+every frame as published or dropped in real time and drops none on sim time."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import numpy as np
 import pytest
 
 import robot_stack.sim.robot as sim_robot
+from conftest import wait_for
 from robot_stack.profile import load_profile
+from robot_stack.sim.camera_stream import QUEUE_DEPTH, CameraStream
 from robot_stack.sim.cameras import CameraRig
 from robot_stack.sim.scene import FLOOR_GRID, LEVEL_TAG, build_scene, cluster_mesh
 
@@ -118,3 +121,39 @@ def test_cluster_mesh_merges_within_a_cell():
     assert np.all(kept[:, 0] != kept[:, 1]) and np.all(kept[:, 1] != kept[:, 2])
     radius = np.linalg.norm(merged, axis=1)
     assert np.all(np.abs(radius - 0.05) < 0.005 * np.sqrt(3))  # every vertex within a cell of the surface
+
+
+def test_stream_in_real_time_drops_what_the_renderer_cannot_take_and_counts_it(pair, ros):
+    simple = pair[0]
+    stream = CameraStream(ros.node, simple.model, simple.profile, simple.camera_ids, lossless=False)
+    try:
+        for k in range(20):  # 20 ticks at once: far faster than two 640x480 renders each
+            stream.submit(0.1 * k, simple.snapshot(), ["front", "wrist"])
+        stream.drain()
+        c = stream.counters
+        assert {n: c.rendered[n] + c.dropped[n] for n in c.rendered} == {"front": 20, "wrist": 20}
+        assert stream.dropped_frames > 0 and stream.rendered_frames >= 2 * QUEUE_DEPTH
+    finally:
+        stream.close()
+
+
+def test_stream_on_sim_time_delivers_every_frame_to_a_subscriber(pair, ros):
+    from sensor_msgs.msg import Image
+
+    from robot_stack import convert
+    from robot_stack.contract import qos
+
+    simple = pair[0]
+    received = ros.collect(Image, "wrist/color/image_raw", qos(100))
+    stream = CameraStream(ros.node, simple.model, simple.profile, simple.camera_ids, lossless=True)
+    try:
+        wait_for(lambda: ros.node.count_subscribers("wrist/color/image_raw") > 0, 10, "the subscriber")
+        for k in range(20):
+            stream.submit(0.1 * k, simple.snapshot(), ["front", "wrist"])
+        stream.drain()
+        assert stream.rendered_frames == 40 and stream.dropped_frames == 0
+        wait_for(lambda: len(received) >= 20, 10, "20 wrist frames")
+        assert [convert.to_sec(m.header.stamp) for _, m in received] == pytest.approx([0.1 * k for k in range(20)])
+        assert convert.image_to_array(received[-1][1]).shape == (480, 640, 3)
+    finally:
+        stream.close()
