@@ -147,7 +147,8 @@ def test_stream_on_sim_time_delivers_every_frame_to_a_subscriber(pair, ros):
     received = ros.collect(Image, "wrist/color/image_raw", qos(100))
     stream = CameraStream(ros.node, simple.model, simple.profile, simple.camera_ids, lossless=True)
     try:
-        wait_for(lambda: ros.node.count_subscribers("wrist/color/image_raw") > 0, 10, "the subscriber")
+        image_pub = stream.publishers["wrist"]._image  # noqa: SLF001 - matched before the first frame
+        wait_for(lambda: image_pub.get_subscription_count() > 0, 10, "the subscriber")
         for k in range(20):
             stream.submit(0.1 * k, simple.snapshot(), ["front", "wrist"])
         stream.drain()
