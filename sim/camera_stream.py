@@ -10,8 +10,9 @@ capture time. Rendering releases the GIL, so the control loop runs meanwhile.
 next frame is published only once every subscriber acknowledged its last one (reliable QoS;
 ``ACK_TIMEOUT_S`` at most; the next frame renders meanwhile), so sim time never runs ahead of
 what the renderer and the subscribers (a recorder, a policy) take in, and no frame is dropped on
-the way. ``lossless=False`` (real time): a frame the renderer cannot
-take is dropped and counted, and the control loop never waits. ``drain`` waits until every
+the way. ``lossless=False`` (real time): when the renderer falls behind,
+the oldest waiting frames are dropped and counted (what is rendered stays fresh), and the control
+loop never waits. ``drain`` waits until every
 submitted frame is out (before a reset, or a lock-step gate).
 """
 
@@ -74,19 +75,26 @@ class CameraStream:
     def submit(self, stamp: float, snapshot: dict[str, np.ndarray], names: list[str]) -> None:
         """Frames of cameras ``names`` showing ``snapshot`` (``SimRobot.snapshot()``), captured at ``stamp``."""
         item = (stamp, snapshot, names)
-        if self.lossless:
-            while not self._stop.is_set() and self._thread.is_alive():
+        while not self._stop.is_set() and self._thread.is_alive():
+            if self.lossless:
                 try:
                     self._queue.put(item, timeout=0.1)
                     return
                 except queue.Full:
                     continue
-        else:
             try:
                 self._queue.put_nowait(item)
                 return
-            except queue.Full:
-                pass
+            except queue.Full:  # real time: the oldest waiting frames go, so what is rendered stays fresh
+                try:
+                    _, _, stale = self._queue.get_nowait()
+                except queue.Empty:
+                    continue
+                self._queue.task_done()
+                self._count_dropped(stale)
+        self._count_dropped(names)
+
+    def _count_dropped(self, names: list[str]) -> None:
         for name in names:
             self.counters.dropped[name] += 1
 

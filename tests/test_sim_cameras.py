@@ -123,16 +123,26 @@ def test_cluster_mesh_merges_within_a_cell():
     assert np.all(np.abs(radius - 0.05) < 0.005 * np.sqrt(3))  # every vertex within a cell of the surface
 
 
-def test_stream_in_real_time_drops_what_the_renderer_cannot_take_and_counts_it(pair, ros):
+def test_stream_in_real_time_drops_the_oldest_frames_and_counts_them(pair, ros):
+    from sensor_msgs.msg import Image
+
+    from robot_stack import convert
+    from robot_stack.contract import qos
+
     simple = pair[0]
+    received = ros.collect(Image, "front/color/image_raw", qos(100))
     stream = CameraStream(ros.node, simple.model, simple.profile, simple.camera_ids, lossless=False)
     try:
+        image_pub = stream.publishers["front"]._image  # noqa: SLF001 - matched before the first frame
+        wait_for(lambda: image_pub.get_subscription_count() > 0, 10, "the subscriber")
         for k in range(20):  # 20 ticks at once: far faster than two 640x480 renders each
             stream.submit(0.1 * k, simple.snapshot(), ["front", "wrist"])
         stream.drain()
         c = stream.counters
         assert {n: c.rendered[n] + c.dropped[n] for n in c.rendered} == {"front": 20, "wrist": 20}
         assert stream.dropped_frames > 0 and stream.rendered_frames >= 2 * QUEUE_DEPTH
+        wait_for(lambda: len(received) >= c.rendered["front"], 10, "the published front frames")
+        assert convert.to_sec(received[-1][1].header.stamp) == pytest.approx(1.9), "the newest frame is kept"
     finally:
         stream.close()
 
