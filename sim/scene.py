@@ -6,6 +6,10 @@ table (top at z = 0, the robot base sits on it), a floor, lights, the task's obj
 profile camera that the MJCF lacks: a fixed camera looking at the workspace, or, for cameras whose
 name contains ``wrist``/``hand``, a camera mounted just behind the end effector looking along the
 approach direction. The robot base frame is the world frame.
+
+For the cameras, visual-only meshes are drawn from simplified copies in levels of detail
+(``simplify_visual_meshes``) and the floor from a coarse grid, last: rendering settings only,
+the physics is bit for bit that of the MJCF (tests/test_sim_cameras.py).
 """
 
 from __future__ import annotations
