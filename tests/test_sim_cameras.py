@@ -5,6 +5,7 @@ every frame as published or dropped in real time and drops none on sim time."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import mujoco
@@ -123,48 +124,41 @@ def test_cluster_mesh_merges_within_a_cell():
     assert np.all(np.abs(radius - 0.05) < 0.005 * np.sqrt(3))  # every vertex within a cell of the surface
 
 
-def test_stream_in_real_time_drops_the_oldest_frames_and_counts_them(pair, ros):
+@contextlib.contextmanager
+def stream_of(sim: sim_robot.SimRobot, ros, camera: str, *, lossless: bool):  # noqa: ANN001
+    """A CameraStream on the harness node, 20 ticks of both cameras submitted at once (0.0 ... 1.9 s),
+    and the stamps of ``camera``'s frames a subscriber received."""
     from sensor_msgs.msg import Image
 
     from robot_stack import convert
     from robot_stack.contract import qos
 
-    simple = pair[0]
-    received = ros.collect(Image, "front/color/image_raw", qos(100))
-    stream = CameraStream(ros.node, simple.model, simple.profile, simple.camera_ids, lossless=False)
+    received = ros.collect(Image, f"{camera}/color/image_raw", qos(100))
+    stream = CameraStream(ros.node, sim.model, sim.profile, sim.camera_ids, lossless=lossless)
     try:
-        image_pub = stream.publishers["front"]._image  # noqa: SLF001 - matched before the first frame
+        image_pub = stream.publishers[camera]._image  # noqa: SLF001 - matched before the first frame
         wait_for(lambda: image_pub.get_subscription_count() > 0, 10, "the subscriber")
-        for k in range(20):  # 20 ticks at once: far faster than two 640x480 renders each
-            stream.submit(0.1 * k, simple.snapshot(), ["front", "wrist"])
+        for k in range(20):  # at once: far faster than two 640x480 renders each
+            stream.submit(0.1 * k, sim.snapshot(), ["front", "wrist"])
         stream.drain()
+        wait_for(lambda: len(received) >= stream.counters.rendered[camera], 10, f"the published {camera} frames")
+        yield stream, [convert.to_sec(m.header.stamp) for _, m in received], received
+    finally:
+        stream.close()
+
+
+def test_stream_in_real_time_drops_the_oldest_frames_and_counts_them(pair, ros):
+    with stream_of(pair[0], ros, "front", lossless=False) as (stream, stamps, _):
         c = stream.counters
         assert {n: c.rendered[n] + c.dropped[n] for n in c.rendered} == {"front": 20, "wrist": 20}
         assert stream.dropped_frames > 0 and stream.rendered_frames >= 2 * QUEUE_DEPTH
-        wait_for(lambda: len(received) >= c.rendered["front"], 10, "the published front frames")
-        assert convert.to_sec(received[-1][1].header.stamp) == pytest.approx(1.9), "the newest frame is kept"
-    finally:
-        stream.close()
+        assert stamps[-1] == pytest.approx(1.9), "the newest frame is kept"
 
 
 def test_stream_on_sim_time_delivers_every_frame_to_a_subscriber(pair, ros):
-    from sensor_msgs.msg import Image
-
     from robot_stack import convert
-    from robot_stack.contract import qos
 
-    simple = pair[0]
-    received = ros.collect(Image, "wrist/color/image_raw", qos(100))
-    stream = CameraStream(ros.node, simple.model, simple.profile, simple.camera_ids, lossless=True)
-    try:
-        image_pub = stream.publishers["wrist"]._image  # noqa: SLF001 - matched before the first frame
-        wait_for(lambda: image_pub.get_subscription_count() > 0, 10, "the subscriber")
-        for k in range(20):
-            stream.submit(0.1 * k, simple.snapshot(), ["front", "wrist"])
-        stream.drain()
+    with stream_of(pair[0], ros, "wrist", lossless=True) as (stream, stamps, received):
         assert stream.rendered_frames == 40 and stream.dropped_frames == 0
-        wait_for(lambda: len(received) >= 20, 10, "20 wrist frames")
-        assert [convert.to_sec(m.header.stamp) for _, m in received] == pytest.approx([0.1 * k for k in range(20)])
+        assert stamps == pytest.approx([0.1 * k for k in range(20)])
         assert convert.image_to_array(received[-1][1]).shape == (480, 640, 3)
-    finally:
-        stream.close()
