@@ -6,6 +6,10 @@ table (top at z = 0, the robot base sits on it), a floor, lights, the task's obj
 profile camera that the MJCF lacks: a fixed camera looking at the workspace, or, for cameras whose
 name contains ``wrist``/``hand``, a camera mounted just behind the end effector looking along the
 approach direction. The robot base frame is the world frame.
+
+For the cameras, visual-only meshes are drawn from simplified copies in levels of detail
+(``simplify_visual_meshes``) and the floor from a coarse grid, last: rendering settings only,
+the physics is bit for bit that of the MJCF (tests/test_sim_cameras.py).
 """
 
 from __future__ import annotations
@@ -32,6 +36,24 @@ MENAGERIE_CACHE = "~/.cache/mujoco_menagerie"
 OFFSCREEN_SAMPLES = 0
 """Offscreen multisampling. 0 (no anti-aliasing) renders ~2x faster on CPU (llvmpipe) and looks
 like a raw sensor image; raise it for nicer pictures on a GPU."""
+RENDER_MESH_CELL = 0.001
+"""Grid (m) on which visual-only meshes are simplified for drawing (vertex clustering). CAD exports
+carry ~20k triangles per part (the SO-101's visual meshes: 400k triangles in view), which cost a
+CPU rasteriser (llvmpipe) most of each frame; 1 mm is about one pixel of the front camera at the
+workspace. Collision meshes, and so the physics, are untouched."""
+SIMPLIFY_MIN_FACES = 2000
+SIMPLIFY_MAX_FACES = 2_000_000
+"""Meshes with fewer triangles, or more (beyond ``cluster_mesh``'s int64 keys), are drawn as they are."""
+RENDER_LEVELS = 3
+"""Levels of detail of each simplified mesh, on grids of 1, 2 and 4 x the cell: ``CameraRig`` draws a
+geom with the coarsest level whose cell covers at most ``cameras.LOD_PIXELS`` pixels where the geom is."""
+FLOOR_GRID = 0.5
+"""Spacing (m) of the floor plane's rendering grid (its size[2]; plane collisions ignore it). MuJoCo
+tessellates a plane into grid squares for lighting: 0.05 m made the 8 m floor 51k triangles,
+1.5 ms of every frame on llvmpipe, for a mean pixel difference of 0.007 grey levels."""
+BACKGROUND_GROUP = 1
+"""Geom group of the floor. ``CameraRig`` draws this group after every other geom, so the
+rasteriser skips the floor pixels that the table hides instead of texturing them first."""
 
 
 class SceneTask(Protocol):
@@ -118,8 +140,8 @@ def _add_environment(spec: mujoco.MjSpec, profile: RobotProfile) -> None:
     spec.add_texture(name="twin_grid", type=mujoco.mjtTexture.mjTEXTURE_2D, builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
                      width=256, height=256, rgb1=[0.25, 0.27, 0.3], rgb2=[0.3, 0.32, 0.35])
     spec.add_material(name="twin_floor", textures=["", "twin_grid"], texrepeat=[4, 4], texuniform=True)
-    world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[4, 4, 0.05], pos=[0, 0, -TABLE_HEIGHT],
-                   material="twin_floor")
+    world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[4, 4, FLOOR_GRID], pos=[0, 0, -TABLE_HEIGHT],
+                   material="twin_floor", group=BACKGROUND_GROUP)
     half = np.maximum(np.abs(lower[:2]), np.abs(upper[:2])) + 0.2
     world.add_geom(name="table", type=mujoco.mjtGeom.mjGEOM_BOX, size=[half[0], half[1], TABLE_HEIGHT / 2],
                    pos=[0, 0, -TABLE_HEIGHT / 2], rgba=[0.62, 0.55, 0.45, 1], friction=[1.0, 0.005, 0.0001])
@@ -181,6 +203,103 @@ def _mount_calibrated_camera(spec: mujoco.MjSpec, robot: mujoco.MjModel, profile
     spec.body(body).add_camera(name=cam.sim_camera, pos=pos, quat=quat_wxyz, fovy=fovy)
 
 
+def asset_mesh(model: mujoco.MjModel, mesh: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (in the frame the MJCF places the mesh in, scale applied) and faces of compiled ``mesh``."""
+    first, count = model.mesh_vertadr[mesh], model.mesh_vertnum[mesh]
+    rot = np.zeros(9)
+    mujoco.mju_quat2Mat(rot, model.mesh_quat[mesh])
+    verts = model.mesh_pos[mesh] + model.mesh_vert[first:first + count].astype(float) @ rot.reshape(3, 3).T
+    first, count = model.mesh_faceadr[mesh], model.mesh_facenum[mesh]
+    return verts, model.mesh_face[first:first + count].astype(np.int64)
+
+
+def cluster_mesh(verts: np.ndarray, faces: np.ndarray, cell: float) -> tuple[np.ndarray, np.ndarray]:
+    """Vertex clustering: vertices in one ``cell``-sized grid box merge into their mean; faces that
+    collapse (or repeat) go."""
+    box = np.floor(verts / cell).astype(np.int64)
+    box -= box.min(axis=0)
+    span = box.max(axis=0) + 1
+    _, index, counts = np.unique((box[:, 0] * span[1] + box[:, 1]) * span[2] + box[:, 2], return_inverse=True,
+                                 return_counts=True)
+    merged = np.stack([np.bincount(index, verts[:, k], counts.size) for k in range(3)], axis=1) / counts[:, None]
+    faces = index[faces]
+    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])]
+    key = np.sort(faces, axis=1)
+    _, first = np.unique((key[:, 0] * counts.size + key[:, 1]) * counts.size + key[:, 2], return_index=True)
+    faces = faces[np.sort(first)]
+    used, faces = np.unique(faces, return_inverse=True)
+    return merged[used], faces.reshape(-1, 3)
+
+
+_SIMPLIFIED: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+"""Simplified meshes by (MJCF path, mesh name, size, cell): each scene build of a process reuses them."""
+
+
+def _geoms_set_inertia(spec: mujoco.MjSpec, body: mujoco.MjsBody) -> bool:
+    mode = spec.compiler.inertiafromgeom
+    return mode == mujoco.mjtInertiaFromGeom.mjINERTIAFROMGEOM_TRUE or (
+        mode == mujoco.mjtInertiaFromGeom.mjINERTIAFROMGEOM_AUTO and not body.explicitinertial)
+
+
+def simplify_visual_meshes(spec: mujoco.MjSpec, robot: mujoco.MjModel, path: Path, cell: float | None) -> int:
+    """Point every visual-only mesh geom (no collisions, no say in inertia, no texture coordinates)
+    at a copy of its mesh clustered on a ``cell`` grid, and add the coarser levels of detail
+    (``render_levels``); returns the number of geoms changed. The geoms keep their pose and
+    material; geoms that collide keep the original meshes."""
+    if not cell:
+        return 0
+    lo, hi = spec.compiler.inertiagrouprange
+    ids = {robot.mesh(i).name: i for i in range(robot.nmesh)}
+    added: dict[str, str | None] = {}
+    changed = 0
+    for body in spec.bodies:
+        inertial = _geoms_set_inertia(spec, body)
+        for geom in body.geoms:
+            mesh = ids.get(geom.meshname)
+            if (geom.type != mujoco.mjtGeom.mjGEOM_MESH or mesh is None or geom.contype or geom.conaffinity
+                    or (inertial and lo <= geom.group <= hi) or robot.mesh_texcoordnum[mesh]
+                    or not SIMPLIFY_MIN_FACES <= robot.mesh_facenum[mesh] <= SIMPLIFY_MAX_FACES):
+                continue
+            if geom.meshname not in added:
+                added[geom.meshname] = _add_levels(spec, robot, mesh, path, cell)
+            if added[geom.meshname] is not None:
+                geom.meshname = added[geom.meshname]
+                changed += 1
+    return changed
+
+
+def _add_levels(spec: mujoco.MjSpec, robot: mujoco.MjModel, mesh: int, path: Path, cell: float) -> str | None:
+    """Add the levels of detail of ``mesh`` (each at least 20% fewer triangles than the one before); the name of level 0."""
+    name = robot.mesh(mesh).name
+    faces = int(robot.mesh_facenum[mesh])
+    original = asset_mesh(robot, mesh)
+    for level in range(RENDER_LEVELS):
+        key = (str(path), name, faces, cell * 2**level)
+        if key not in _SIMPLIFIED:
+            _SIMPLIFIED[key] = cluster_mesh(*original, cell * 2**level)
+        verts, simple = _SIMPLIFIED[key]
+        if len(simple) > 0.8 * faces:
+            break
+        spec.add_mesh(name=f"{name}{LEVEL_TAG}{level}", uservert=verts.ravel().tolist(), userface=simple.ravel().tolist(),
+                      inertia=mujoco.mjtMeshInertia.mjMESH_INERTIA_SHELL)
+        faces = len(simple)
+    return None if faces == robot.mesh_facenum[mesh] else f"{name}{LEVEL_TAG}0"
+
+
+LEVEL_TAG = "__render"
+
+
+def render_levels(model: mujoco.MjModel) -> dict[int, list[int]]:
+    """Mesh id of level 0 -> mesh ids of its levels of detail, finest first (grids of 1, 2, 4 ... x the cell)."""
+    names = {model.mesh(i).name: i for i in range(model.nmesh)}
+    levels: dict[int, list[int]] = {}
+    for name, i in names.items():
+        if name.endswith(f"{LEVEL_TAG}0"):
+            base = name[:-1]
+            levels[i] = [names[f"{base}{k}"] for k in range(RENDER_LEVELS) if f"{base}{k}" in names]
+    return levels
+
+
 def check_joints(profile: RobotProfile, model: mujoco.MjModel, where: str) -> None:
     """Every profile joint, the EE site and the base body exist (one line naming the first missing),
     and the base sits at the world origin."""
@@ -196,11 +315,14 @@ def check_joints(profile: RobotProfile, model: mujoco.MjModel, where: str) -> No
                         "unrotated (the twin lays out its table and tasks in the base frame); move it in the MJCF")
 
 
-def build_scene(profile: RobotProfile, task: SceneTask | None = None) -> Scene:
-    """Compile the robot, table, lights, the task's objects and the profile's cameras into one model."""
+def build_scene(profile: RobotProfile, task: SceneTask | None = None, *, simplify_meshes: bool = True) -> Scene:
+    """Compile the robot, table, lights, the task's objects and the profile's cameras into one model.
+
+    ``simplify_meshes``: draw visual meshes simplified (``RENDER_MESH_CELL``), else the MJCF's originals."""
     spec, path = load_robot_spec(profile)
     robot = spec.compile()
     check_joints(profile, robot, str(path))
+    simplify_visual_meshes(spec, robot, path, RENDER_MESH_CELL if simplify_meshes else None)
     for geom in spec.geoms:
         if geom.name in GRASP_PADS:
             geom.contype, geom.conaffinity = 1, 1

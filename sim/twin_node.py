@@ -18,8 +18,6 @@ MuJoCo viewer when a display exists).
 from __future__ import annotations
 
 import os
-import queue
-import threading
 import time
 from dataclasses import dataclass
 
@@ -34,6 +32,7 @@ from robot_stack.errors import UserError
 from robot_stack.node import run_node
 from robot_stack.node_options import declare_options, read_options_before
 from robot_stack.profile import RobotProfile, load_profile
+from robot_stack.sim.camera_stream import CameraStream
 from robot_stack.sim.runtime import Sensors, TaskState, TwinRuntime
 from robot_stack.typed_config import field
 
@@ -97,8 +96,6 @@ class TwinNode(Node):
         self.paused = False
         self._paused_at = 0.0
         self.overruns = 0
-        self.dropped_frames = 0
-        self.rendered_frames = 0
         self.lockstep = options.lockstep
         self.gate: float | None = None
         self.at_gate = False
@@ -106,17 +103,9 @@ class TwinNode(Node):
         if self.lockstep:
             c.subscription(self, c.step_until, self._on_gate)
 
-        # cameras: publishers here, rendering on a thread of its own
-        self.camera_pubs = {}
-        for name in profile.camera_names:
-            topics = c.camera(name)
-            self.camera_pubs[name] = (c.publisher(self, topics.image), c.publisher(self, topics.info))
-        self.frames: queue.Queue = queue.Queue(maxsize=2)
-        self.render_error: str | None = None
-        self._stop = threading.Event()
-        self.render_thread = threading.Thread(target=self._render_loop, name="twin-render", daemon=True)
-        if self.camera_pubs:
-            self.render_thread.start()
+        # cameras: rendered on a thread of their own and published like a driver's (CameraPublisher)
+        self.cameras = CameraStream(self, self.sim.model, profile, self.sim.camera_ids,
+                                    lossless=self.realtime_factor != 1.0)
 
         self.viewer = None
         if not options.headless and os.environ.get("DISPLAY"):
@@ -167,7 +156,7 @@ class TwinNode(Node):
             return True
         if not self.at_gate:
             self.at_gate = True
-            self._drain_frames()
+            self.cameras.drain()
             for pub in self._sensor_publishers():
                 pub.wait_for_all_acked(ACK_TIMEOUT)
             self._announced = 0.0
@@ -175,11 +164,6 @@ class TwinNode(Node):
             self._announced = time.monotonic()
             self._publish_clock()
         return False
-
-    def _drain_frames(self) -> None:
-        """Wait until every queued camera frame is rendered and published."""
-        while self.frames.unfinished_tasks and self.render_thread.is_alive():
-            time.sleep(0.001)
 
     def _on_gate(self, msg) -> None:  # noqa: ANN001
         self.gate = convert.to_sec(msg.clock)
@@ -214,7 +198,7 @@ class TwinNode(Node):
         if self.object_pub is not None:
             self.object_pub.publish(self._object_poses(sensors))
         if sensors.cameras:
-            self._queue_frames(sensors)
+            self.cameras.submit(sensors.stamp, sensors.snapshot, sensors.cameras)
         if not self.lockstep:
             self._publish_clock()  # in lock-step the clock is announced at the gate, after the sensor messages
 
@@ -238,57 +222,9 @@ class TwinNode(Node):
             msg.poses.append(pose)
         return msg
 
-    # -- cameras ----------------------------------------------------------------------------------
-    def _queue_frames(self, sensors: Sensors) -> None:
-        item = (sensors.stamp, sensors.snapshot, sensors.cameras)
-        if self.realtime_factor != 1.0:  # sim time waits for the renderer: no frame is ever dropped
-            while not self._stop.is_set():
-                try:
-                    self.frames.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            return
-        try:
-            self.frames.put_nowait(item)
-        except queue.Full:
-            self.dropped_frames += len(sensors.cameras)
-
-    def _render_loop(self) -> None:
-        from robot_stack.sim.cameras import CameraRig
-
-        rig = None
-        try:
-            rig = CameraRig(self.sim.model, self.profile, self.sim.camera_ids)
-            while not self._stop.is_set():
-                try:
-                    stamp, snapshot, names = self.frames.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                rig.load(snapshot)
-                ros_stamp = convert.to_stamp(stamp)
-                for name in names:
-                    cam = self.profile.camera(name)
-                    image = rig.render(name)
-                    image_pub, info_pub = self.camera_pubs[name]
-                    image_pub.publish(convert.array_to_image(image, cam.encoding, ros_stamp, cam.frame_id))
-                    info_pub.publish(rig.intrinsics[name].to_msg(cam.frame_id, ros_stamp))
-                    self.rendered_frames += 1
-                    if self.lockstep:
-                        image_pub.wait_for_all_acked(ACK_TIMEOUT)
-                self.frames.task_done()
-        except Exception as err:  # noqa: BLE001 - reported through the log and diagnostics
-            if self._stop.is_set() or not self.context.ok():
-                return  # shutting down
-            self.render_error = f"{type(err).__name__}: {err}"
-            self.get_logger().error(f"camera rendering stopped: {self.render_error}")
-        finally:
-            if rig is not None:
-                rig.close()
-
     # -- services ---------------------------------------------------------------------------------
     def reset(self, seed: int) -> None:
-        self._drain_frames()  # frames of the old scene are out before it changes
+        self.cameras.drain()  # frames of the old scene are out before it changes
         self.runtime.reset(seed)
         self.interface.publish_estop()
 
@@ -318,13 +254,11 @@ class TwinNode(Node):
         return response
 
     def diagnostics(self) -> dict[str, float]:
-        return {"sim_time": self.sim.elapsed, "overruns": self.overruns, "rendered_frames": self.rendered_frames,
-                "dropped_frames": self.dropped_frames, "paused": int(self.paused)}
+        return {"sim_time": self.sim.elapsed, "overruns": self.overruns, "rendered_frames": self.cameras.rendered_frames,
+                "dropped_frames": self.cameras.dropped_frames, "paused": int(self.paused)}
 
     def close(self) -> None:
-        self._stop.set()
-        if self.render_thread.is_alive():
-            self.render_thread.join(timeout=5)
+        self.cameras.close()
         if self.viewer is not None:
             self.viewer.close()
         self.interface.close()

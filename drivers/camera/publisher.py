@@ -138,6 +138,14 @@ class CameraPublisher:
         self._depth_info.publish(self._camera_info(self.depth_intrinsics, array, frame_id, ros_stamp))
         self.depth.add(time.monotonic())
 
+    def wait_for_all_acked(self, timeout_s: float) -> bool:
+        """Block until every subscriber acknowledged the published messages (reliable QoS), or ``timeout_s``."""
+        from rclpy.duration import Duration
+
+        timeout = Duration(seconds=timeout_s)
+        pubs = [p for p in (self._image, self._info, self._depth, self._depth_info) if p is not None]
+        return all([p.wait_for_all_acked(timeout) for p in pubs])
+
     @staticmethod
     def _camera_info(intr: Intrinsics | None, array: np.ndarray, frame_id: str, stamp: Any) -> Any:
         height, width = array.shape[:2]
