@@ -66,10 +66,14 @@ def main() -> None:
     if not (Path(args.policy) / "model.safetensors").is_file():
         sys.exit(f"{args.policy}: not a checkpoint (run robot-stack demo first, or give --policy)")
 
+    interpreters = [sys.executable] + ([args.before] if args.before else [])
+    runs: dict[str, list[dict]] = {python: [] for python in interpreters}
+    for _ in range(args.repeats):  # interleaved, so both see the same machine load
+        for python in interpreters:
+            runs[python].append(in_process(python, args.policy, args.episodes))
+
     def median_rate(python: str) -> tuple[float, dict]:
-        runs = [in_process(python, args.policy, args.episodes) for _ in range(args.repeats)]
-        runs.sort(key=lambda r: r["seconds"])
-        mid = runs[len(runs) // 2]
+        mid = sorted(runs[python], key=lambda r: r["seconds"])[len(runs[python]) // 2]
         return args.episodes / mid["seconds"], mid
 
     load = os.getloadavg()[0]

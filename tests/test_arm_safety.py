@@ -108,7 +108,7 @@ def test_joint_commands_never_take_the_end_effector_through_the_floor(twin):
     down = np.array([0.0, 1.2, 0.2, 1.2, 0.0])  # shoulder and wrist down: the gripper would go into the table
     run(twin, 2.0, lambda: (core.positions(down, twin.now), lowest.__setitem__(0, min(lowest[0], core.ee_pose()[0][2]))))
     assert lowest[0] > PROFILE.workspace.floor - 0.005, f"end effector reached z = {lowest[0] * 100:.1f} cm"
-    assert core.safety.stats.refused_floor > 0
+    assert core.safety.stats.slowed_at_workspace > 0
 
 
 def test_a_stale_stream_holds_the_last_goal_without_a_jump(twin):

@@ -62,15 +62,19 @@ class ArmInterface:
             self._bounded(node, c.gripper_commands, "gripper command", self._on_gripper)
         self._bounded(node, c.target_pose, "target_pose", self._on_pose)
         self._bounded(node, c.target_twist, "target_twist", self._on_twist)
-        # the e-stop: a node of its own (same namespace), spun by its own thread, so that no callback of the
-        # control node (a large message, a slow backend) delays it
+        # the e-stop: a node of its own (same namespace) in a context of its own (its own DDS participant and
+        # receive threads), spun by its own thread, so that nothing the control node receives or runs (a large
+        # message, a slow backend) delays it
+        import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
-        self.estop_node = Node(f"{node.get_name()}_estop", namespace=node.get_namespace(), context=node.context,
+        self.estop_context = rclpy.Context()
+        rclpy.init(args=[], context=self.estop_context)
+        self.estop_node = Node(f"{node.get_name()}_estop", namespace=node.get_namespace(), context=self.estop_context,
                                use_global_arguments=False, start_parameter_services=False)
         self._bounded(self.estop_node, c.estop, "estop", lambda msg: msg.data and self.set_estop(True, "estop topic"))
         c.service(self.estop_node, c.estop_service, self._on_estop_service)
-        self.estop_executor = SingleThreadedExecutor(context=node.context)
+        self.estop_executor = SingleThreadedExecutor(context=self.estop_context)
         self.estop_executor.add_node(self.estop_node)
         self.estop_thread = threading.Thread(target=self._spin_estop, name="estop", daemon=True)
         self.estop_thread.start()
@@ -86,7 +90,7 @@ class ArmInterface:
         except (ExternalShutdownException, KeyboardInterrupt):
             pass
         except Exception:  # noqa: BLE001 - a callback failing mid-shutdown is the shutdown
-            if self.node.context.ok():
+            if self.estop_context.ok() and self.node.context.ok():
                 raise
 
     def _bounded(self, node: Node, topic, what: str, callback) -> None:  # noqa: ANN001
@@ -112,6 +116,7 @@ class ArmInterface:
     def close(self) -> None:
         self.estop_executor.shutdown()
         self.estop_node.destroy_node()
+        self.estop_context.try_shutdown()
 
     # -- robot -> ---------------------------------------------------------------------------------
     def publish_state(self, reading: JointReading) -> None:
