@@ -20,11 +20,14 @@ PACKAGE = "robot_stack"
 
 @cache
 def share_dir() -> Path:
-    source_root = Path(__file__).resolve().parent.parent
+    """The source tree (checkout, editable or colcon --symlink-install), else ``<prefix>/share/robot_stack``
+    of the install this module was loaded from (colcon, pip), else the ament index's."""
+    here = Path(__file__).resolve()
+    source_root = here.parent.parent
     if (source_root / "package.xml").is_file() and (source_root / "config").is_dir():
         return source_root
-    installed = Path(sys.prefix) / "share" / PACKAGE
-    if installed.is_dir():
+    installed = here.parents[4] / "share" / PACKAGE  # <prefix>/lib/pythonX.Y/site-packages/robot_stack/
+    if (installed / "package.xml").is_file():
         return installed
     try:
         from ament_index_python.packages import get_package_share_directory
@@ -74,7 +77,7 @@ def ros_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     prefixes = [p for p in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
     if sys.prefix not in prefixes:
-        prefixes.insert(0, sys.prefix)
+        prefixes.append(sys.prefix)  # the ROS base of this environment: overlays (colcon installs) win
     env["AMENT_PREFIX_PATH"] = os.pathsep.join(prefixes)
     bin_dir = str(Path(sys.prefix) / "bin")  # console scripts of this environment (pip installs)
     paths = env.get("PATH", os.defpath).split(os.pathsep)

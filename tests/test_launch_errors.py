@@ -68,7 +68,7 @@ def test_invalid_xml_and_wrong_root(tmp_path: Path) -> None:
     ("body", "problem"),
     [
         ('<node exec="x" if="true" unless="false"/>', "'if' and 'unless' cannot be used together"),
-        ('<executable cmd="echo" respawn_delay="-1"/>', "respawn_delay '-1' must be a number of seconds >= 0"),
+        ('<executable cmd="echo" respawn_delay="-1"/>', "respawn_delay -1.0 must be a number of seconds >= 0"),
         ('<executable cmd="echo" if="maybe"/>', "if 'maybe' is not a boolean"),
         ('<executable cmd="echo" if="$(var nope)"/>', "<executable>: $(var nope): no launch argument or <let> named 'nope'"),
         ('<node exec="echo" respawn="$(env NOPE_NOT_SET)"/>', "<node>: $(env NOPE_NOT_SET): environment variable"),
@@ -104,7 +104,7 @@ def test_cli_prints_one_line_and_exits_2() -> None:
     assert result.stderr.splitlines() == [
         f"robot-stack: error: {path}:4: <node>: unknown attribute 'nmae' "
         "(allowed: args, cwd, exec, exec_name, if, launch-prefix, name, namespace, on_exit, output, pkg, "
-        "respawn, respawn_delay, ros_args, unless)"
+        "respawn, respawn_delay, respawn_max_retries, ros_args, unless)"
     ]
 
 

@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run a ROS 2 XML launch file (like ros2 launch)",
         "Run a standard ROS 2 XML launch file without the launch/launch_ros packages: the same argv,\n"
         "namespaces, remaps and parameter files that 'ros2 launch' produces, output prefixed with\n"
-        "[name-N], respawn, and Ctrl-C stopping every process (SIGINT, then SIGTERM, then SIGKILL).\n"
+        "[name-N], respawn, and Ctrl-C or SIGTERM stopping every process (SIGINT, then SIGTERM, then\n"
+        "SIGKILL); if the runner itself is killed, its processes are stopped all the same.\n"
         "Processes get the shipped Fast DDS shared-memory profile unless FASTDDS_DEFAULT_PROFILES_FILE\n"
         "is set. Exit code: 0, 1 if a process without respawn exited non-zero, 2 for a bad launch file.\n\n"
         "examples:\n"
@@ -59,6 +60,7 @@ def _reparse(args: argparse.Namespace) -> argparse.Namespace:
 def _run(args: argparse.Namespace) -> int:
     from robot_stack.errors import UserError
     from robot_stack.launcher.runner import LaunchRunner, format_plan, parse_cli_args, resolve_launch_file, warn
+    from robot_stack.node import StopSignals
 
     if not args.target:
         args._parser.error("give a launch file (FILE or PACKAGE FILE)")
@@ -81,33 +83,32 @@ def _run(args: argparse.Namespace) -> int:
             print(f"        (default: {info.default!r})" if info.default is not None else "        (required)")
             print()
         return 0
-    for name in runner.undeclared_args():
-        warn(f"argument {name!r} is not declared in {path.name} (still set as a launch configuration)")
+    for line in runner.undeclared_warnings():
+        warn(line)
     if args.dry_run:
-        print(format_plan(runner.plan()))
+        specs = runner.plan()
+        print(format_plan(specs, runner.messages))
         return 0
 
-    signals = {"count": 0}
-
-    def on_signal(signum: int, _frame: object) -> None:
-        supervisor = runner.supervisor
-        if supervisor is None:  # not started yet: stop like Ctrl-C anywhere else
-            raise KeyboardInterrupt
-        signals["count"] += 1
-        if signals["count"] == 1:
-            supervisor.shutdown(f"{signal.Signals(signum).name} received")
-        else:
-            supervisor.kill()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
+    # Signals are only recorded by the handler and acted on here, outside it: a burst of them can
+    # neither re-enter the supervisor's locks nor skip the processes' clean stop.
+    stop = StopSignals()
     runner.start()
     supervisor = runner.supervisor
     assert supervisor is not None
+    handled = 0
     code = None
     while code is None:
-        code = runner.wait(0.2)
+        stop.wait(0.2)
+        received = stop.received[handled:]
+        handled += len(received)
+        if received and handled == len(received):
+            supervisor.shutdown(f"{signal.Signals(received[0]).name} received")
+            received = received[1:]
+        for signum in received:  # as ros2 launch: signals after the first do not cut the stop short
+            supervisor.note(f"{signal.Signals(signum).name} received again while stopping, ignored "
+                            f"(SIGTERM after {args.sigint_timeout:g} s, SIGKILL {args.sigterm_timeout:g} s later)")
+        code = runner.wait(0)
     if supervisor.failure is not None:
-        label, rc = supervisor.failure
-        print(f"robot-stack launch: {label} exited with code {rc}; stopped the launch", file=sys.stderr)
+        print(f"robot-stack launch: {supervisor.failure_summary()}; stopped the launch", file=sys.stderr)
     return code

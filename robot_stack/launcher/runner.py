@@ -11,6 +11,7 @@ process if the launch file has a problem.
 
 from __future__ import annotations
 
+import difflib
 import shlex
 import sys
 from collections.abc import Mapping
@@ -65,6 +66,7 @@ class LaunchRunner:
         self._timeouts = (sigint_timeout, sigterm_timeout)
         self.supervisor: Supervisor | None = None
         self.processes: list[A.ProcessSpec] = []
+        self.messages: list[str] = []  # the <log> messages of the last plan()
 
     # -- planning ------------------------------------------------------------------------------------
     def plan(self) -> list[A.ProcessSpec]:
@@ -75,7 +77,7 @@ class LaunchRunner:
         scope = Scope(configurations=dict(self.args), environment=dict(environment), current_file=self.path)
         ctx = A.Context(scope=scope, base_environment=environment, include_reader=reader, include_stack=[self.path])
         A.run_all(top, ctx)
-        self.processes = ctx.processes
+        self.processes, self.messages = ctx.processes, ctx.messages
         return ctx.processes
 
     def declared_args(self) -> list[ArgInfo]:
@@ -97,12 +99,25 @@ class LaunchRunner:
         names = {a.name for a in self.declared_args()}
         return [n for n in self.args if n not in names]
 
+    def undeclared_warnings(self) -> list[str]:
+        """One line per undeclared argument, naming a declared one it looks like a typo of."""
+        declared = [a.name for a in self.declared_args()]
+        lines = []
+        for name in self.undeclared_args():
+            close = difflib.get_close_matches(name, declared, n=1, cutoff=0.6) or \
+                [d for d in declared if d in name or name in d][:1]
+            hint = f": did you mean `{close[0]}`?" if close else " (set anyway, as ros2 launch does)"
+            lines.append(f"argument `{name}` is not declared in {self.path.name}{hint}")
+        return lines
+
     # -- running -------------------------------------------------------------------------------------
     def start(self) -> LaunchRunner:
         specs = self.plan()
         if not specs:
             raise UserError(f"{self.path}: starts no processes with these arguments")
         out, err = self._io
+        for message in self.messages:
+            print(f"[INFO] [launch.user]: {message}", file=out or sys.stdout, flush=True)
         self.supervisor = Supervisor(specs, stdout=out, stderr=err, sigint_timeout=self._timeouts[0],
                                      sigterm_timeout=self._timeouts[1])
         self.supervisor.start()
@@ -133,9 +148,10 @@ class LaunchRunner:
         return self.supervisor
 
 
-def format_plan(specs: list[A.ProcessSpec]) -> str:
-    """The dry-run listing: each process's label, node, env changes and exact argv (shell-quoted)."""
-    lines = []
+def format_plan(specs: list[A.ProcessSpec], messages: list[str] = ()) -> str:
+    """The dry-run listing: the <log> messages, then each process's label, node, env changes and exact
+    argv (shell-quoted)."""
+    lines = [f"log: {message}" for message in messages]
     for spec in specs:
         header = f"[{spec.label}]" + (f" node {spec.node_name}" if spec.node_name else "") + f"  ({spec.source})"
         lines.append(header)
@@ -144,7 +160,8 @@ def format_plan(specs: list[A.ProcessSpec]) -> str:
         if spec.cwd:
             lines.append(f"  cwd: {spec.cwd}")
         if spec.respawn:
-            lines.append(f"  respawn: after {spec.respawn_delay:g} s")
+            limit = f", at most {spec.respawn_max_retries} times" if spec.respawn_max_retries >= 0 else ""
+            lines.append(f"  respawn: after {spec.respawn_delay:g} s{limit}")
         lines.append("  argv: " + shlex.join(spec.argv))
     return "\n".join(lines)
 
