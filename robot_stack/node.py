@@ -37,6 +37,7 @@ class StopSignals:
 
     def __init__(self, signals: tuple[signal.Signals, ...] = STOP_SIGNALS) -> None:
         self.received: list[int] = []
+        self._signals = signals
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
@@ -53,6 +54,13 @@ class StopSignals:
             os.write(self._write, b"s")
         except OSError:  # pipe full: wait() is awake anyway
             pass
+
+    def ignore_rest(self) -> None:
+        """Ignore these signals from now on: call once everything is closed, so that the rest of a burst
+        cannot end the exit with the default action (exit code -2/-15) while the interpreter finalizes
+        (finalization puts the default action back in place of Python handlers)."""
+        for sig in self._signals:
+            signal.signal(sig, signal.SIG_IGN)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until a stop signal has arrived (True) or ``timeout`` passes (False)."""
@@ -79,9 +87,11 @@ def run_node(factory: Callable[[], Any]) -> None:
     node = None
     code = 0
     try:
+        # Built before the node, while the context is surely valid (built on a context that a signal
+        # has just shut down, it fails half-made and prints an ignored exception when collected).
+        executor = SingleThreadedExecutor()  # every node's callbacks are short and non-blocking
         if not stop.requested:  # a signal before rclpy's handlers existed is still a stop
             node = factory()
-            executor = SingleThreadedExecutor()  # every node's callbacks are short and non-blocking
             executor.add_node(node)
             while not stop.requested and rclpy.ok():
                 executor.spin_once(timeout_sec=0.5)
@@ -102,6 +112,7 @@ def run_node(factory: Callable[[], Any]) -> None:
                 close()
             node.destroy_node()
         rclpy.try_shutdown()
+        stop.ignore_rest()
     sys.exit(code)
 
 

@@ -456,6 +456,7 @@ def run(args: argparse.Namespace) -> int:
         emulator.close()
         if args.link and Path(args.link).is_symlink():
             Path(args.link).unlink()
+        stop.ignore_rest()
     return 0
 
 
