@@ -121,9 +121,24 @@ def test_packages_resolve_like_ros2(tmp_path: Path) -> None:
 
 
 def test_package_form_looks_in_share_launch() -> None:
-    with pytest.raises(UserError, match=r"no launch file 'missing.launch.xml' in package robot_stack \(has: "):
+    with pytest.raises(UserError, match=r"no launch file 'missing.launch.xml' in package robot_stack \(it has: "):
         resolve_launch_file("robot_stack", "missing.launch.xml")
     assert resolve_launch_file(str(FILES / "probes.launch.xml")) == FILES / "probes.launch.xml"
+
+
+def test_a_bare_file_name_is_a_shipped_launch_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`robot-stack launch sim.launch.xml` as the README writes it, from any directory (it used to
+    be `launch file not found` outside the repository's launch/ folder)."""
+    monkeypatch.chdir(tmp_path)
+    from robot_stack.resources import share_dir
+
+    assert resolve_launch_file("sim.launch.xml") == share_dir() / "launch" / "sim.launch.xml"
+    with pytest.raises(UserError, match=r"^no file 'sim.launch.xm' here nor in package robot_stack \(did you mean sim.launch.xml\? it has"):
+        resolve_launch_file("sim.launch.xm")
+    with pytest.raises(UserError, match=r"^nowhere/sim.launch.xml: launch file not found$"):
+        resolve_launch_file("nowhere/sim.launch.xml")
+    (tmp_path / "sim.launch.xml").write_text("<launch/>\n")  # a file of that name here wins, as a path
+    assert resolve_launch_file("sim.launch.xml") == tmp_path / "sim.launch.xml"
 
 
 def test_params_folder_open_to_others_is_refused(tmp_path: Path) -> None:

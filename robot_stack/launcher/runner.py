@@ -12,6 +12,7 @@ process if the launch file has a problem.
 from __future__ import annotations
 
 import difflib
+import os
 import shlex
 import sys
 from collections.abc import Mapping
@@ -37,22 +38,32 @@ class ArgInfo:
 
 
 def resolve_launch_file(file_or_package: str, file: str | None = None) -> Path:
-    """A path, or ``<package> <file>`` looked up under the package's share directory."""
+    """A path; a bare file name of robot_stack's own launch files (``sim.launch.xml``); or
+    ``<package> <file>`` looked up under the package's share directory, as ``ros2 launch`` does."""
     if file is None:
         path = Path(file_or_package).expanduser()
-        if not path.is_file():
-            raise UserError(f"{file_or_package}: launch file not found (give a path, or '<package> <file>')")
-        return path.resolve()
+        if path.is_file():
+            return path.resolve()
+        if os.sep in file_or_package:
+            raise UserError(f"{file_or_package}: launch file not found")
+        from robot_stack.resources import PACKAGE
+
+        package, file, where = PACKAGE, file_or_package, f"no file {file_or_package!r} here nor in package {PACKAGE}"
+    else:
+        package, where = file_or_package, f"no launch file {file!r} in package {file_or_package}"
     from robot_stack.launcher.packages import package_share
 
-    share = package_share(file_or_package)
+    share = package_share(package)
     direct = share / "launch" / file
     if direct.is_file():
         return direct.resolve()
     found = sorted(p for p in (share / "launch").rglob(file) if p.is_file())
     if not found:
         known = sorted(p.name for p in (share / "launch").glob("*.launch.xml"))
-        raise UserError(f"no launch file {file!r} in package {file_or_package} (has: {', '.join(known) or 'none'})")
+        stems = {name.removesuffix(".launch.xml"): name for name in known}
+        close = difflib.get_close_matches(file.split(".")[0], stems, n=1)
+        hint = f"did you mean {stems[close[0]]}? " if close else ""
+        raise UserError(f"{where} ({hint}it has: {', '.join(known) or 'none'})")
     return found[0].resolve()
 
 
