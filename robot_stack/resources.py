@@ -64,12 +64,34 @@ def resolve_path(path: str, relative_to: Path) -> Path:
     return p if p.is_absolute() else (relative_to / p)
 
 
-def fastdds_profile() -> Path:
-    return share_dir() / "config" / "fastdds.xml"
+def fastdds_profile(peers: bool = False) -> Path:
+    """The shipped Fast DDS profile: this host only (loopback UDP + shared memory), or with named peers."""
+    return share_dir() / "config" / ("fastdds_peers.xml" if peers else "fastdds.xml")
+
+
+def _network_exposure(env: dict[str, str]) -> None:
+    """This host only, unless ROS_STATIC_PEERS names other machines (opt-in).
+
+    By default the loopback profile confines every socket to 127.0.0.1 and shared memory; the discovery
+    range LOCALHOST is then run as SUBNET, because rmw_fastrtps's LOCALHOST mode adds a UDP transport
+    of its own bound to 0.0.0.0 (reachable from the network) while the profile already keeps discovery
+    on this host. With ROS_STATIC_PEERS (ROS 2's own variable: host names or addresses separated by
+    ';'), the peers profile (UDP on every interface) and the range LOCALHOST: discovery reaches this
+    host and the named machines, never the whole subnet. A profile the user set is left alone.
+    """
+    if "FASTDDS_DEFAULT_PROFILES_FILE" in env:
+        return
+    peers = bool(env.get("ROS_STATIC_PEERS", "").strip(" ;"))
+    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(fastdds_profile(peers))
+    if peers:
+        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    elif env.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").upper() in ("", "LOCALHOST"):
+        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "SUBNET"
 
 
 def ros_environment(base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for ROS processes and the CLI: ament prefix, RMW, the shared-memory DDS profile, OpenMP.
+    """Environment for ROS processes and the CLI: ament prefix, RMW, the DDS profile (this host only
+    unless ROS_STATIC_PEERS names peers: :func:`_network_exposure`), OpenMP.
 
     Values the user already set win, except that ``sys.prefix`` is always on AMENT_PREFIX_PATH and
     its ``bin`` on PATH.
@@ -84,7 +106,7 @@ def ros_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     if bin_dir not in paths:
         env["PATH"] = os.pathsep.join([bin_dir, *paths])
     env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(fastdds_profile()))
+    _network_exposure(env)
     env.setdefault("PYTHONUNBUFFERED", "1")
     # OpenMP (torch) workers sleep instead of spinning while they wait: next to other busy processes
     # (nodes, the twin, a recorder, training) spinning fell off a cliff here, image training on 2
