@@ -83,7 +83,7 @@ def test_namespace_and_name_rules() -> None:
     # A name without a namespace: no __ns remap and parameters keyed by the /** wildcard.
     unnamespaced = next(s for s in nodes.values() if "__node:=unnamespaced" in s.argv)
     assert not any(a.startswith("__ns:=") for a in unnamespaced.argv)
-    assert unnamespaced.node_name is None
+    assert unnamespaced.node_name == "/unnamespaced"  # as the graph shows it
     assert params_of(unnamespaced) == [{"/**": {"ros__parameters": {"a": 1}}}]
     # A namespace without a name: no __node remap; exec_name labels the output.
     anonymous = next(label for label in nodes if label.startswith("anonymous-"))
@@ -149,3 +149,15 @@ def test_params_folder_open_to_others_is_refused(tmp_path: Path) -> None:
     folder.chmod(0o777)
     with pytest.raises(UserError, match="must be a directory owned by you with mode 700"):
         _write_content_addressed(folder, "a: 1\n")
+
+
+def test_sros2_commands_make_one_enclave_per_node() -> None:
+    from robot_stack.launcher.runner import sros2_commands
+    from robot_stack.resources import share_dir
+
+    specs = LaunchRunner(share_dir() / "launch" / "teleop.launch.xml", {"device": "keyboard", "dataset": "d.zarr"}).plan()
+    text = sros2_commands(specs, "keys", "teleop.launch.xml")
+    commands = [line for line in text.splitlines() if not line.startswith("#")]
+    assert commands == ["ros2 security create_keystore keys", "ros2 security create_enclave keys /recorder",
+                        "ros2 security create_enclave keys /teleop", "ros2 security create_enclave keys /twin"]
+    assert "PyPI wheels has no security plugins" in text

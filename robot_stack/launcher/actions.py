@@ -36,7 +36,7 @@ class ProcessSpec:
     cwd: str | None
     respawn: bool
     respawn_delay: float
-    node_name: str | None  # fully qualified node name when name and namespace are known
+    node_name: str | None  # fully qualified node name when the name is given (namespace "/" if none)
     source: str  # "<file>:<line>"
     shutdown_on_exit: bool = False  # on_exit="shutdown": its exit ends the launch
     respawn_max_retries: int = -1  # respawns allowed (negative: no limit, as ros2 launch)
@@ -291,7 +291,9 @@ class Node(Action):
             argv += ["--params-file", self._params_file(param, full_name, ctx)]
         for source, target in self.remaps:
             argv += ["-r", f"{ev(source)}:={ev(target)}"]
-        ctx.processes.append(make_process(self, ctx, argv, node_name=full_name))
+        # the node's name as the graph shows it (a node given no namespace is in "/")
+        shown = prefix_namespace(namespace or "/", name) if name is not None else None
+        ctx.processes.append(make_process(self, ctx, argv, node_name=shown))
 
     def _params_file(self, param: Param, full_name: str | None, ctx: Context) -> str:
         if param.from_file is not None:

@@ -36,6 +36,9 @@ def _add_arguments(p: argparse.ArgumentParser, nargs: str) -> None:
     mode.add_argument("-s", "--show-args", action="store_true", help="list the launch arguments and exit")
     mode.add_argument("-p", "--print", dest="dry_run", action="store_true",
                       help="print each process's argv and environment changes without starting anything")
+    mode.add_argument("--sros2", metavar="KEYSTORE", default=None,
+                      help="print the 'ros2 security' commands that make KEYSTORE with one enclave per node of "
+                           "this launch (for a full ROS 2 install: the PyPI Fast DDS has no security plugins)")
     p.add_argument("--sigint-timeout", type=float, default=5.0, metavar="S",
                    help="seconds to wait after SIGINT before SIGTERM on shutdown")
     p.add_argument("--sigterm-timeout", type=float, default=5.0, metavar="S",
@@ -47,19 +50,21 @@ def _reparse(args: argparse.Namespace) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=args._parser.prog, description=args._parser.description,
                                      formatter_class=args._parser.formatter_class)
     _add_arguments(parser, "+")
-    leading = {k: v for k, v in vars(args).items() if k in ("show_args", "dry_run", "sigint_timeout", "sigterm_timeout")}
+    leading = {k: v for k, v in vars(args).items()
+               if k in ("show_args", "dry_run", "sros2", "sigint_timeout", "sigterm_timeout")}
     parsed = parser.parse_intermixed_args(args.target)
     for key, value in leading.items():
         if value != parser.get_default(key):
             setattr(parsed, key, value)
-    if parsed.show_args and parsed.dry_run:
-        parser.error("--show-args and --print cannot be combined")
+    if sum(map(bool, (parsed.show_args, parsed.dry_run, parsed.sros2))) > 1:
+        parser.error("--show-args, --print and --sros2 cannot be combined")
     return parsed
 
 
 def _run(args: argparse.Namespace) -> int:
     from robot_stack.errors import UserError
-    from robot_stack.launcher.runner import LaunchRunner, format_plan, parse_cli_args, resolve_launch_file, warn
+    from robot_stack.launcher.runner import (LaunchRunner, format_plan, parse_cli_args, resolve_launch_file,
+                                             sros2_commands, warn)
     from robot_stack.node import StopSignals
 
     if not args.target:
@@ -88,6 +93,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         specs = runner.plan()
         print(format_plan(specs, runner.messages))
+        return 0
+    if args.sros2:
+        print(sros2_commands(runner.plan(), args.sros2, path.name))
         return 0
 
     # Signals are only recorded by the handler and acted on here, outside it: a burst of them can

@@ -177,6 +177,25 @@ def format_plan(specs: list[A.ProcessSpec], messages: list[str] = ()) -> str:
     return "\n".join(lines)
 
 
+def sros2_commands(specs: list[A.ProcessSpec], keystore: str, source: str) -> str:
+    """The ``ros2 security`` commands for a keystore with one enclave per node (its full name)."""
+    names = sorted({spec.node_name for spec in specs if spec.node_name})
+    unnamed = [spec.label for spec in specs if not spec.node_name]
+    ks = shlex.quote(keystore)
+    lines = [
+        f"# SROS2 keystore for {source}: one enclave per node. For a full ROS 2 install: the Fast DDS of the",
+        "# PyPI wheels has no security plugins (with ROS_SECURITY_ENABLE=true no node can start there).",
+        f"ros2 security create_keystore {ks}",
+        *(f"ros2 security create_enclave {ks} {name}" for name in names),
+        "# then, in the environment of the launch:",
+        f"#   export ROS_SECURITY_KEYSTORE={ks} ROS_SECURITY_ENABLE=true ROS_SECURITY_STRATEGY=Enforce",
+        "# and each node in its enclave: ROS_SECURITY_ENCLAVE_OVERRIDE=<its enclave> (an <env> of the node)",
+    ]
+    if unnamed:
+        lines.append(f"# not nodes (no enclave): {', '.join(unnamed)}")
+    return "\n".join(lines)
+
+
 def parse_cli_args(items: list[str]) -> dict[str, str]:
     args: dict[str, str] = {}
     for item in items:
