@@ -78,12 +78,12 @@ def without_ros_args(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(without_ros_args(sys.argv[1:] if argv is None else argv))
-    if not getattr(args, "handler", None):
-        parser.print_help()
-        return 0 if args.command is None else 2
     try:
+        parser = build_parser()  # imports every command's module: Ctrl-C may come meanwhile
+        args = parser.parse_args(without_ros_args(sys.argv[1:] if argv is None else argv))
+        if not getattr(args, "handler", None):
+            parser.print_help()
+            return 0 if args.command is None else 2
         apply_ros_environment()  # before torch loads OpenMP (see ros_environment)
         code = args.handler(args)
     except UserError as err:

@@ -32,7 +32,7 @@ def test_a_node_stops_cleanly_under_any_burst_of_signals(spawn) -> None:  # noqa
     """Signal handlers that only record: never a deadlock in rclpy's context lock, never a
     KeyboardInterrupt traceback, never exit code -2/-15 (the twin hung or crashed in 6 of 9 before)."""
     twin = str(Path(sys.prefix) / "bin" / "twin_node")
-    for round_, burst in enumerate(BURSTS * 2):
+    for round_, burst in enumerate(BURSTS):
         proc = spawn([twin, "--ros-args", "-p", "cameras:=none", "-p", "realtime_factor:=0.0"], env=ros_environment())
         out = Output(proc.stdout)
         wait_for(lambda: "twin: so101" in out.text(), 60, "the twin up")
@@ -54,7 +54,7 @@ def test_a_runner_killed_with_sigkill_leaves_nothing_behind(spawn, tmp_path: Pat
         "  <executable cmd=\"sh -c 'sleep 300 &amp; wait'\" name=\"shell\"/>\n"
         "  <executable cmd=\"sh -c 'trap &quot;&quot; INT TERM; echo stubborn; sleep 300'\" name=\"stubborn\"/>\n"
         "</launch>\n")
-    for _ in range(3):
+    for _ in range(2):
         runner = spawn([ROBOT_STACK, "launch", str(path), "--sigint-timeout", "0.5", "--sigterm-timeout", "0.5"])
         out = Output(runner.stdout)
         wait_for(lambda: "[stubborn-3] stubborn" in out.text() and "[topic_probe-1] [INFO]" in out.text(), 60,
