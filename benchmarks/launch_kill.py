@@ -81,6 +81,17 @@ class Launch:
             time.sleep(0.05)
         return False
 
+    def kill_runner(self, grace: float) -> tuple[set[int], float]:
+        """SIGKILL the runner alone; what it had started, and the seconds until all of it was gone
+        (``grace`` at most)."""
+        started = self.started()
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < grace and any(alive(p) for p in started):
+            time.sleep(0.05)
+        return started, time.monotonic() - t0
+
     def started(self) -> set[int]:
         """Everything it started: printed pids, their process groups' members, its direct children."""
         pids = {int(p) for line in self.lines for p in re.findall(r"process started with pid \[(\d+)\]", line)}
@@ -97,13 +108,7 @@ def kill_round(env: dict[str, str], args: list[str], grace: float, rng: random.R
         launch.proc.wait()
         return 0, float("nan"), "did not start: " + " | ".join(launch.lines[-5:])
     time.sleep(rng.uniform(0.0, 2.0))
-    before = launch.started()
-    os.kill(launch.proc.pid, signal.SIGKILL)
-    launch.proc.wait()
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < grace and any(alive(p) for p in before):
-        time.sleep(0.05)
-    gone_after = time.monotonic() - t0
+    before, gone_after = launch.kill_runner(grace)
     hung = [p for p in before if alive(p)]
     for pid in hung:  # leave the machine clean for the next round
         os.kill(pid, signal.SIGKILL)
@@ -123,12 +128,7 @@ def hold_round(env: dict[str, str], grace: float) -> tuple[bool, str]:
                 launch.proc.kill()
                 return False, "did not start: " + " | ".join(launch.lines[-5:])
             time.sleep(1.0)
-            driver = launch.started()
-            os.kill(launch.proc.pid, signal.SIGKILL)
-            launch.proc.wait()
-            t0 = time.monotonic()
-            while time.monotonic() - t0 < grace and any(alive(p) for p in driver):
-                time.sleep(0.05)
+            driver, _ = launch.kill_runner(grace)
             time.sleep(0.5)
             first = read_status(status)
             time.sleep(1.0)

@@ -14,7 +14,7 @@ from robot_stack.errors import UserError
 from robot_stack.launcher import actions as A
 from robot_stack.launcher import document
 from robot_stack.launcher.document import Element
-from robot_stack.launcher.substitutions import Template, is_literal, parse, typed_bool
+from robot_stack.launcher.substitutions import Template, parse, typed_bool
 
 CONDITIONS = ("if", "unless")
 PROCESS_ATTRS = ("cwd", "launch-prefix", "output", "respawn", "respawn_delay", "respawn_max_retries", "on_exit")

@@ -17,7 +17,8 @@ import sys
 import time
 
 
-def _alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
+    """Some process of the group ``pgid`` still exists."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -44,7 +45,7 @@ def main(argv: list[str]) -> int:
         sign, number = line[:1], line[1:].strip()
         if sign in "+-" and number.isdigit():
             (groups.add if sign == "+" else groups.discard)(int(number))
-    groups = {g for g in groups if _alive(g)}
+    groups = {g for g in groups if group_alive(g)}
     if not groups:
         return 0
     try:
@@ -56,7 +57,7 @@ def main(argv: list[str]) -> int:
     _signal_all(groups, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        groups = {g for g in groups if _alive(g)}
+        groups = {g for g in groups if group_alive(g)}
         if not groups:
             return 0
         time.sleep(0.05)

@@ -80,10 +80,6 @@ def parse(text: str) -> Template:
     return tuple(parts)
 
 
-def is_literal(template: Template) -> bool:
-    return all(isinstance(p, str) for p in template)
-
-
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text, self.pos = text, 0

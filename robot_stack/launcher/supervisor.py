@@ -33,6 +33,7 @@ from typing import IO
 
 from robot_stack.errors import UserError
 from robot_stack.launcher.actions import ProcessSpec
+from robot_stack.launcher.reaper import group_alive
 
 POLL_S = 0.02
 
@@ -191,7 +192,7 @@ class Supervisor:
         if self._shutdown_at is not None:
             self._escalate(now)
         for pgid, kill_at in list(self._orphans.items()):
-            if not _group_alive(pgid):
+            if not group_alive(pgid):
                 del self._orphans[pgid]
                 self._tell_reaper(f"-{pgid}")
             elif now >= kill_at:  # SIGKILL cannot be ignored; zombies left for init are already dead
@@ -222,7 +223,7 @@ class Supervisor:
         assert popen is not None
         code = popen.returncode
         proc.popen, proc.returncode = None, code
-        if _group_alive(popen.pid):
+        if group_alive(popen.pid):
             _killpg(popen.pid, signal.SIGTERM)
             self._orphans[popen.pid] = now + self._orphan_timeout
         else:
@@ -317,13 +318,3 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
