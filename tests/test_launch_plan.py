@@ -161,3 +161,16 @@ def test_sros2_commands_make_one_enclave_per_node() -> None:
     assert commands == ["ros2 security create_keystore keys", "ros2 security create_enclave keys /recorder",
                         "ros2 security create_enclave keys /teleop", "ros2 security create_enclave keys /twin"]
     assert "PyPI wheels has no security plugins" in text
+
+
+def test_a_realsense_serial_reaches_the_node_as_a_string() -> None:
+    """`front_device:=123456789012` (README) was typed as an integer by YAML and realsense_node exited 2,
+    in both runners; hardware.launch.xml now says type="str", as launch_ros reads it."""
+    from robot_stack.resources import share_dir
+
+    args = {"front_driver": "realsense", "front_device": "123456789012", "wrist_driver": "realsense",
+            "wrist_device": "017322071", "arm": "false"}
+    specs = LaunchRunner(share_dir() / "launch" / "hardware.launch.xml", args).plan()
+    serials = {spec.node_name: next(p["/**"]["ros__parameters"]["serial"] for p in params_of(spec)
+                                    if "serial" in p["/**"]["ros__parameters"]) for spec in specs}
+    assert serials == {"/front_camera": "123456789012", "/wrist_camera": "017322071"}
