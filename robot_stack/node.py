@@ -93,8 +93,7 @@ def run_node(factory: Callable[[], Any]) -> None:
         if not stop.requested:  # a signal before rclpy's handlers existed is still a stop
             node = factory()
             executor.add_node(node)
-            while not stop.requested and rclpy.ok():
-                executor.spin_once(timeout_sec=0.5)
+            executor.spin()  # until a signal (rclpy's handler shuts the context down) or the node ends it
     except UserError as err:
         print(f"[{getattr(node, 'get_name', lambda: 'robot_stack')()}] error: {err}", file=sys.stderr, flush=True)
         code = 2
