@@ -149,3 +149,13 @@ def test_a_driver_whose_device_is_missing_ends_the_launch_with_its_error() -> No
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("robot-stack launch: servo_arm_node-1 exited with code 2 after 5 respawns: ")
     assert "/dev/ttyNOPE0" in last and last.endswith("; stopped the launch"), last
+
+
+def test_dds_security_is_refused_where_fast_dds_has_no_security_plugins() -> None:
+    import os
+
+    env = {**os.environ, "ROS_SECURITY_ENABLE": "true"}
+    result = subprocess.run([ROBOT_STACK, "launch", "sim.launch.xml"], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("robot-stack: error: ROS_SECURITY_ENABLE=true, but the Fast DDS of the PyPI wheels")
+    assert "process started" not in result.stdout

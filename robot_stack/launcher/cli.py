@@ -61,6 +61,25 @@ def _reparse(args: argparse.Namespace) -> argparse.Namespace:
     return parsed
 
 
+def _refuse_security_without_plugins() -> None:
+    """ROS_SECURITY_ENABLE=true with the PyPI Fast DDS: nodes fail to start (with a keystore) or run
+    unsecured (without one, in the Permissive strategy); neither is what was asked, so say why at once."""
+    import importlib.metadata
+    import os
+
+    from robot_stack.errors import UserError
+
+    if os.environ.get("ROS_SECURITY_ENABLE", "").lower() != "true":
+        return
+    try:
+        version = importlib.metadata.version("ros-fastdds")
+    except importlib.metadata.PackageNotFoundError:
+        return  # a full ROS install: SROS2 can work there
+    raise UserError(f"ROS_SECURITY_ENABLE=true, but the Fast DDS of the PyPI wheels (ros-fastdds {version}) has no "
+                    "security plugins: nodes would fail to start with a keystore and run unsecured without one. "
+                    "Unset it; SROS2 needs a full ROS 2 install (docs/launch.md)")
+
+
 def _run(args: argparse.Namespace) -> int:
     from robot_stack.errors import UserError
     from robot_stack.launcher.runner import (LaunchRunner, format_plan, parse_cli_args, resolve_launch_file,
@@ -74,6 +93,8 @@ def _run(args: argparse.Namespace) -> int:
     if len(positional) not in (1, 2) or any(":=" not in t for t in args.target[len(positional):]):
         raise UserError("expected FILE or PACKAGE FILE, then name:=value arguments")
     path = resolve_launch_file(*positional)
+    if not (args.show_args or args.dry_run or args.sros2):
+        _refuse_security_without_plugins()
     runner = LaunchRunner(path, parse_cli_args(args.target[len(positional):]),
                           sigint_timeout=args.sigint_timeout, sigterm_timeout=args.sigterm_timeout)
     if args.show_args:

@@ -184,7 +184,7 @@ def sros2_commands(specs: list[A.ProcessSpec], keystore: str, source: str) -> st
     ks = shlex.quote(keystore)
     lines = [
         f"# SROS2 keystore for {source}: one enclave per node. For a full ROS 2 install: the Fast DDS of the",
-        "# PyPI wheels has no security plugins (with ROS_SECURITY_ENABLE=true no node can start there).",
+        "# PyPI wheels has no security plugins (with a keystore no node can start there).",
         f"ros2 security create_keystore {ks}",
         *(f"ros2 security create_enclave {ks} {name}" for name in names),
         "# then, in the environment of the launch:",
