@@ -18,12 +18,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "namespaces, remaps and parameter files that 'ros2 launch' produces, output prefixed with\n"
         "[name-N], respawn, and Ctrl-C or SIGTERM stopping every process (SIGINT, then SIGTERM, then\n"
         "SIGKILL); if the runner itself is killed, its processes are stopped all the same.\n"
-        "Processes get the shipped Fast DDS shared-memory profile unless FASTDDS_DEFAULT_PROFILES_FILE\n"
-        "is set. Exit code: 0, 1 if a process without respawn exited non-zero, 2 for a bad launch file.\n\n"
+        "Processes get the shipped Fast DDS profile (shared memory and loopback UDP: this host only;\n"
+        "ROS_STATIC_PEERS=host names other machines) unless FASTDDS_DEFAULT_PROFILES_FILE is set.\n"
+        "Exit code: 0, 1 if a process exited non-zero (and is not respawned), 2 for a bad launch file.\n\n"
         "examples:\n"
-        "  robot-stack launch robot_stack <name>.launch.xml robot:=so101   # from the package share\n"
-        "  robot-stack launch path/to/file.launch.xml --show-args          # list arguments\n"
-        "  robot-stack launch path/to/file.launch.xml robot:=panda --print # dry run: argv + env",
+        "  robot-stack launch sim.launch.xml robot:=so101                   # a launch file of robot_stack\n"
+        "  robot-stack launch robot_stack hardware.launch.xml emulate:=true # PACKAGE FILE, as ros2 launch\n"
+        "  robot-stack launch teleop.launch.xml --show-args                 # list arguments\n"
+        "  robot-stack launch path/to/file.launch.xml robot:=panda --print  # dry run: argv + env",
     )
     _add_arguments(p, argparse.REMAINDER)
     p.set_defaults(handler=_run, _parser=p)
