@@ -1,25 +1,47 @@
-"""robot_stack: ament_python package (colcon) that is also pip-installable (editable too)."""
+"""robot_stack: ament_python package (colcon, plain or --symlink-install) that is also pip-installable (editable too)."""
 
-from glob import glob
+import os
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 PACKAGE = "robot_stack"
 
 # Top-level folders that are subpackages of robot_stack (only robot_stack is an import name).
+# No self-mapping of robot_stack: `colcon build --symlink-install` rejects one (and then finds these
+# folders through robot_stack/__init__.py, which adds the source root to the package's path).
 SUBPACKAGE_DIRS = {"drivers": "drivers", "policies": "policies", "sim": "sim", "calibration": "calibration"}
 
 
 def packages() -> tuple[list[str], dict[str, str]]:
-    from setuptools import find_packages
-
-    names, dirs = [PACKAGE], {PACKAGE: PACKAGE}
+    source = os.path.dirname(os.path.realpath(__file__))  # colcon --symlink-install runs a symlink of it
+    names, dirs = [PACKAGE], {}
     names += [f"{PACKAGE}.{p}" for p in find_packages(PACKAGE)]
     for sub, folder in SUBPACKAGE_DIRS.items():
+        if not os.path.isdir(folder):
+            folder = os.path.relpath(os.path.join(source, folder))
         dirs[f"{PACKAGE}.{sub}"] = folder
         names.append(f"{PACKAGE}.{sub}")
         names += [f"{PACKAGE}.{sub}.{p}" for p in find_packages(folder)]
     return names, dirs
+
+
+def data_files() -> list[tuple[str, list[str]]]:
+    """Everything the nodes read at run time, under share/robot_stack with the source tree's layout.
+
+    launch/ and config/ whole, and the calibration YAML that robot profiles name relatively
+    (config/robots/so101.yaml -> ../../calibration/so101_follower.yaml).
+    """
+    files: dict[str, list[str]] = {}
+    for top, keep in (("launch", ".launch.xml"), ("config", ""), ("calibration", ".yaml")):
+        for folder, _, names in sorted(os.walk(top)):
+            for name in sorted(names):
+                if name.endswith(keep) and not name.endswith(".pyc"):
+                    files.setdefault(f"share/{PACKAGE}/{folder}", []).append(os.path.join(folder, name))
+    return [
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        *sorted(files.items()),
+    ]
 
 
 NODES = {
@@ -66,17 +88,8 @@ setup(
         "pyserial>=3.5",
         "dynamixel-sdk>=3.7",
     ],
-    data_files=[
-        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
-        (f"share/{PACKAGE}", ["package.xml"]),
-        (f"share/{PACKAGE}/launch", glob("launch/*.launch.xml")),
-        (f"share/{PACKAGE}/config", glob("config/*.xml") + glob("config/*.yaml")),
-        (f"share/{PACKAGE}/config/robots", glob("config/robots/*.yaml")),
-        (f"share/{PACKAGE}/config/tasks", glob("config/tasks/*.yaml")),
-        (f"share/{PACKAGE}/config/policies", glob("config/policies/*.yaml")),
-        (f"share/{PACKAGE}/config/hil", glob("config/hil/*.yaml")),
-    ],
-    zip_safe=True,
+    data_files=data_files(),
+    zip_safe=False,
     maintainer="robot_stack developers",
     description="Real-robot learning stack: teleop, recording, diffusion policy, HIL RL, MuJoCo twin, ROS 2.",
     license="Apache-2.0",

@@ -60,13 +60,30 @@ def add_command(subparsers: argparse._SubParsersAction, name: str, help: str, de
     return subparsers.add_parser(name, help=help, description=description or help, formatter_class=_Formatter)
 
 
+def without_ros_args(argv: list[str]) -> list[str]:
+    """``argv`` less its ROS arguments (``--ros-args ... [--]``), which rclpy reads from ``sys.argv``.
+
+    A launch file's ``<node>`` appends them to every command line, also to commands that are not
+    nodes (``robot-stack calibrate ...``, ``servo_bus_emulator``).
+    """
+    out, in_ros = [], False
+    for arg in argv:
+        if arg == "--ros-args":
+            in_ros = True
+        elif in_ros and arg == "--":
+            in_ros = False
+        elif not in_ros:
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "handler", None):
-        parser.print_help()
-        return 0 if args.command is None else 2
     try:
+        parser = build_parser()  # imports every command's module: Ctrl-C may come meanwhile
+        args = parser.parse_args(without_ros_args(sys.argv[1:] if argv is None else argv))
+        if not getattr(args, "handler", None):
+            parser.print_help()
+            return 0 if args.command is None else 2
         apply_ros_environment()  # before torch loads OpenMP (see ros_environment)
         code = args.handler(args)
     except UserError as err:

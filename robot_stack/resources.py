@@ -20,11 +20,14 @@ PACKAGE = "robot_stack"
 
 @cache
 def share_dir() -> Path:
-    source_root = Path(__file__).resolve().parent.parent
+    """The source tree (checkout, editable or colcon --symlink-install), else ``<prefix>/share/robot_stack``
+    of the install this module was loaded from (colcon, pip), else the ament index's."""
+    here = Path(__file__).resolve()
+    source_root = here.parent.parent
     if (source_root / "package.xml").is_file() and (source_root / "config").is_dir():
         return source_root
-    installed = Path(sys.prefix) / "share" / PACKAGE
-    if installed.is_dir():
+    installed = here.parents[4] / "share" / PACKAGE  # <prefix>/lib/pythonX.Y/site-packages/robot_stack/
+    if (installed / "package.xml").is_file():
         return installed
     try:
         from ament_index_python.packages import get_package_share_directory
@@ -61,12 +64,34 @@ def resolve_path(path: str, relative_to: Path) -> Path:
     return p if p.is_absolute() else (relative_to / p)
 
 
-def fastdds_profile() -> Path:
-    return share_dir() / "config" / "fastdds.xml"
+def fastdds_profile(peers: bool = False) -> Path:
+    """The shipped Fast DDS profile: this host only (loopback UDP + shared memory), or with named peers."""
+    return share_dir() / "config" / ("fastdds_peers.xml" if peers else "fastdds.xml")
+
+
+def _network_exposure(env: dict[str, str]) -> None:
+    """This host only, unless ROS_STATIC_PEERS names other machines (opt-in).
+
+    By default the loopback profile confines every socket to 127.0.0.1 and shared memory; the discovery
+    range LOCALHOST is then run as SUBNET, because rmw_fastrtps's LOCALHOST mode adds a UDP transport
+    of its own bound to 0.0.0.0 (reachable from the network) while the profile already keeps discovery
+    on this host. With ROS_STATIC_PEERS (ROS 2's own variable: host names or addresses separated by
+    ';'), the peers profile (UDP on every interface) and the range LOCALHOST: discovery reaches this
+    host and the named machines, never the whole subnet. A profile the user set is left alone.
+    """
+    if "FASTDDS_DEFAULT_PROFILES_FILE" in env:
+        return
+    peers = bool(env.get("ROS_STATIC_PEERS", "").strip(" ;"))
+    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(fastdds_profile(peers))
+    if peers:
+        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    elif env.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").upper() in ("", "LOCALHOST"):
+        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "SUBNET"
 
 
 def ros_environment(base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for ROS processes and the CLI: ament prefix, RMW, the shared-memory DDS profile, OpenMP.
+    """Environment for ROS processes and the CLI: ament prefix, RMW, the DDS profile (this host only
+    unless ROS_STATIC_PEERS names peers: :func:`_network_exposure`), OpenMP.
 
     Values the user already set win, except that ``sys.prefix`` is always on AMENT_PREFIX_PATH and
     its ``bin`` on PATH.
@@ -74,14 +99,14 @@ def ros_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     prefixes = [p for p in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
     if sys.prefix not in prefixes:
-        prefixes.insert(0, sys.prefix)
+        prefixes.append(sys.prefix)  # the ROS base of this environment: overlays (colcon installs) win
     env["AMENT_PREFIX_PATH"] = os.pathsep.join(prefixes)
     bin_dir = str(Path(sys.prefix) / "bin")  # console scripts of this environment (pip installs)
     paths = env.get("PATH", os.defpath).split(os.pathsep)
     if bin_dir not in paths:
         env["PATH"] = os.pathsep.join([bin_dir, *paths])
     env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(fastdds_profile()))
+    _network_exposure(env)
     env.setdefault("PYTHONUNBUFFERED", "1")
     # OpenMP (torch) workers sleep instead of spinning while they wait: next to other busy processes
     # (nodes, the twin, a recorder, training) spinning fell off a cliff here, image training on 2

@@ -149,7 +149,7 @@ def test_size_limits():
     # shapes whose product overflows the message are refused without allocating
     huge = {"dtype": "float32", "shape": [2**20, 2**20, 2**20], "data": b"\x00" * 16}
     with pytest.raises(WireError, match=r"tensors\[a\].data: expected 4611686018427387904 bytes"):
-        decode(raw({"kind": "weights", "v": 1, "version": 1, "updates": 0, "fingerprint": "x", "stamp": 0.0,
+        decode(raw({"kind": "weights", "v": 1, "version": 1, "updates": 0, "fingerprint": "x", "stamp": 0.0, "run": "r",
                     "tensors": {"a": huge}}),
                "weights")
 
@@ -164,7 +164,7 @@ def test_weights_must_match_the_actor_network():
     with pytest.raises(ValueError, match="NaN"):
         decode(encode(bad), "weights")
     with pytest.raises(WireError, match="expected a map of 1-"):
-        decode(raw({"kind": "weights", "v": 1, "version": 1, "updates": 0, "fingerprint": "x", "stamp": 0.0,
+        decode(raw({"kind": "weights", "v": 1, "version": 1, "updates": 0, "fingerprint": "x", "stamp": 0.0, "run": "r",
                     "tensors": {}}),
                "weights")
 

@@ -68,7 +68,7 @@ def test_invalid_xml_and_wrong_root(tmp_path: Path) -> None:
     ("body", "problem"),
     [
         ('<node exec="x" if="true" unless="false"/>', "'if' and 'unless' cannot be used together"),
-        ('<executable cmd="echo" respawn_delay="-1"/>', "respawn_delay '-1' must be a number of seconds >= 0"),
+        ('<executable cmd="echo" respawn_delay="-1"/>', "respawn_delay -1.0 must be a number of seconds >= 0"),
         ('<executable cmd="echo" if="maybe"/>', "if 'maybe' is not a boolean"),
         ('<executable cmd="echo" if="$(var nope)"/>', "<executable>: $(var nope): no launch argument or <let> named 'nope'"),
         ('<node exec="echo" respawn="$(env NOPE_NOT_SET)"/>', "<node>: $(env NOPE_NOT_SET): environment variable"),
@@ -104,7 +104,7 @@ def test_cli_prints_one_line_and_exits_2() -> None:
     assert result.stderr.splitlines() == [
         f"robot-stack: error: {path}:4: <node>: unknown attribute 'nmae' "
         "(allowed: args, cwd, exec, exec_name, if, launch-prefix, name, namespace, on_exit, output, pkg, "
-        "respawn, respawn_delay, ros_args, unless)"
+        "respawn, respawn_delay, respawn_max_retries, ros_args, unless)"
     ]
 
 
@@ -114,3 +114,48 @@ def test_include_cycle_is_an_error(tmp_path: Path) -> None:
     b.write_text('<launch>\n\n  <include file="$(dirname)/a.launch.xml"/>\n</launch>\n')
     with pytest.raises(UserError, match=rf"^{b}:3: <include>: a.launch.xml includes itself \(through a.launch.xml -> b.launch.xml\)$"):
         LaunchRunner(a).plan()
+
+
+def test_a_typo_of_a_declared_argument_names_it() -> None:
+    result = subprocess.run([ROBOT_STACK, "launch", "robot_stack", "teleop.launch.xml", "dataset_path:=x", "--print"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "warning: argument `dataset_path` is not declared in teleop.launch.xml: did you mean `dataset`?" \
+        in result.stderr
+    assert "argument `zzz` is not declared in teleop.launch.xml (set anyway, as ros2 launch does)" in \
+        subprocess.run([ROBOT_STACK, "launch", "robot_stack", "teleop.launch.xml", "zzz:=1", "--print"],
+                       capture_output=True, text=True, timeout=60).stderr
+
+
+def test_teleop_without_a_dataset_says_that_nothing_is_recorded() -> None:
+    from robot_stack.resources import share_dir
+
+    runner = LaunchRunner(share_dir() / "launch" / "teleop.launch.xml", {"device": "expert"})
+    labels = [spec.label for spec in runner.plan()]
+    assert not any(label.startswith("recorder_node") for label in labels), labels
+    assert runner.messages == ["no dataset given: nothing is recorded (pass dataset:=data/name.zarr to record)"]
+    runner = LaunchRunner(share_dir() / "launch" / "teleop.launch.xml", {"device": "expert", "dataset": "d.zarr"})
+    assert any(spec.label.startswith("recorder_node") for spec in runner.plan()) and not runner.messages
+
+
+def test_a_driver_whose_device_is_missing_ends_the_launch_with_its_error() -> None:
+    """Respawned a few times (respawn_max_retries), then the launch stops with the driver's own error line
+    (it used to be restarted forever, 12 times in 20 s)."""
+    result = subprocess.run([ROBOT_STACK, "launch", "robot_stack", "hardware.launch.xml", "port:=/dev/ttyNOPE0",
+                             "cameras:=none"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.count("process has died") == 6, result.stdout  # the first run and 5 respawns
+    assert "not respawned again (respawn_max_retries=5)" in result.stdout
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("robot-stack launch: servo_arm_node-1 exited with code 2 after 5 respawns: ")
+    assert "/dev/ttyNOPE0" in last and last.endswith("; stopped the launch"), last
+
+
+def test_dds_security_is_refused_where_fast_dds_has_no_security_plugins() -> None:
+    import os
+
+    env = {**os.environ, "ROS_SECURITY_ENABLE": "true"}
+    result = subprocess.run([ROBOT_STACK, "launch", "sim.launch.xml"], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("robot-stack: error: ROS_SECURITY_ENABLE=true, but the Fast DDS of the PyPI wheels")
+    assert "process started" not in result.stdout

@@ -83,7 +83,7 @@ def test_namespace_and_name_rules() -> None:
     # A name without a namespace: no __ns remap and parameters keyed by the /** wildcard.
     unnamespaced = next(s for s in nodes.values() if "__node:=unnamespaced" in s.argv)
     assert not any(a.startswith("__ns:=") for a in unnamespaced.argv)
-    assert unnamespaced.node_name is None
+    assert unnamespaced.node_name == "/unnamespaced"  # as the graph shows it
     assert params_of(unnamespaced) == [{"/**": {"ros__parameters": {"a": 1}}}]
     # A namespace without a name: no __node remap; exec_name labels the output.
     anonymous = next(label for label in nodes if label.startswith("anonymous-"))
@@ -121,9 +121,24 @@ def test_packages_resolve_like_ros2(tmp_path: Path) -> None:
 
 
 def test_package_form_looks_in_share_launch() -> None:
-    with pytest.raises(UserError, match=r"no launch file 'missing.launch.xml' in package robot_stack \(has: "):
+    with pytest.raises(UserError, match=r"no launch file 'missing.launch.xml' in package robot_stack \(it has: "):
         resolve_launch_file("robot_stack", "missing.launch.xml")
     assert resolve_launch_file(str(FILES / "probes.launch.xml")) == FILES / "probes.launch.xml"
+
+
+def test_a_bare_file_name_is_a_shipped_launch_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`robot-stack launch sim.launch.xml` as the README writes it, from any directory (it used to
+    be `launch file not found` outside the repository's launch/ folder)."""
+    monkeypatch.chdir(tmp_path)
+    from robot_stack.resources import share_dir
+
+    assert resolve_launch_file("sim.launch.xml") == share_dir() / "launch" / "sim.launch.xml"
+    with pytest.raises(UserError, match=r"^no file 'sim.launch.xm' here nor in package robot_stack \(did you mean sim.launch.xml\? it has"):
+        resolve_launch_file("sim.launch.xm")
+    with pytest.raises(UserError, match=r"^nowhere/sim.launch.xml: launch file not found$"):
+        resolve_launch_file("nowhere/sim.launch.xml")
+    (tmp_path / "sim.launch.xml").write_text("<launch/>\n")  # a file of that name here wins, as a path
+    assert resolve_launch_file("sim.launch.xml") == tmp_path / "sim.launch.xml"
 
 
 def test_params_folder_open_to_others_is_refused(tmp_path: Path) -> None:
@@ -134,3 +149,28 @@ def test_params_folder_open_to_others_is_refused(tmp_path: Path) -> None:
     folder.chmod(0o777)
     with pytest.raises(UserError, match="must be a directory owned by you with mode 700"):
         _write_content_addressed(folder, "a: 1\n")
+
+
+def test_sros2_commands_make_one_enclave_per_node() -> None:
+    from robot_stack.launcher.runner import sros2_commands
+    from robot_stack.resources import share_dir
+
+    specs = LaunchRunner(share_dir() / "launch" / "teleop.launch.xml", {"device": "keyboard", "dataset": "d.zarr"}).plan()
+    text = sros2_commands(specs, "keys", "teleop.launch.xml")
+    commands = [line for line in text.splitlines() if not line.startswith("#")]
+    assert commands == ["ros2 security create_keystore keys", "ros2 security create_enclave keys /recorder",
+                        "ros2 security create_enclave keys /teleop", "ros2 security create_enclave keys /twin"]
+    assert "PyPI wheels has no security plugins" in text
+
+
+def test_a_realsense_serial_reaches_the_node_as_a_string() -> None:
+    """`front_device:=123456789012` (README) was typed as an integer by YAML and realsense_node exited 2,
+    in both runners; hardware.launch.xml now says type="str", as launch_ros reads it."""
+    from robot_stack.resources import share_dir
+
+    args = {"front_driver": "realsense", "front_device": "123456789012", "wrist_driver": "realsense",
+            "wrist_device": "017322071", "arm": "false"}
+    specs = LaunchRunner(share_dir() / "launch" / "hardware.launch.xml", args).plan()
+    serials = {spec.node_name: next(p["/**"]["ros__parameters"]["serial"] for p in params_of(spec)
+                                    if "serial" in p["/**"]["ros__parameters"]) for spec in specs}
+    assert serials == {"/front_camera": "123456789012", "/wrist_camera": "017322071"}

@@ -27,7 +27,7 @@ def test_var_env_and_defaults() -> None:
     assert ev("$(var missing fallback)") == "fallback"
     assert ev("$(env HOME_X)/data") == "/home/x/data"
     assert ev("$(env NOT_SET_ANYWHERE default)") == "default"
-    assert ev("[$(optenv NOT_SET_ANYWHERE)]") == "[]"
+    assert ev("[$(var missing '')] [$(env NOT_SET_ANYWHERE '')]") == "[] []"
     assert ev("$(dirname)/x.yaml") == "/a/b/x.yaml"
     assert ev("$(filename)") == "/a/b/c.launch.xml"
 
@@ -56,8 +56,10 @@ def test_boolean_substitutions_follow_ros2_launch() -> None:
     assert ev("$(or false 0)") == "false"
     assert ev("$(or $(var x) false)", x="True") == "true"
     assert ev("$(not $(equals $(var r) so101))", r="panda") == "true"
+    assert ev("$(not yes)") == "false"  # typed by YAML 1.1 rules, as ros2 launch does
+    assert ev("$(and on True)") == "true"
     with pytest.raises(UserError, match="not a boolean"):
-        ev("$(not yes)")
+        ev("$(not maybe)")
 
 
 def test_equals_compares_booleans_and_numbers_by_value() -> None:

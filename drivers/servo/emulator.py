@@ -23,7 +23,6 @@ import json
 import os
 import random
 import select
-import signal
 import sys
 import threading
 import time
@@ -429,11 +428,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    from robot_stack.cli import without_ros_args  # a launch file's <node> appends --ros-args
+
+    return run(build_parser().parse_args(without_ros_args(sys.argv[1:] if argv is None else argv)))
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM."""
+    from robot_stack.node import StopSignals
+
+    stop = StopSignals()  # handlers that only record: any burst of signals gives one clean stop
     try:
         emulator = _build(args)
     except UserError as err:
@@ -445,9 +449,6 @@ def run(args: argparse.Namespace) -> int:
         if link.is_symlink():
             link.unlink()
         link.symlink_to(port)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(json.dumps({"port": port, "protocol": emulator.protocol, "ids": list(emulator.servos)}), flush=True)
     try:
         stop.wait()
@@ -455,6 +456,7 @@ def run(args: argparse.Namespace) -> int:
         emulator.close()
         if args.link and Path(args.link).is_symlink():
             Path(args.link).unlink()
+        stop.ignore_rest()
     return 0
 
 

@@ -142,6 +142,8 @@ class HilActor(Node):
         self.send_batch = transport.publisher(self, "transitions")
         self.send_stats = transport.publisher(self, "actor_stats")
         self.rejected = transport.subscribe(self, "weights", self._on_weights, weights_layout=self.layout)
+        self.learner = transport.RunPin(declare(
+            self, "learner_run", "", "run token of the learner to take weights from (empty: the first one heard)"))
         transport.subscribe(self, "learner_status", self._on_status)
         self.weights_version, self.weights_updates, self.weights_latency_ms = 0, 0, float("nan")
         # episode state
@@ -190,6 +192,14 @@ class HilActor(Node):
             self.get_logger().warning(f"ignoring a gripper command: {err}", throttle_duration_sec=2.0)
 
     def _on_weights(self, w: Weights) -> None:
+        following = self.learner.run
+        if not self.learner.accept(w.run):
+            self.get_logger().warning(
+                f"dropped weights v{w.version} from learner run {w.run}: this actor follows run {self.learner.run} "
+                f"({self.learner.dropped} dropped)", throttle_duration_sec=5.0)
+            return
+        if not following:
+            self.get_logger().info(f"following learner run {w.run}: weights from any other learner are dropped")
         if (w.version, w.updates) == (self.weights_version, self.weights_updates):
             return  # a repeat (latched) of what is loaded
         try:

@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import time
+import uuid
 from collections import deque
 from pathlib import Path
 
@@ -88,6 +89,7 @@ class HilLearner(Node):
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(self.cfg), sort_keys=False))
             if demos:
                 self._load_demos(demos)
+        self.run_token = run_token(self.run_dir)
         self.schema = TransitionSchema(sp.obs_dim, sp.act_dim)
         self.layout = {k: tuple(v.shape) for k, v in self.agent.actor_state().items()}
         self.fingerprint = agent_fingerprint(self.layout)
@@ -109,7 +111,7 @@ class HilLearner(Node):
             + (f"resumed at {self.env_steps} transitions, {self.updates} updates, weights v{self.weights_version}; "
                if self.resumed else "new run; ")
             + f"buffers online {len(self.online)}, demo {len(self.demo)}; obs {sp.obs_dim}, act {sp.act_dim}; "
-            + f"learning on {self.device}")
+            + f"learning on {self.device}; run token {self.run_token} (actors follow it: learner_run:={self.run_token})")
 
     # -- data -----------------------------------------------------------------------------------
     def _load_demos(self, path: str) -> None:
@@ -183,7 +185,7 @@ class HilLearner(Node):
         self.weights_version += 1
         self.published_updates = self.updates
         self.send_weights(Weights(self.weights_version, self.updates, self.fingerprint, self.agent.actor_state(),
-                                  stamp=time.time()))
+                                  stamp=time.time(), run=self.run_token))
         self.publish_latency_ms.append((time.perf_counter() - start) * 1e3)
 
     def publish_status(self) -> None:
@@ -287,6 +289,20 @@ class HilLearner(Node):
             self.checkpoint()
         finally:
             self.display.close()
+
+
+def run_token(run_dir: Path) -> str:
+    """This run's token (``<run_dir>/run_token``, made on the first start and kept across restarts)."""
+    path = run_dir / "run_token"
+    if not path.is_file():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}")
+        tmp.write_text(uuid.uuid4().hex[:16] + "\n")
+        tmp.replace(path)
+    token = path.read_text().strip()
+    if not transport.NAME.match(token):
+        raise UserError(f"{path}: not a run token (delete it to make a new one; actors then need learner_run:=)")
+    return token
 
 
 def main() -> None:

@@ -108,6 +108,29 @@ class Weights:
     tensors: dict[str, np.ndarray]
     stamp: float = 0.0
     """Wall-clock time of publication (s since the epoch; latency figures on one machine)."""
+    run: str = "-"
+    """The learner run that made them (a random token kept in its run folder): an actor follows one run."""
+
+
+class RunPin:
+    """Which learner run an actor takes weights from: the one it was started with (``learner_run``), or
+    else the first it hears; weights of any other run are dropped and counted.
+
+    It keeps a stray or second learner on the same ROS domain from steering the robot's policy. It is
+    not authentication: the token travels in the clear, so anyone who can read ``hil/weights`` can copy
+    it (SROS2 on a full ROS install is what keeps others off the domain; docs/hil.md).
+    """
+
+    def __init__(self, run: str = "") -> None:
+        self.run, self.dropped = run, 0
+
+    def accept(self, run: str) -> bool:
+        if not self.run:
+            self.run = run
+        if run == self.run:
+            return True
+        self.dropped += 1
+        return False
 
 
 @dataclass
@@ -229,7 +252,7 @@ def encode(msg: TransitionBatch | Weights | ActorStats | LearnerStatus) -> bytes
                 } for t in msg.items]}
     elif isinstance(msg, Weights):
         body = {"kind": "weights", "version": msg.version, "updates": msg.updates, "fingerprint": msg.fingerprint,
-                "stamp": float(msg.stamp), "tensors": {k: _pack_array(v) for k, v in msg.tensors.items()}}
+                "stamp": float(msg.stamp), "run": msg.run, "tensors": {k: _pack_array(v) for k, v in msg.tensors.items()}}
     elif isinstance(msg, ActorStats):
         body = {"kind": "actor_stats", **{k: getattr(msg, k) for k in _ACTOR_STATS}}
     elif isinstance(msg, LearnerStatus):
@@ -334,7 +357,7 @@ def _transitions(body: dict[str, Any], schema: TransitionSchema, limits: Limits)
 
 def _weights(body: dict[str, Any], layout: Mapping[str, tuple[int, ...]] | None, limits: Limits) -> Weights:
     f = _fields("weights", body, {"version": _int(), "updates": _int(), "fingerprint": _name, "stamp": _float,
-                                  "tensors": lambda n, v: v})
+                                  "run": _name, "tensors": lambda n, v: v})
     tensors = f["tensors"]
     if not isinstance(tensors, dict) or not 1 <= len(tensors) <= limits.max_tensors:
         raise WireError(f"weights.tensors: expected a map of 1-{limits.max_tensors} arrays")

@@ -22,7 +22,7 @@ import yaml
 
 from robot_stack.errors import UserError
 from robot_stack.launcher.document import Element
-from robot_stack.launcher.substitutions import Scope, Template, evaluate, to_bool
+from robot_stack.launcher.substitutions import Scope, Template, evaluate, to_bool, typed_bool
 
 
 @dataclass
@@ -36,9 +36,10 @@ class ProcessSpec:
     cwd: str | None
     respawn: bool
     respawn_delay: float
-    node_name: str | None  # fully qualified node name when name and namespace are known
+    node_name: str | None  # fully qualified node name when the name is given (namespace "/" if none)
     source: str  # "<file>:<line>"
     shutdown_on_exit: bool = False  # on_exit="shutdown": its exit ends the launch
+    respawn_max_retries: int = -1  # respawns allowed (negative: no limit, as ros2 launch)
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Context:
     base_environment: dict[str, str]  # what <group forwarding="false"> resets the environment to
     include_reader: Callable[[Path], list[Action]]
     processes: list[ProcessSpec] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)  # <log message>s, in document order
     include_stack: list[Path] = field(default_factory=list)
     params_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / f"robot_stack_launch_{os.getuid()}")
 
@@ -72,10 +74,10 @@ class Action:
     def execute(self, ctx: Context) -> None:
         raise NotImplementedError
 
-    def flag(self, template: Template, ctx: Context, what: str) -> bool:
+    def flag(self, template: Template, ctx: Context, what: str, convert: Callable[[str, str], bool] = to_bool) -> bool:
         value = self.eval(template, ctx)
         try:
-            return to_bool(value, what)
+            return convert(value, what)
         except UserError as err:
             raise self.element.error(str(err)) from None
 
@@ -136,6 +138,14 @@ class SetEnv(Action):
             ctx.scope.environment.pop(name, None)
         else:
             ctx.scope.environment[name] = self.eval(self.value, ctx)
+
+
+@dataclass
+class Log(Action):
+    message: Template = ()
+
+    def execute(self, ctx: Context) -> None:
+        ctx.messages.append(self.eval(self.message, ctx))
 
 
 @dataclass
@@ -209,7 +219,8 @@ class ProcessOptions:
     launch_prefix: Template | None = None
     output: Template | None = None
     respawn: Template | None = None
-    respawn_delay: Template | None = None
+    respawn_delay: float = 0.0
+    respawn_max_retries: int = -1
     shutdown_on_exit: bool = False  # on_exit="shutdown"
     env: list[tuple[Template, Template]] = field(default_factory=list)
 
@@ -235,6 +246,7 @@ class Param:
     value: Template | None = None
     children: list[Param] = field(default_factory=list)
     from_file: Template | None = None
+    type: str = "yaml"  # <param type>: str, int, float, bool or yaml (typed by YAML rules)
 
 
 @dataclass
@@ -279,7 +291,9 @@ class Node(Action):
             argv += ["--params-file", self._params_file(param, full_name, ctx)]
         for source, target in self.remaps:
             argv += ["-r", f"{ev(source)}:={ev(target)}"]
-        ctx.processes.append(make_process(self, ctx, argv, node_name=full_name))
+        # the node's name as the graph shows it (a node given no namespace is in "/")
+        shown = prefix_namespace(namespace or "/", name) if name is not None else None
+        ctx.processes.append(make_process(self, ctx, argv, node_name=shown))
 
     def _params_file(self, param: Param, full_name: str | None, ctx: Context) -> str:
         if param.from_file is not None:
@@ -302,10 +316,24 @@ def _inline_params(params: list[Param], ev: Callable[[Template], str]) -> dict:
             out[name] = _inline_params(param.children, ev)
             continue
         try:
-            out[name] = yaml_typed(ev(param.value or ()))
-        except ValueError as err:
+            out[name] = typed_param(ev(param.value or ()), param.type)
+        except (ValueError, UserError) as err:
             raise param.element.error(f"parameter {name!r}: {err}") from None
     return out
+
+
+def typed_param(text: str, kind: str) -> object:
+    """A ``<param value type>`` converted as launch_ros converts it (launch's ``coerce_to_type``)."""
+    if kind == "str":
+        return text
+    if kind in ("int", "float"):
+        try:
+            return int(text) if kind == "int" else float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not {'an int' if kind == 'int' else 'a float'}") from None
+    if kind == "bool":
+        return typed_bool(text, "value")
+    return yaml_typed(text)
 
 
 def yaml_typed(text: str) -> object:
@@ -344,16 +372,7 @@ def make_process(action: Executable | Node, ctx: Context, argv: list[str], node_
     output = ev(opts.output) if opts.output is not None else "screen"
     if output not in ("screen", "log", "both"):
         raise action.element.error(f"output {output!r} must be screen, log or both")
-    respawn = action.flag(opts.respawn, ctx, "respawn") if opts.respawn is not None else False
-    delay = 0.0
-    if opts.respawn_delay is not None:
-        text = ev(opts.respawn_delay)
-        try:
-            delay = float(text)
-        except ValueError:
-            delay = -1.0
-        if not delay >= 0.0:
-            raise action.element.error(f"respawn_delay {text!r} must be a number of seconds >= 0")
+    respawn = action.flag(opts.respawn, ctx, "respawn", typed_bool) if opts.respawn is not None else False
     env = dict(ctx.scope.environment)
     for name, value in opts.env:
         env[ev(name)] = ev(value)
@@ -374,7 +393,8 @@ def make_process(action: Executable | Node, ctx: Context, argv: list[str], node_
         env_changes=changes,
         cwd=cwd,
         respawn=respawn,
-        respawn_delay=delay,
+        respawn_delay=opts.respawn_delay,
+        respawn_max_retries=opts.respawn_max_retries,
         node_name=node_name,
         source=f"{action.element.file}:{action.element.line}",
         shutdown_on_exit=opts.shutdown_on_exit,

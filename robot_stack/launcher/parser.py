@@ -14,10 +14,11 @@ from robot_stack.errors import UserError
 from robot_stack.launcher import actions as A
 from robot_stack.launcher import document
 from robot_stack.launcher.document import Element
-from robot_stack.launcher.substitutions import Template, is_literal, parse, to_bool
+from robot_stack.launcher.substitutions import Template, parse, typed_bool
 
 CONDITIONS = ("if", "unless")
-PROCESS_ATTRS = ("cwd", "launch-prefix", "output", "respawn", "respawn_delay", "on_exit")
+PROCESS_ATTRS = ("cwd", "launch-prefix", "output", "respawn", "respawn_delay", "respawn_max_retries", "on_exit")
+PARAM_TYPES = ("str", "int", "float", "bool", "yaml")  # <param type>; list_of_* are not supported
 
 
 def load(path: Path) -> list[A.Action]:
@@ -66,16 +67,17 @@ def _req(element: Element, name: str) -> Template:
     return template
 
 
-def _literal_bool(element: Element, name: str, default: bool) -> bool:
-    template = _sub(element, name)
-    if template is None:
+def _literal(element: Element, name: str, kind: type, default: object) -> object:
+    """A typed attribute that ros2 launch reads without substitutions (``data_type=`` in launch_xml)."""
+    text = element.attrs.get(name)
+    if text is None:
         return default
-    if not is_literal(template):
-        raise element.error(f"{name} must be a literal true/false")
+    if "$(" in text:
+        raise element.error(f"{name} must be a literal {kind.__name__} (ros2 launch does not substitute it)")
     try:
-        return to_bool("".join(template), name)
-    except UserError as err:
-        raise element.error(str(err)) from None
+        return typed_bool(text, name) if kind is bool else kind(text)
+    except (UserError, ValueError):
+        raise element.error(f"{name} {text!r} is not a{'n' if kind is int else ''} {kind.__name__}") from None
 
 
 def _base(element: Element) -> dict:
@@ -97,6 +99,9 @@ def _process_options(element: Element, label_attr: str) -> A.ProcessOptions:
     on_exit = element.attrs.get("on_exit")
     if on_exit is not None and on_exit != "shutdown":
         raise element.error(f"on_exit={on_exit!r}: only on_exit=\"shutdown\" is supported")
+    delay = _literal(element, "respawn_delay", float, 0.0)
+    if not delay >= 0.0:
+        raise element.error(f"respawn_delay {delay!r} must be a number of seconds >= 0")
     return A.ProcessOptions(
         shutdown_on_exit=on_exit == "shutdown",
         label=_sub(element, label_attr),
@@ -104,7 +109,8 @@ def _process_options(element: Element, label_attr: str) -> A.ProcessOptions:
         launch_prefix=_sub(element, "launch-prefix"),
         output=_sub(element, "output"),
         respawn=_sub(element, "respawn"),
-        respawn_delay=_sub(element, "respawn_delay"),
+        respawn_delay=delay,
+        respawn_max_retries=_literal(element, "respawn_max_retries", int, -1),
         env=_env_children(element),
     )
 
@@ -141,7 +147,7 @@ def _push_ros_namespace(e: Element) -> A.Action:
 
 def _group(e: Element) -> A.Action:
     _check(e, (), ("scoped", "forwarding", *CONDITIONS), children=None)
-    return A.Group(**_base(e), scoped=_literal_bool(e, "scoped", True), forwarding=_literal_bool(e, "forwarding", True),
+    return A.Group(**_base(e), scoped=_literal(e, "scoped", bool, True), forwarding=_literal(e, "forwarding", bool, True),
                    actions=[parse_action(c) for c in e.children])
 
 
@@ -152,6 +158,11 @@ def _include(e: Element) -> A.Action:
         _check(child, ("name", "value"), ())
         args.append((_req(child, "name"), _req(child, "value")))
     return A.Include(**_base(e), file=_req(e, "file"), args=args)
+
+
+def _log(e: Element) -> A.Action:
+    _check(e, ("message",), CONDITIONS)
+    return A.Log(**_base(e), message=_req(e, "message"))
 
 
 def _executable(e: Element) -> A.Action:
@@ -185,8 +196,11 @@ def _param(e: Element, top: bool) -> A.Param:
         return A.Param(element=e, name=_req(e, "name"), children=[_param(c, top=False) for c in e.children])
     if "name" not in e.attrs:
         raise e.error("needs either name and value, or from=\"file.yaml\"")
-    _check(e, ("name", "value"), ())
-    return A.Param(element=e, name=_req(e, "name"), value=_req(e, "value"))
+    _check(e, ("name", "value"), ("type",))
+    kind = e.attrs.get("type", "yaml")
+    if kind not in PARAM_TYPES:
+        raise e.error(f"type {kind!r} is not supported (use {', '.join(PARAM_TYPES)}; for a list, a YAML list value)")
+    return A.Param(element=e, name=_req(e, "name"), value=_req(e, "value"), type=kind)
 
 
 _BUILDERS: dict[str, Callable[[Element], A.Action]] = {
@@ -198,5 +212,6 @@ _BUILDERS: dict[str, Callable[[Element], A.Action]] = {
     "node": _node,
     "executable": _executable,
     "set_env": _set_env,
+    "log": _log,
     "unset_env": _unset_env,
 }

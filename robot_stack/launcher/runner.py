@@ -11,6 +11,8 @@ process if the launch file has a problem.
 
 from __future__ import annotations
 
+import difflib
+import os
 import shlex
 import sys
 from collections.abc import Mapping
@@ -36,22 +38,32 @@ class ArgInfo:
 
 
 def resolve_launch_file(file_or_package: str, file: str | None = None) -> Path:
-    """A path, or ``<package> <file>`` looked up under the package's share directory."""
+    """A path; a bare file name of robot_stack's own launch files (``sim.launch.xml``); or
+    ``<package> <file>`` looked up under the package's share directory, as ``ros2 launch`` does."""
     if file is None:
         path = Path(file_or_package).expanduser()
-        if not path.is_file():
-            raise UserError(f"{file_or_package}: launch file not found (give a path, or '<package> <file>')")
-        return path.resolve()
+        if path.is_file():
+            return path.resolve()
+        if os.sep in file_or_package:
+            raise UserError(f"{file_or_package}: launch file not found")
+        from robot_stack.resources import PACKAGE
+
+        package, file, where = PACKAGE, file_or_package, f"no file {file_or_package!r} here nor in package {PACKAGE}"
+    else:
+        package, where = file_or_package, f"no launch file {file!r} in package {file_or_package}"
     from robot_stack.launcher.packages import package_share
 
-    share = package_share(file_or_package)
+    share = package_share(package)
     direct = share / "launch" / file
     if direct.is_file():
         return direct.resolve()
     found = sorted(p for p in (share / "launch").rglob(file) if p.is_file())
     if not found:
         known = sorted(p.name for p in (share / "launch").glob("*.launch.xml"))
-        raise UserError(f"no launch file {file!r} in package {file_or_package} (has: {', '.join(known) or 'none'})")
+        stems = {name.removesuffix(".launch.xml"): name for name in known}
+        close = difflib.get_close_matches(file.split(".")[0], stems, n=1)
+        hint = f"did you mean {stems[close[0]]}? " if close else ""
+        raise UserError(f"{where} ({hint}it has: {', '.join(known) or 'none'})")
     return found[0].resolve()
 
 
@@ -65,6 +77,7 @@ class LaunchRunner:
         self._timeouts = (sigint_timeout, sigterm_timeout)
         self.supervisor: Supervisor | None = None
         self.processes: list[A.ProcessSpec] = []
+        self.messages: list[str] = []  # the <log> messages of the last plan()
 
     # -- planning ------------------------------------------------------------------------------------
     def plan(self) -> list[A.ProcessSpec]:
@@ -75,7 +88,7 @@ class LaunchRunner:
         scope = Scope(configurations=dict(self.args), environment=dict(environment), current_file=self.path)
         ctx = A.Context(scope=scope, base_environment=environment, include_reader=reader, include_stack=[self.path])
         A.run_all(top, ctx)
-        self.processes = ctx.processes
+        self.processes, self.messages = ctx.processes, ctx.messages
         return ctx.processes
 
     def declared_args(self) -> list[ArgInfo]:
@@ -97,12 +110,25 @@ class LaunchRunner:
         names = {a.name for a in self.declared_args()}
         return [n for n in self.args if n not in names]
 
+    def undeclared_warnings(self) -> list[str]:
+        """One line per undeclared argument, naming a declared one it looks like a typo of."""
+        declared = [a.name for a in self.declared_args()]
+        lines = []
+        for name in self.undeclared_args():
+            close = difflib.get_close_matches(name, declared, n=1, cutoff=0.6) or \
+                [d for d in declared if d in name or name in d][:1]
+            hint = f": did you mean `{close[0]}`?" if close else " (set anyway, as ros2 launch does)"
+            lines.append(f"argument `{name}` is not declared in {self.path.name}{hint}")
+        return lines
+
     # -- running -------------------------------------------------------------------------------------
     def start(self) -> LaunchRunner:
         specs = self.plan()
         if not specs:
             raise UserError(f"{self.path}: starts no processes with these arguments")
         out, err = self._io
+        for message in self.messages:
+            print(f"[INFO] [launch.user]: {message}", file=out or sys.stdout, flush=True)
         self.supervisor = Supervisor(specs, stdout=out, stderr=err, sigint_timeout=self._timeouts[0],
                                      sigterm_timeout=self._timeouts[1])
         self.supervisor.start()
@@ -133,9 +159,10 @@ class LaunchRunner:
         return self.supervisor
 
 
-def format_plan(specs: list[A.ProcessSpec]) -> str:
-    """The dry-run listing: each process's label, node, env changes and exact argv (shell-quoted)."""
-    lines = []
+def format_plan(specs: list[A.ProcessSpec], messages: list[str] = ()) -> str:
+    """The dry-run listing: the <log> messages, then each process's label, node, env changes and exact
+    argv (shell-quoted)."""
+    lines = [f"log: {message}" for message in messages]
     for spec in specs:
         header = f"[{spec.label}]" + (f" node {spec.node_name}" if spec.node_name else "") + f"  ({spec.source})"
         lines.append(header)
@@ -144,8 +171,28 @@ def format_plan(specs: list[A.ProcessSpec]) -> str:
         if spec.cwd:
             lines.append(f"  cwd: {spec.cwd}")
         if spec.respawn:
-            lines.append(f"  respawn: after {spec.respawn_delay:g} s")
+            limit = f", at most {spec.respawn_max_retries} times" if spec.respawn_max_retries >= 0 else ""
+            lines.append(f"  respawn: after {spec.respawn_delay:g} s{limit}")
         lines.append("  argv: " + shlex.join(spec.argv))
+    return "\n".join(lines)
+
+
+def sros2_commands(specs: list[A.ProcessSpec], keystore: str, source: str) -> str:
+    """The ``ros2 security`` commands for a keystore with one enclave per node (its full name)."""
+    names = sorted({spec.node_name for spec in specs if spec.node_name})
+    unnamed = [spec.label for spec in specs if not spec.node_name]
+    ks = shlex.quote(keystore)
+    lines = [
+        f"# SROS2 keystore for {source}: one enclave per node. For a full ROS 2 install: the Fast DDS of the",
+        "# PyPI wheels has no security plugins (with a keystore no node can start there).",
+        f"ros2 security create_keystore {ks}",
+        *(f"ros2 security create_enclave {ks} {name}" for name in names),
+        "# then, in the environment of the launch:",
+        f"#   export ROS_SECURITY_KEYSTORE={ks} ROS_SECURITY_ENABLE=true ROS_SECURITY_STRATEGY=Enforce",
+        "# and each node in its enclave: ROS_SECURITY_ENCLAVE_OVERRIDE=<its enclave> (an <env> of the node)",
+    ]
+    if unnamed:
+        lines.append(f"# not nodes (no enclave): {', '.join(unnamed)}")
     return "\n".join(lines)
 
 

@@ -5,6 +5,12 @@ separated by spaces and may be quoted (``'...'`` or ``"..."``) to hold spaces an
 substitutions, as in ``$(eval "'$(var mode)' == 'sim'")``. Parsing checks names and argument counts,
 so a bad substitution is reported before anything starts. ``$(eval)`` is evaluated by walking the
 expression's AST: literals, arithmetic, comparisons, boolean operators and ``x if c else y`` only.
+
+An empty quoted argument (``''`` or ``""``) is refused except as the default of ``$(var)`` and
+``$(env)``: ros2 launch parses it into an empty list of substitutions, which those two read as the
+empty string but ``$(equals)`` and the others turn into the text ``[]``, so
+``$(equals '$(var x)' '')`` is never true there. Refusing it keeps every accepted file meaning the
+same in both runners.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
+
+import yaml
 
 from robot_stack.errors import UserError
 
@@ -49,7 +57,6 @@ class Scope:
 ARITY: dict[str, tuple[int, int]] = {
     "var": (1, 2),
     "env": (1, 2),
-    "optenv": (1, 2),
     "find-pkg-share": (1, 1),
     "find-pkg-prefix": (1, 1),
     "eval": (1, 1),
@@ -62,6 +69,7 @@ ARITY: dict[str, tuple[int, int]] = {
     "filename": (0, 0),
 }
 TRUE_WORDS, FALSE_WORDS = ("true", "1"), ("false", "0")
+EMPTY_DEFAULT_OK = ("var", "env")  # substitutions whose second argument may be an empty quoted ''
 
 
 # -- parsing ---------------------------------------------------------------------------------------
@@ -70,10 +78,6 @@ def parse(text: str) -> Template:
     parser = _Parser(text)
     parts = parser.template()
     return tuple(parts)
-
-
-def is_literal(template: Template) -> bool:
-    return all(isinstance(p, str) for p in template)
 
 
 class _Parser:
@@ -90,9 +94,9 @@ class _Parser:
         parts: list[Part] = []
         buf: list[str] = []
         while self.pos < len(self.text):
-            if self.peek(3) == "\\$(":
-                buf.append("$(")
-                self.pos += 3
+            if self.peek() == "\\" and self.pos + 1 < len(self.text):  # \X is X (so \$( is a literal $()
+                buf.append(self.text[self.pos + 1])
+                self.pos += 2
             elif self.peek(2) == "$(":
                 _flush(buf, parts)
                 parts.append(self.substitution())
@@ -128,7 +132,13 @@ class _Parser:
             args.append(tuple(self.argument()))
         low, high = ARITY.get(name, (-1, -1))
         if low < 0:
-            raise self.error(f"unknown substitution $({name}) (supported: {', '.join(sorted(ARITY))})")
+            hint = " (ros2 launch has no $(optenv): use $(env NAME default))" if name == "optenv" else ""
+            raise self.error(f"unknown substitution $({name}){hint} (supported: {', '.join(sorted(ARITY))})")
+        for index, arg in enumerate(args):
+            if arg == ("",) and not (name in EMPTY_DEFAULT_OK and index == 1):
+                raise self.error(
+                    f"empty quoted argument in $({name}): ros2 launch reads it as '[]', not as the empty string "
+                    "(test for empty with $(eval \"'$(var x)' == ''\"))")
         if not low <= len(args) <= high:
             want = str(low) if low == high else f"{low} to {high}"
             raise self.error(f"$({name}) takes {want} argument{'s' if high != 1 else ''}, got {len(args)}")
@@ -143,7 +153,7 @@ class _Parser:
             while True:
                 if self.pos >= len(self.text):
                     raise self.error(f"unterminated {quote} quote")
-                if self.peek(2) in ("\\" + quote, "\\$"):
+                if self.peek() == "\\" and self.pos + 1 < len(self.text):
                     buf.append(self.text[self.pos + 1])
                     self.pos += 2
                 elif self.peek(2) == "$(":
@@ -157,7 +167,7 @@ class _Parser:
                     self.pos += 1
             _flush(buf, parts)
             if not parts:
-                parts.append("")
+                parts.append("")  # the empty quoted argument (checked by the caller)
             return parts
         while self.pos < len(self.text):
             char = self.text[self.pos]
@@ -190,12 +200,26 @@ def evaluate(template: Template, scope: Scope) -> str:
 
 
 def to_bool(value: str, what: str = "condition") -> bool:
-    """'true'/'1' or 'false'/'0' (case-insensitive, surrounding spaces ignored), as ros2 launch."""
+    """A condition (``if``/``unless``): 'true'/'1' or 'false'/'0', case-insensitive, surrounding spaces
+    ignored, as ros2 launch."""
     word = value.strip().lower()
     if word in TRUE_WORDS:
         return True
     if word in FALSE_WORDS:
         return False
+    raise SubstitutionError(f"{what} {value!r} is not a boolean (use true/false or 1/0)")
+
+
+def typed_bool(value: str, what: str) -> bool:
+    """A boolean typed like ros2 launch types ``respawn``, ``scoped`` and ``$(not)``/``$(and)``/``$(or)``
+    arguments: '1' and '0', else YAML 1.1 booleans ('true', 'True', 'yes', 'off', ...)."""
+    text = {"1": "true", "0": "false"}.get(value, value)
+    try:
+        result = yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        result = None
+    if isinstance(result, bool):
+        return result
     raise SubstitutionError(f"{what} {value!r} is not a boolean (use true/false or 1/0)")
 
 
@@ -220,10 +244,6 @@ def _env(args: list[str], scope: Scope) -> str:
     if len(args) == 2:
         return args[1]
     raise SubstitutionError(f"$(env {args[0]}): environment variable {args[0]} is not set (give a default: $(env {args[0]} value))")
-
-
-def _optenv(args: list[str], scope: Scope) -> str:
-    return scope.environment.get(args[0], args[1] if len(args) == 2 else "")
 
 
 def _find_pkg_share(args: list[str], scope: Scope) -> str:
@@ -260,13 +280,12 @@ def _lower(value: bool) -> str:
 _HANDLERS: dict[str, Callable[[list[str], Scope], str]] = {
     "var": _var,
     "env": _env,
-    "optenv": _optenv,
     "find-pkg-share": _find_pkg_share,
     "find-pkg-prefix": _find_pkg_prefix,
     "eval": lambda a, s: str(safe_eval(a[0])),
-    "not": lambda a, s: _lower(not to_bool(a[0], "$(not) argument")),
-    "and": lambda a, s: _lower(to_bool(a[0], "$(and) argument") and to_bool(a[1], "$(and) argument")),
-    "or": lambda a, s: _lower(to_bool(a[0], "$(or) argument") or to_bool(a[1], "$(or) argument")),
+    "not": lambda a, s: _lower(not typed_bool(a[0], "$(not) argument")),
+    "and": lambda a, s: _lower(typed_bool(a[0], "$(and) argument") and typed_bool(a[1], "$(and) argument")),
+    "or": lambda a, s: _lower(typed_bool(a[0], "$(or) argument") or typed_bool(a[1], "$(or) argument")),
     "equals": lambda a, s: _lower(_equals(a[0], a[1])),
     "not-equals": lambda a, s: _lower(not _equals(a[0], a[1])),
     "dirname": lambda a, s: _current(s, "dirname"),

@@ -4,13 +4,18 @@ Each process starts in its own session (process group), so signals reach its chi
 lines are printed as ``[label] line`` (stdout to stdout, stderr to stderr), like ``ros2 launch``.
 Shutdown sends SIGINT to every process group, then SIGTERM after ``sigint_timeout`` and SIGKILL
 after ``sigterm_timeout`` more. Whenever a process exits, whatever it left behind in its process
-group gets SIGTERM, then SIGKILL after ``orphan_timeout``. If the runner itself is killed, the
-kernel sends its children SIGTERM (``PR_SET_PDEATHSIG``).
+group gets SIGTERM, then SIGKILL after ``orphan_timeout``.
 
-Exit rule: a process without ``respawn`` that exits non-zero (other than during shutdown) shuts
-everything down and makes :meth:`Supervisor.wait` return 1; a process with ``on_exit="shutdown"``
-shuts everything down whenever it exits (1 if its code was non-zero). Otherwise the launch ends
-with 0 once every process has exited on its own, or after a requested shutdown.
+If the runner itself dies, even by SIGKILL, nothing is left behind: the kernel sends each child
+SIGTERM (``PR_SET_PDEATHSIG``), and a small watchdog process (:mod:`robot_stack.launcher.reaper`),
+told of every process group, sends the groups still alive SIGTERM and then SIGKILL once it sees the
+runner's end of its pipe close.
+
+Exit rule: a process without ``respawn`` (or whose ``respawn_max_retries`` are used up) that exits
+non-zero, other than during shutdown, shuts everything down and makes :meth:`Supervisor.wait`
+return 1; a process with ``on_exit="shutdown"`` shuts everything down whenever it exits (1 if its
+code was non-zero). Otherwise the launch ends with 0 once every process has exited on its own, or
+after a requested shutdown.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 from robot_stack.errors import UserError
 from robot_stack.launcher.actions import ProcessSpec
+from robot_stack.launcher.reaper import group_alive
 
 POLL_S = 0.02
 
@@ -47,6 +54,11 @@ class Managed:
     finished: bool = False
     returncode: int | None = None
     readers: list[threading.Thread] = field(default_factory=list)
+    last_error: str = ""  # its last stderr line: why it failed, for the launch's final message
+
+    @property
+    def respawns(self) -> int:
+        return max(len(self.pids) - 1, 0)
 
 
 class Supervisor:
@@ -75,10 +87,14 @@ class Supervisor:
         self._start_error: BaseException | None = None
         self.failure: tuple[str, int] | None = None  # (label, exit code) of the failing process
         self._thread = threading.Thread(target=self._main, name="launch-supervisor", daemon=True)
+        self._reaper: subprocess.Popen | None = None
 
     # -- public API ----------------------------------------------------------------------------------
     def start(self) -> None:
         """Start every process (from the supervisor thread, which owns them) and return."""
+        self._reaper = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(Path(__file__).with_name("reaper.py")), f"{sum(self._timeouts):g}"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True, text=True)
         self._thread.start()
         self._started.wait()
         if self._start_error is not None:
@@ -97,6 +113,20 @@ class Supervisor:
             self._escalation = 2
             for proc in self.processes:
                 self._signal(proc, signal.SIGKILL)
+
+    def failure_summary(self) -> str:
+        """Why the launch failed, in one line: the process, its exit code, respawns and last error line."""
+        if self.failure is None:
+            return ""
+        label, code = self.failure
+        proc = next(p for p in self.processes if p.spec.label == label)
+        tries = f" after {proc.respawns} respawn{'s' if proc.respawns != 1 else ''}" if proc.respawns else ""
+        why = f": {proc.last_error}" if proc.last_error else ""
+        return f"{label} exited with code {code}{tries}{why}"
+
+    def note(self, message: str) -> None:
+        """Print a launch-level warning in the launch's output."""
+        self._log("launch", message, "WARN")
 
     def wait(self, timeout: float | None = None) -> int | None:
         """Exit code once everything has exited (None if ``timeout`` passed first)."""
@@ -138,6 +168,12 @@ class Supervisor:
             for proc in self.processes:
                 for reader in proc.readers:
                     reader.join(timeout=1.0)
+            if self._reaper is not None:  # every group is gone: the reaper exits with nothing to do
+                try:
+                    self._reaper.stdin.close()
+                except OSError:
+                    pass
+                self._reaper.wait()
             self._done.set()
 
     def _step(self) -> bool:
@@ -156,8 +192,9 @@ class Supervisor:
         if self._shutdown_at is not None:
             self._escalate(now)
         for pgid, kill_at in list(self._orphans.items()):
-            if not _group_alive(pgid):
+            if not group_alive(pgid):
                 del self._orphans[pgid]
+                self._tell_reaper(f"-{pgid}")
             elif now >= kill_at:  # SIGKILL cannot be ignored; zombies left for init are already dead
                 _killpg(pgid, signal.SIGKILL)
                 del self._orphans[pgid]
@@ -171,11 +208,12 @@ class Supervisor:
             stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_die_with_parent,
         )
         proc.pids.append(proc.popen.pid)
+        self._tell_reaper(f"+{proc.popen.pid}")
         proc.finished = False
         self._log(spec.label, f"process started with pid [{proc.popen.pid}]")
         proc.readers = [
             threading.Thread(target=self._pump, args=(proc.popen.stdout, self._out, spec.label), daemon=True),
-            threading.Thread(target=self._pump, args=(proc.popen.stderr, self._err, spec.label), daemon=True),
+            threading.Thread(target=self._pump, args=(proc.popen.stderr, self._err, spec.label, proc), daemon=True),
         ]
         for reader in proc.readers:
             reader.start()
@@ -185,10 +223,13 @@ class Supervisor:
         assert popen is not None
         code = popen.returncode
         proc.popen, proc.returncode = None, code
-        if _group_alive(popen.pid):
+        if group_alive(popen.pid):
             _killpg(popen.pid, signal.SIGTERM)
             self._orphans[popen.pid] = now + self._orphan_timeout
+        else:
+            self._tell_reaper(f"-{popen.pid}")
         detail = f"pid {popen.pid}, exit code {code}"
+        retries = proc.spec.respawn_max_retries
         if self._shutdown_at is not None:
             self._log(proc.spec.label, f"process has finished [{detail}]")
             proc.finished = True
@@ -198,13 +239,14 @@ class Supervisor:
             if code != 0 and self.failure is None:
                 self.failure = (proc.spec.label, code)
             self._begin_shutdown(f"{proc.spec.label} exited (on_exit=shutdown)")
-        elif proc.spec.respawn:
+        elif proc.spec.respawn and (retries < 0 or proc.respawns < retries):
             delay = proc.spec.respawn_delay
             self._log(proc.spec.label, f"process has died [{detail}], respawning in {delay:g} s", "WARN")
             proc.restart_at = now + delay
         elif code != 0:
             proc.finished = True
-            self._log(proc.spec.label, f"process has died [{detail}] ({proc.spec.source})", "ERROR")
+            gave_up = f", not respawned again (respawn_max_retries={retries})" if proc.spec.respawn else ""
+            self._log(proc.spec.label, f"process has died [{detail}]{gave_up} ({proc.spec.source})", "ERROR")
             if self.failure is None:
                 self.failure = (proc.spec.label, code)
             self._begin_shutdown(f"{proc.spec.label} failed")
@@ -241,16 +283,26 @@ class Supervisor:
             _killpg(proc.popen.pid, sig)
 
     # -- output --------------------------------------------------------------------------------------
-    def _pump(self, pipe: IO[bytes], stream: IO[str], label: str) -> None:
+    def _pump(self, pipe: IO[bytes], stream: IO[str], label: str, errors_of: Managed | None = None) -> None:
         with pipe:
             for raw in iter(pipe.readline, b""):
                 line = raw.decode(errors="replace").rstrip("\n")
+                if errors_of is not None and line.strip():
+                    errors_of.last_error = line.strip()
                 with self._print_lock:
                     try:
                         stream.write(f"[{label}] {line}\n")
                         stream.flush()
                     except (OSError, ValueError):  # our output is gone (closed pipe): keep draining
                         pass
+
+    def _tell_reaper(self, line: str) -> None:
+        if self._reaper is not None and self._reaper.stdin is not None:
+            try:
+                self._reaper.stdin.write(line + "\n")
+                self._reaper.stdin.flush()
+            except (OSError, ValueError):  # the reaper is gone (killed by hand): PDEATHSIG still holds
+                pass
 
     def _log(self, label: str, message: str, level: str = "INFO") -> None:
         with self._print_lock:
@@ -266,13 +318,3 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
