@@ -239,6 +239,14 @@ def write_video(frames: list[np.ndarray], path: Path, fps: float) -> Path:
     return path
 
 
+def privileged_policy(checkpoint: str | Path) -> bool:
+    """Whether a checkpoint observes the simulator's ground truth (allowed on the twin only)."""
+    from robot_stack.contract import PRIVILEGED_KEYS
+    from robot_stack.policies.diffusion.checkpoint import read_config
+
+    return any(k in PRIVILEGED_KEYS for k in read_config(checkpoint)[0].obs.keys)
+
+
 def policy_cameras(checkpoint: str | Path) -> str:
     """The cameras a checkpoint observes, as a launch argument (``front,wrist`` or ``none``)."""
     from robot_stack.policies.diffusion.checkpoint import read_config
@@ -283,7 +291,7 @@ def evaluate_over_ros(checkpoint: str | Path, task: str, robot: str, episodes: i
     args = {"sim": "true", "robot": robot, "task": task, "policy": str(checkpoint), "cameras": cameras,
             "seed": str(seed), "realtime_factor": "0" if sim_time else "1.0", "lockstep": str(sim_time).lower(),
             "inference_latency": str(runtime.inference_latency), "inference_steps": str(inference_steps or 0),
-            "plan_log": str(plan_log or "")}
+            "plan_log": str(plan_log or ""), "privileged": str(privileged_policy(checkpoint)).lower()}
     report = EvalReport("ros", str(checkpoint), task, profile.name, gate=gate)
     if log:
         log.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from rclpy.node import Node
 from std_msgs.msg import Bool
 
 from robot_stack import convert
-from robot_stack.contract import Contract
+from robot_stack.contract import Contract, check_deployable
 from robot_stack.errors import UserError
 from robot_stack.node import run_node
 from robot_stack.node_log import node_log
@@ -47,6 +47,7 @@ class ServerOptions:
     require_sim_validation: bool = field("refuse checkpoints without a matching passing sim eval", default=False)
     lockstep: bool = field("simulation: hold the twin's clock while the policy thinks (sim/step_until)", default=False)
     plan_log: str = field("JSON-lines file that gets every plan (observations, actions); '' for none", default="")
+    privileged: bool = field("allow a policy that observes the simulator's ground truth (object_state)", default=False)
 
 
 class PolicyServer(Node):
@@ -64,6 +65,7 @@ class PolicyServer(Node):
 
         torch.set_num_threads(max(1, torch.get_num_threads()))
         policy = load_policy(options.policy, self.profile, device=options.device)
+        check_deployable(policy.cfg.obs.keys, self.profile, options.privileged, f"policy {options.policy}")
         if options.inference_steps:
             policy.inference_steps = options.inference_steps
         if options.require_sim_validation:

@@ -58,6 +58,32 @@ def qos(depth: int, *, reliable: bool = True, latched: bool = False) -> QoSProfi
     )
 
 
+HARDWARE_KEYS = ("joint_pos", "joint_vel", "ee_pose")
+"""Observation keys every robot publishes (joint states; forward kinematics of the measured joints), plus
+``<camera>_image`` for each profile camera."""
+PRIVILEGED_KEYS = ("object_state",)
+"""Observation keys read from the simulator's ground truth: for scoring and for a ``--privileged``
+reference policy, never a default input (no robot publishes them without a perception system)."""
+
+
+def hardware_keys(profile: RobotProfile | None = None) -> list[str]:
+    """The observation keys this robot (any robot: ``<camera>_image``) publishes."""
+    cameras = [f"{name}_image" for name in profile.camera_names] if profile is not None else ["<camera>_image"]
+    return [*HARDWARE_KEYS, *cameras]
+
+
+def check_deployable(keys: list[str] | tuple[str, ...], profile: RobotProfile | None, privileged: bool,
+                     what: str) -> None:
+    """One-line UserError when ``keys`` name simulator-only observations and ``privileged`` is not given."""
+    from robot_stack.errors import UserError
+
+    sim_only = [k for k in keys if k in PRIVILEGED_KEYS]
+    if sim_only and not privileged:
+        raise UserError(f"{what} observes {', '.join(sim_only)}, the simulator's ground truth, which no robot "
+                        f"publishes; use the keys the robot publishes ({', '.join(hardware_keys(profile))}), or "
+                        "pass --privileged (privileged:=true) for a simulation-only reference policy")
+
+
 STATE_QOS = qos(100)
 """Depth 100: a subscriber that falls up to a second behind a 100 Hz stream (or a twin running
 faster than real time between lock-step gates) loses no sample."""

@@ -113,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     train_cmd += ["--config", str(config)]
     if args.images:
         train_cmd += ["--obs-keys", "joint_pos,ee_pose,front_image"]
+    else:
+        train_cmd += ["--privileged"]  # the low-dim policy observes the cube's pose: a simulation-only reference
     _say(console, "2/3 train a diffusion policy", ["robot-stack", *train_cmd])
     t = time.monotonic()
     if cli(train_cmd) != 0:

@@ -81,6 +81,16 @@ def test_train_with_periodic_twin_eval(tmp_path, capsys):
     assert [m["step"] for m in metrics if "eval_success_rate" in m] == [10, 20, 30]
 
 
+def test_training_on_the_simulators_ground_truth_needs_privileged(tmp_path, capsys):
+    """Refused before any data is read: the recipe must be one a hardware recording can feed."""
+    args = ["train", "diffusion", "--data", str(tmp_path / "none.zarr"), "--out", str(tmp_path / "run"),
+            "--preset", "tiny", "--obs-keys", "joint_pos,object_state", "--steps", "2"]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "object_state" in err and "joint_pos, joint_vel, ee_pose" in err, err
+    assert "--privileged" in err
+
+
 def test_eval_every_needs_a_task(tmp_path, capsys):
     from robot_stack.policies.diffusion.synthetic import write_store
 

@@ -198,6 +198,26 @@ def test_server_refuses_a_sign_off_made_with_another_runtime_configuration(spawn
         (checkpoint / "sim_validation.json").unlink()
 
 
+def test_server_refuses_a_privileged_checkpoint_in_one_line(spawn, tmp_path):
+    """A policy observing the simulator's ground truth is refused unless privileged:=true (deploy sim:=false)."""
+    shape = ShapeMeta(robot="so101", joint_names=tuple(PROFILE.all_joint_names),
+                      lowdim_dims={"joint_pos": 6, "object_state": 7}, action_dim=6)
+    cfg = preset("tiny")
+    cfg = type(cfg)(**{**cfg.__dict__, "obs": type(cfg.obs)(**{**cfg.obs.__dict__,
+                                                               "lowdim_keys": ("joint_pos", "object_state")})})
+    policy = DiffusionPolicy(cfg, shape)
+    policy.normalizer.fit({"joint_pos": np.stack([-np.ones(6), np.ones(6)]),
+                           "object_state": np.stack([-np.ones(7), np.ones(7)]),
+                           "action": np.stack([-np.ones(6), np.ones(6)])})
+    checkpoint = save_checkpoint(tmp_path / "privileged", policy)
+    proc = start_server(spawn, checkpoint, "-p", "task:=pick_cube")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out
+    errors = [line for line in out.splitlines() if "error" in line]
+    assert errors and "object_state" in errors[0] and "joint_pos, joint_vel, ee_pose, front_image, wrist_image" in errors[0]
+    assert "privileged:=true" in errors[0] and "Traceback" not in out
+
+
 def test_a_fully_late_chunk_keeps_the_running_one():
     chunks = ActionChunks(blend_steps=3)
     t = np.arange(8) * 0.1

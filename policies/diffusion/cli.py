@@ -53,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--interventions", action="append", default=[], metavar="ZARR",
                    help="store of policy rollouts with human interventions; only intervened steps are used")
     p.add_argument("--intervention-weight", type=float, help="loss weight of intervention samples")
+    p.add_argument("--privileged", action="store_true",
+                   help="allow observations of the simulator's ground truth (object_state): a sim-only reference")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_run)
 
@@ -133,6 +135,9 @@ def _run(args: argparse.Namespace) -> int:
         opts.train_overrides = _train_overrides(args)
     else:
         opts.cfg = build_config(args)
+        from robot_stack.contract import check_deployable
+
+        check_deployable(opts.cfg.obs.keys, None, args.privileged, "this policy")
     out = train(opts)
     print(f"run folder: {out} (checkpoints/latest, checkpoints/best, loss.png)")
     return 0
