@@ -88,7 +88,6 @@ class PolicyServer(Node):
             if not self.get_parameter("use_sim_time").value:
                 raise UserError("lockstep:=true needs use_sim_time:=true (a simulator publishing /clock)")
             self.gate_pub = c.publisher(self, c.step_until)
-            self.gate = None
             self.sim_now = 0.0
             self.create_subscription(Clock, "/clock", self._on_clock, 10)
         else:
@@ -129,9 +128,7 @@ class PolicyServer(Node):
         from rosgraph_msgs.msg import Clock
 
         gate = self.runner.wake_time(now, self.profile.control_period)
-        if gate != self.gate:
-            self.gate = gate
-            self.gate_pub.publish(Clock(clock=convert.to_stamp(gate)))
+        self.gate_pub.publish(Clock(clock=convert.to_stamp(gate)))  # repeated while the twin waits: still here
 
 
 def main() -> None:

@@ -11,8 +11,9 @@ Parameters: ``robot`` (profile name or path), ``task`` (task name or path, '' fo
 it then advances by one, so set it before a reset to replay an episode), ``realtime_factor``
 (1.0 = real time on the wall clock; any other value paces sim time at that multiple of wall
 time and publishes ``/clock``; 0 = as fast as possible), ``lockstep`` (sim time only: never run
-past the time a policy server publishes on ``sim/step_until``), ``headless`` (false opens the
-MuJoCo viewer when a display exists).
+past the earliest time its lock-step participants (a policy server, the scripted expert, a
+recorder) publish on ``sim/step_until``), ``headless`` (false opens the MuJoCo viewer when a
+display exists).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ MAX_LAG_S = 0.25
 its stamps then jump to the wall clock again, so they stay comparable with other nodes' clocks."""
 ACK_TIMEOUT = Duration(seconds=2.0)
 ANNOUNCE_EVERY_S = 0.5
+GATE_EXPIRY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -97,11 +99,12 @@ class TwinNode(Node):
         self._paused_at = 0.0
         self.overruns = 0
         self.lockstep = options.lockstep
-        self.gate: float | None = None
+        self.gates: dict[str, tuple[float, float]] = {}
+        """Lock-step participants: publisher -> (the sim time it lets the twin reach, wall time it said so)."""
         self.at_gate = False
         self._announced = 0.0
         if self.lockstep:
-            c.subscription(self, c.step_until, self._on_gate)
+            self.create_subscription(c.step_until.type, c.step_until.name, self._on_gate, c.step_until.qos)
 
         # cameras: rendered on a thread of their own and published like a driver's (CameraPublisher)
         self.cameras = CameraStream(self, self.sim.model, profile, self.sim.camera_ids,
@@ -152,7 +155,8 @@ class TwinNode(Node):
         """Lock-step: run only up to the gate; on reaching it, announce the time once every sensor message is delivered."""
         if not self.lockstep:
             return True
-        if self.gate is not None and self.runtime.now < self.gate - 1e-6:
+        gate = self.gate
+        if gate is not None and self.runtime.now < gate - 1e-6:
             return True
         if not self.at_gate:
             self.at_gate = True
@@ -165,9 +169,22 @@ class TwinNode(Node):
             self._publish_clock()
         return False
 
-    def _on_gate(self, msg) -> None:  # noqa: ANN001
-        self.gate = convert.to_sec(msg.clock)
-        if self.runtime.now < self.gate - 1e-6:
+    @property
+    def gate(self) -> float | None:
+        """How far sim time may run: the earliest of the participants' gates (None: no participant yet).
+
+        A participant that has said nothing for ``GATE_EXPIRY_S`` of wall time is gone (its process ended):
+        participants repeat their gate while they wait, so only a dead one is forgotten."""
+        now = time.monotonic()
+        for key in [k for k, (_, said) in self.gates.items() if now - said > GATE_EXPIRY_S]:
+            del self.gates[key]
+        return min((t for t, _ in self.gates.values()), default=None)
+
+    def _on_gate(self, msg, info) -> None:  # noqa: ANN001
+        publisher = repr(info.get("publisher_gid"))
+        self.gates[publisher] = (convert.to_sec(msg.clock), time.monotonic())
+        gate = self.gate
+        if gate is not None and self.runtime.now < gate - 1e-6:
             self.at_gate = False
 
     def _sensor_publishers(self) -> list:
