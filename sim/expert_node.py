@@ -9,6 +9,10 @@ When a recorder is running it also presses the episode buttons an operator would
 after each reset, ``episode/save`` on success and ``episode/discard`` on a timeout (``keep_failures``
 saves those too).
 
+With ``lockstep`` (sim time, the twin's ``lockstep``), the twin waits at every half period until the
+expert has acted and while a reset or an episode button is answered, so commands land at exact sim
+times however fast the twin runs (a recording on sim time as clean as one in real time).
+
 With ``intervene_probability`` > 0 it is a *scripted intervener* instead (for testing the human-in-
 the-loop paths without a human): silent while a policy drives, it takes over with that probability
 per policy step for ``intervene_steps`` steps (``teleop/intervention`` = true, its own commands), then
@@ -18,6 +22,7 @@ gives control back; after ``intervene_budget`` steps in total it stops interveni
 from __future__ import annotations
 
 import numpy as np
+from rclpy.duration import Duration
 from rclpy.node import Node
 
 from robot_stack import convert
@@ -28,9 +33,16 @@ from robot_stack.sim.experts import make_expert
 from robot_stack.policies.observations import observation_dict
 from robot_stack.sim.tasks import object_state_from_poses
 
+ACK_TIMEOUT = Duration(seconds=2.0)
 START_TRIES = 50
 """Policy periods to wait before the first episode for a recorder's episode/start service to appear, and to ask
 again while the recorder refuses (e.g. until its cameras stream), before acting unrecorded."""
+
+
+def rclpy_steady_clock():  # noqa: ANN201
+    from rclpy.clock import Clock, ClockType
+
+    return Clock(clock_type=ClockType.STEADY_TIME)
 
 
 def pose_rows(msg) -> np.ndarray:  # noqa: ANN001 - geometry_msgs/PoseArray
@@ -78,7 +90,47 @@ class ExpertNode(Node):
         self.steps = 0
         self.max_steps = int(self.expert.config.episode_seconds * self.profile.control.policy_rate_hz)
         self.act_phase = False
-        self.create_timer(0.5 / self.profile.control.policy_rate_hz, self._tick)
+        self.half_period = 0.5 / self.profile.control.policy_rate_hz
+        self.lockstep = bool(declare(self, "lockstep", False, "sim time: the twin waits for the expert at every "
+                                                              "half period (sim/step_until)"))
+        if self.lockstep:
+            from rosgraph_msgs.msg import Clock
+
+            self.gate_pub = c.publisher(self, c.step_until)
+            self.sim_now, self.next_tick = None, None
+            self.state_subs = list(self.subscriptions)
+            self.create_subscription(Clock, "/clock", self._on_clock, 10)
+            self.create_timer(0.005, self._lockstep, clock=rclpy_steady_clock())  # service answers arrive any time
+        else:
+            self.create_timer(self.half_period, self._tick)
+
+    # -- lock-step: the twin waits at every half period until the expert has acted ------------------
+    def _on_clock(self, msg) -> None:  # noqa: ANN001
+        from robot_stack.policies.observations import drain
+
+        self.sim_now = convert.to_sec(msg.clock)
+        drain(self.state_subs)  # every state message up to this time, before acting on it
+        self._lockstep()
+
+    def _lockstep(self) -> None:
+        if self.sim_now is None:
+            return
+        if self.next_tick is None:
+            self.next_tick = self.sim_now
+        while self.next_tick <= self.sim_now + 1e-6 and not self._waiting():
+            self._tick()
+            self.next_tick += self.half_period
+        for pub in (self.arm_pub, self.gripper_pub):
+            if pub is not None:
+                pub.wait_for_all_acked(ACK_TIMEOUT)  # the commands are at the twin before it may move on
+        gate = self.sim_now if self._waiting() else self.next_tick
+        from rosgraph_msgs.msg import Clock
+
+        self.gate_pub.publish(Clock(clock=convert.to_stamp(gate)))
+
+    def _waiting(self) -> bool:
+        """A reset or an episode button in flight: the scene holds until it is answered."""
+        return self.pending is not None and not self.pending.done()
 
     def _on_joints(self, msg) -> None:  # noqa: ANN001
         try:
