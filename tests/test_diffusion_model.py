@@ -13,7 +13,9 @@ from robot_stack.policies.diffusion import dataset as ds
 from robot_stack.policies.diffusion.config import ShapeMeta, preset, replace
 from robot_stack.policies.diffusion.ee_actions import EndEffectorActions
 from robot_stack.policies.diffusion.normalizer import Normalizer
+from robot_stack.policies.diffusion import runtime as runtime_mod
 from robot_stack.policies.diffusion.policy import DiffusionPolicy, NonFiniteError
+from robot_stack.policies.diffusion.runtime import Compiled
 from robot_stack.policies.diffusion.synthetic import write_store
 from robot_stack.policies.diffusion.train import RunOptions, train
 from robot_stack.policies.diffusion.unet import ConditionalUnet1D
@@ -70,23 +72,40 @@ def test_precomputed_film_matches_per_step_conditioning():
 
 
 
-def test_traced_unet_step_matches_eager_and_follows_new_weights():
-    """Inference's TorchScript U-Net step gives eager's actions, per batch size, and never keeps stale weights."""
+@pytest.mark.parametrize("runtime", ["torchscript", "onnxruntime"])
+def test_runtime_unet_step_matches_eager_and_follows_new_weights(runtime):
+    """Inference's compiled U-Net step gives eager's actions, per batch size, and never keeps stale weights."""
+    if runtime == "onnxruntime":
+        pytest.importorskip("onnxruntime")
     policy, obs = image_policy(), image_obs()
 
-    def actions(traced: bool, o: dict) -> torch.Tensor:
-        policy.trace_unet = traced
+    def actions(name: str, o: dict) -> torch.Tensor:
+        policy.runtime = name
         return policy.predict_action(o, generator=torch.Generator().manual_seed(5))
 
     for batch in (obs, {k: v[:1] for k, v in obs.items()}):
-        assert torch.equal(actions(True, batch), actions(False, batch))
-    assert len(policy._traced) == 2  # one trace per input shape
-    before = actions(True, obs)
+        assert torch.allclose(actions(runtime, batch), actions("eager", batch), atol=1e-5)
+    assert len(policy._compiled[runtime]._graphs) == 2  # one graph per input shape
+    before = actions(runtime, obs)
     policy.load_state_dict(image_policy(seed=1).state_dict())  # e.g. EMA weights or a reloaded checkpoint
-    after = actions(True, obs)
-    assert not torch.allclose(before, after) and torch.equal(after, actions(False, obs))
+    after = actions(runtime, obs)
+    assert not torch.allclose(before, after) and torch.allclose(after, actions("eager", obs), atol=1e-5)
+    assert "_compiled" not in "".join(policy.state_dict())  # the compiled step is no submodule
     policy.train()
-    assert not isinstance(policy._denoiser(torch.zeros(1, 16, 6), []), torch.jit.ScriptModule)
+    assert not isinstance(policy._denoiser(torch.device("cpu")), Compiled)
+
+
+def test_runtime_choice():
+    cpu = torch.device("cpu")
+    have_ort = runtime_mod.onnxruntime_available()
+    assert runtime_mod.choose_runtime("auto", cpu) == ("onnxruntime" if have_ort else "torchscript")
+    assert runtime_mod.choose_runtime("eager", cpu) == "eager"
+    with pytest.raises(UserError, match="use one of"):
+        runtime_mod.choose_runtime("tensorrt", cpu)
+    assert runtime_mod.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(UserError, match="use auto, cpu"):
+        runtime_mod.resolve_device("gpu")
+
 
 def test_relative_actions_are_offsets_from_the_current_joints(tmp_path):
     store = write_store(tmp_path / "demos.zarr", n_episodes=3, length=20)
