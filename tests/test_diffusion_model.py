@@ -85,14 +85,15 @@ def test_runtime_unet_step_matches_eager_and_follows_new_weights(runtime):
 
     for batch in (obs, {k: v[:1] for k, v in obs.items()}):
         assert torch.allclose(actions(runtime, batch), actions("eager", batch), atol=1e-5)
-    assert len(policy._compiled[runtime]._graphs) == 2  # one graph per input shape
+    assert len(policy._compiled["unet", runtime]._graphs) == 2  # one graph per input shape
+    assert len(policy._compiled["front_image", runtime]._graphs) == 2
     before = actions(runtime, obs)
     policy.load_state_dict(image_policy(seed=1).state_dict())  # e.g. EMA weights or a reloaded checkpoint
     after = actions(runtime, obs)
     assert not torch.allclose(before, after) and torch.allclose(after, actions("eager", obs), atol=1e-5)
     assert "_compiled" not in "".join(policy.state_dict())  # the compiled step is no submodule
     policy.train()
-    assert not isinstance(policy._denoiser(torch.device("cpu")), Compiled)
+    assert not isinstance(policy._inference("unet", policy.unet, torch.device("cpu")), Compiled)
 
 
 def test_runtime_choice():

@@ -52,10 +52,11 @@ class DiffusionPolicy(nn.Module):
         self.inference_steps = cfg.scheduler.inference_steps
         """DDIM steps per chunk; may be overridden per call (``num_steps``) or for a whole evaluation."""
         self.runtime = "auto"
-        """How inference runs the U-Net step (``runtime.RUNTIMES``): ``auto`` is ONNX Runtime on the CPU when
-        installed, else a TorchScript trace; ``eager`` for debugging. Same actions up to float rounding."""
-        self._compiled: dict[str, Compiled] = {}
-        """Per runtime name, the U-Net step on it (a plain dict: not a submodule, not in the state dict)."""
+        """How inference runs the image encoders and the U-Net step (``runtime.RUNTIMES``): ``auto`` is ONNX
+        Runtime on the CPU when installed, else a TorchScript trace; ``eager`` for debugging. Same actions up
+        to float rounding."""
+        self._compiled: dict[tuple[str, str], Compiled] = {}
+        """(part, runtime) -> that part on it (a plain dict: not a submodule, not in the state dict)."""
         self.ee_actions = None
         """``obs.action_space: ee``: the kinematics turning end-effector targets into joint targets (made
         from the profile named in ``shape.robot`` on first use unless set, e.g. to a profile loaded from a path)."""
@@ -81,7 +82,7 @@ class DiffusionPolicy(nn.Module):
             b = img.shape[0]
             x = img.reshape(b * to, *img.shape[2:]).permute(0, 3, 1, 2).float()
             x = crop(x, self.cfg.obs.crop_size, None if crop_offsets is None else crop_offsets[key].to(x.device))
-            feats.append(self.encoders[key](x).reshape(b, to, -1))
+            feats.append(self._inference(key, self.encoders[key], x.device)(x).reshape(b, to, -1))
         return torch.cat(feats, -1).reshape(feats[0].shape[0], -1)
 
     def _as_tensors(self, obs: dict) -> dict[str, torch.Tensor]:
@@ -172,7 +173,7 @@ class DiffusionPolicy(nn.Module):
         if noise is None:
             noise = torch.randn(shape, generator=generator)
         x = self.cfg.scheduler.init_noise_scale * noise.to(cond.device)
-        denoise = self._denoiser(cond.device)
+        denoise = self._inference("unet", FilmStep(self.unet), cond.device)
         for t, film in zip(scheduler.timesteps, films):
             x = scheduler.step(denoise(x, film), t, x).prev_sample
         action = self.normalizer.unnormalize(self.action_key, x)
@@ -195,20 +196,21 @@ class DiffusionPolicy(nn.Module):
         out = [self.ee_actions.decode(t, q[0]) for t, q in zip(ee_targets.cpu().numpy(), joints.cpu().numpy())]
         return torch.as_tensor(np.stack(out), device=ee_targets.device)
 
-    def _denoiser(self, device: torch.device):  # noqa: ANN202
-        """The U-Net step ``(x, films) -> output`` on the inference runtime (eager while training).
+    def _inference(self, part: str, module: nn.Module, device: torch.device):  # noqa: ANN202
+        """``module`` (an image encoder, or the U-Net step ``(x, films) -> output``) on the inference runtime;
+        itself while training.
 
-        At batch 1 the small U-Nets are dominated by per-operator overhead, and the large ones by
-        PyTorch's Conv1d on a short time axis: ONNX Runtime runs a step of ``image_small``'s U-Net in about
-        half the time of a TorchScript trace and the paper-size (512, 1024, 2048) one several times faster
-        (see docs/diffusion.md). ``torch.compile`` and ``torch.export`` were slower than the trace here.
+        At batch 1 these networks are small, and PyTorch's per-operator overhead and its convolutions on
+        small inputs (a 16-step time axis, 84x84 images) dominate: ONNX Runtime runs them several times
+        faster than eager PyTorch or a TorchScript trace on this CPU (docs/diffusion.md). ``torch.compile``
+        and ``torch.export`` were slower than the trace here.
         """
-        if self.training:
-            return FilmStep(self.unet)
+        if self.training or self.runtime == "eager":
+            return module
         name = choose_runtime(self.runtime, device)
-        if name not in self._compiled:
-            self._compiled[name] = Compiled(FilmStep(self.unet), name)
-        return self._compiled[name]
+        if (part, name) not in self._compiled:
+            self._compiled[part, name] = Compiled(module, name)
+        return self._compiled[part, name]
 
     def reset(self) -> None:
         """Forget the observation history (call at the start of every episode)."""
