@@ -9,7 +9,8 @@ torch threads fixed (default 2). Per policy it prints median and p99 latency per
 * ``DDIM 10 torchscript``: before (the U-Net step as a TorchScript trace, the previous default);
 * ``DDIM 10 onnxruntime``: after (the step on ONNX Runtime, the default when installed);
 * ``DDIM 2 trailing``: the few-step sampler (``--few-step``), on the default runtime;
-* ``train b=32 fp32``: before; ``train b=32 bf16``: bf16 autocast (when the CPU has bf16 instructions).
+* ``train b=32 fp32``: ``robot-stack train``'s step (forward, backward, fused AdamW, EMA); ``bf16``: with
+  bf16 autocast, on a GPU (``--bf16`` on the CPU).
 
 ``--peer lerobot`` also runs LeRobot 0.6.1's DiffusionPolicy (``scripts/lerobot_venv.sh`` makes its
 venv) in its own interpreter at the identical configuration: ResNet-18 encoder (GroupNorm, spatial
@@ -94,16 +95,19 @@ def _sync(device: torch.device) -> None:
 
 
 def latency(policy: DiffusionPolicy, obs: dict, steps: int, repeats: int, device: torch.device,
-            warmup: int = 3) -> tuple[float, float]:
-    times = []
+            warmup: int = 3, samples: bool = False):  # noqa: ANN201
+    """(median, p99) ms per chunk over ``repeats`` calls after ``warmup``; ``samples``: the lists of wall-clock
+    and process CPU times (all threads: the work done, which the machine's other load does not inflate)."""
+    times, cpu = [], []
     for i in range(repeats + warmup):
         _sync(device)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         policy.predict_action(obs, num_steps=steps)
         _sync(device)
         if i >= warmup:
             times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times), float(np.percentile(times, 99))
+            cpu.append((time.process_time() - c) * 1e3)
+    return (times, cpu) if samples else (statistics.median(times), float(np.percentile(times, 99)))
 
 
 def training_batch(policy: DiffusionPolicy, batch_size: int, device: torch.device, seed: int = 1) -> dict:
@@ -114,10 +118,11 @@ def training_batch(policy: DiffusionPolicy, batch_size: int, device: torch.devic
 
 
 def throughput(policy: DiffusionPolicy, batch: dict, iters: int, device: torch.device, precision: str) -> float:
-    """Samples/s of ``train.train_step`` (forward, backward, AdamW, EMA) as ``robot-stack train`` runs it."""
-    cfg = replace(policy.cfg, train={"precision": precision})
+    """Samples/s of ``train.train_step`` (forward, backward, AdamW, EMA) as ``robot-stack train`` runs it;
+    precision ``fp32-before``: with the per-parameter AdamW loop the training used before (torch's CPU default)."""
+    cfg = replace(policy.cfg, train={"precision": precision.removesuffix("-before")})
     policy.cfg = cfg
-    optimizer = make_optimizer(policy, cfg, device)
+    optimizer = make_optimizer(policy, cfg, device, fused=not precision.endswith("-before"))
     ema = EMA(policy, cfg.ema.power, cfg.ema.inv_gamma, cfg.ema.min_decay, cfg.ema.max_decay)
     policy.train()
     times = []
@@ -136,6 +141,12 @@ def bf16_supported(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def precisions(args: argparse.Namespace, device: torch.device) -> list[str]:
+    """fp32, and bf16 autocast on a GPU that has it (on this AVX512-BF16 CPU it was 30-80x slower: ``--bf16``)."""
+    bf16 = bf16_supported(device) and (device.type == "cuda" or args.bf16)
+    return ["fp32-before", "fp32"] + (["bf16"] if bf16 else [])
 
 
 # -- the table of our policies ---------------------------------------------------------------------------
@@ -159,7 +170,7 @@ def ours(args: argparse.Namespace, device: torch.device) -> None:
         med, p99 = latency(policy, obs, args.few_step, args.repeats, device)
         _row(kind, params, f"DDIM {args.few_step} trailing {after}", f"{med:.1f}", f"{p99:.1f}", "")
         batch = training_batch(policy, args.batch_size, device)
-        for precision in ["fp32"] + (["bf16"] if bf16_supported(device) else []):
+        for precision in precisions(args, device):
             sps = throughput(policy, batch, args.train_iters, device, precision)
             _row(kind, params, f"train b={args.batch_size} {precision}", "", "", f"{sps:.0f}")
 
@@ -207,13 +218,21 @@ def lerobot_inputs(obs: dict, cfg: DiffusionConfig) -> tuple[torch.Tensor, torch
 
 
 def run_peer(args: argparse.Namespace, down_dims: tuple[int, ...], device: torch.device) -> None:
+    """LeRobot and ours at one U-Net width, in ``--rounds`` alternating rounds (the machine's load hits both)."""
     from safetensors.torch import load_file, save_file
 
     python = Path(os.environ.get("LEROBOT_PYTHON", REPO / ".venv-lerobot" / "bin" / "python"))
+    if not python.is_file():
+        raise SystemExit(f"--peer lerobot: no {python} (run scripts/lerobot_venv.sh, or set LEROBOT_PYTHON)")
     cfg = peer_config(down_dims)
     policy, obs = make(cfg, device)
     batch = training_batch(policy, args.batch_size, device)
     noise = torch.randn(1, cfg.horizon.horizon, 6, generator=torch.Generator().manual_seed(7))
+    start, n_act = cfg.horizon.n_obs_steps - 1, cfg.horizon.n_action_steps
+    runtimes = ["torchscript"] + (["onnxruntime"] if device.type == "cpu" and onnxruntime_available() else [])
+    peer_ms, peer_cpu, peer_sps, ms, cpu, sps, diff = [], [], [], {}, {}, {}, {}
+    few = make(replace(cfg, scheduler={"inference_steps": args.few_step, "timestep_spacing": "trailing"}), device)[0]
+    few.load_state_dict(policy.state_dict())
     with tempfile.TemporaryDirectory(prefix="lerobot_peer_") as tmp:
         folder = Path(tmp)
         weights = {lerobot_name(k, cfg): v.contiguous() for k, v in policy.state_dict().items()}
@@ -232,33 +251,46 @@ def run_peer(args: argparse.Namespace, down_dims: tuple[int, ...], device: torch
                            "diffusion_step_embed_dim": 128, "noise_scheduler_type": "DDIM", "num_inference_steps": 10,
                            "prediction_type": "epsilon", "clip_sample": True}}
         (folder / "spec.json").write_text(json.dumps(spec))
-        proc = subprocess.run([str(python), str(Path(__file__).with_name("lerobot_peer.py")), str(folder)],
-                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
-        if proc.returncode:
-            raise SystemExit(f"LeRobot peer failed:\n{proc.stderr[-3000:]}")
-        peer = json.loads((folder / "result.json").read_text())
-        peer_actions = load_file(str(folder / "actions.safetensors"))["actions"]
+        for _ in range(args.rounds):
+            proc = subprocess.run([str(python), str(Path(__file__).with_name("lerobot_peer.py")), str(folder)],
+                                  capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
+            if proc.returncode:
+                raise SystemExit(f"LeRobot peer failed:\n{proc.stderr[-3000:]}")
+            peer = json.loads((folder / "result.json").read_text())
+            peer_ms += peer["inference_ms"]
+            peer_cpu += peer["inference_cpu_ms"]
+            peer_sps.append(peer["train_samples_per_s"])
+            peer_actions = load_file(str(folder / "actions.safetensors"))["actions"]
+            for runtime in runtimes:
+                policy.runtime = runtime
+                actions = policy.predict_action(obs, noise=noise)[:, start:start + n_act]
+                diff[runtime] = max(diff.get(runtime, 0.0), float((actions - peer_actions).abs().max()))
+                wall, work = latency(policy, obs, 10, args.peer_repeats, device, warmup=2, samples=True)
+                ms.setdefault(runtime, []).extend(wall)
+                cpu.setdefault(runtime, []).extend(work)
+            wall, work = latency(few, obs, args.few_step, args.peer_repeats, device, warmup=2, samples=True)
+            ms.setdefault("few", []).extend(wall)
+            cpu.setdefault("few", []).extend(work)
+            for precision in precisions(args, device):
+                sps.setdefault(precision, []).append(throughput(policy, batch, args.train_iters, device, precision))
 
-    start = cfg.horizon.n_obs_steps - 1
-    name = f"{'-'.join(map(str, down_dims))}"
-    lerobot_ms = statistics.median(peer["inference_ms"])
-    print(f"{name:<15} {'LeRobot ' + peer['torch']:<34} {lerobot_ms:>9.1f} {'1.00':>7} {'-':>10} {peer['train_samples_per_s']:>10.1f} {'1.00':>6}", flush=True)
-    runtimes = ["torchscript"] + (["onnxruntime"] if device.type == "cpu" and onnxruntime_available() else [])
+    name = "-".join(map(str, down_dims))
+    base_ms, base_cpu, base_sps = statistics.median(peer_ms), statistics.median(peer_cpu), statistics.median(peer_sps)
+
+    def line(label: str, wall: list[float], work: list[float], da: str) -> None:
+        w, c = statistics.median(wall), statistics.median(work)
+        print(f"{name:<15} {label:<34} {w:>9.1f} {w / base_ms:>6.2f} {c:>8.1f} {c / base_cpu:>6.2f} {da:>9}", flush=True)
+
+    line(f"LeRobot {peer['torch']} DDIM 10", peer_ms, peer_cpu, "-")
     for runtime in runtimes:
-        policy.runtime = runtime
-        actions = policy.predict_action(obs, noise=noise)[:, start:start + cfg.horizon.n_action_steps]
-        diff = float((actions - peer_actions).abs().max())
-        med, _ = latency(policy, obs, 10, args.peer_repeats, device, warmup=2)
-        label = f"ours DDIM 10 {runtime}" + (" (before)" if runtime == "torchscript" else "")
-        print(f"{name:<15} {label:<34} {med:>9.1f} {med / lerobot_ms:>7.2f} {diff:>10.1e}", flush=True)
-    policy.runtime = "auto"
-    policy.set_sampler(args.few_step, "trailing")
-    med, _ = latency(policy, obs, args.few_step, args.peer_repeats, device, warmup=2)
-    print(f"{name:<15} {f'ours DDIM {args.few_step} trailing':<34} {med:>9.1f} {med / lerobot_ms:>7.2f} {'-':>10}", flush=True)
-    for precision in ["fp32"] + (["bf16"] if bf16_supported(device) else []):
-        sps = throughput(policy, batch, args.train_iters, device, precision)
-        print(f"{name:<15} {f'ours train {precision}':<34} {'':>9} {'':>7} {'':>10} {sps:>10.1f} "
-              f"{sps / peer['train_samples_per_s']:>6.2f}", flush=True)
+        line(f"ours DDIM 10 {runtime}" + (" (before)" if runtime == "torchscript" else ""), ms[runtime], cpu[runtime],
+             f"{diff[runtime]:.1e}")
+    line(f"ours DDIM {args.few_step} trailing {runtimes[-1]}", ms["few"], cpu["few"], "-")
+    print(f"{name:<15} {f'LeRobot train b={args.batch_size}':<34} {'samples/s':>9} {base_sps:>6.1f}", flush=True)
+    for precision in precisions(args, device):
+        value = statistics.median(sps[precision])
+        label = f"ours train {precision.replace('-before', ' (before)')}"
+        print(f"{name:<15} {label:<34} {'samples/s':>9} {value:>6.1f}  ratio {value / base_sps:.2f}", flush=True)
 
 
 def main() -> None:
@@ -271,10 +303,12 @@ def main() -> None:
     parser.add_argument("--ddim", nargs="+", type=int, default=[10], help="DDIM step counts to time")
     parser.add_argument("--few-step", type=int, default=2, help="steps of the few-step (trailing DDIM) rows")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (GPU rows: run it on a GPU machine)")
+    parser.add_argument("--bf16", action="store_true", help="also time bf16-autocast training on the CPU")
     parser.add_argument("--peer", choices=["lerobot"], help="also time LeRobot's DiffusionPolicy at the same configuration")
     parser.add_argument("--peer-dims", nargs="+", default=["64,128,256", "512,1024,2048"],
                         help="U-Net down_dims of the peer comparison")
-    parser.add_argument("--peer-repeats", type=int, default=10)
+    parser.add_argument("--peer-repeats", type=int, default=10, help="timed chunks per side and round")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating LeRobot/ours rounds per width")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -290,7 +324,7 @@ def main() -> None:
     if args.peer:
         print(f"\npeer: LeRobot DiffusionPolicy vs ours, identical configuration (ResNet-18 GroupNorm encoder per camera, "
               f"2 cameras 96x96 + joint_pos, DDIM 10), batch 1 latency per chunk, training batch {args.batch_size}")
-        print(f"{'down_dims':<15} {'case':<34} {'median ms':>9} {'ratio':>7} {'max |da|':>10} {'samples/s':>10} {'ratio':>6}")
+        print(f"{'down_dims':<15} {'case':<34} {'wall ms':>9} {'ratio':>6} {'CPU ms':>8} {'ratio':>6} {'max |da|':>9}")
         for dims in args.peer_dims:
             run_peer(args, tuple(int(d) for d in dims.split(",")), device)
     print(f"load average after: {os.getloadavg()[0]:.2f} (the machine is shared; figures are from one run)")

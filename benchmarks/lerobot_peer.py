@@ -54,22 +54,23 @@ def main() -> None:
     result: dict = {"torch": torch.__version__, "params": sum(p.numel() for p in policy.parameters())}
 
     policy.eval()
-    times = []
+    times, cpu = [], []
     with torch.inference_mode():
         for i in range(spec["repeats"] + spec["warmup"]):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             actions = policy.diffusion.generate_actions(obs, noise=data["noise"].clone())
             if i >= spec["warmup"]:
                 times.append((time.perf_counter() - t) * 1e3)
-    result["inference_ms"] = times
+                cpu.append((time.process_time() - c) * 1e3)
+    result["inference_ms"], result["inference_cpu_ms"] = times, cpu
     save_file({"actions": actions.contiguous()}, str(folder / "actions.safetensors"))
 
     if spec["train_iters"]:
         # LeRobot's training step (lerobot-train's update_policy without AMP): forward, backward,
-        # gradient clipping at the preset's norm, AdamW with the preset's hyper-parameters.
+        # gradient clipping and the optimiser of the policy's own preset (Adam, as lerobot-train builds it).
         policy.train()
-        optim = torch.optim.AdamW(policy.parameters(), lr=policy.config.optimizer_lr, betas=policy.config.optimizer_betas,
-                                  eps=policy.config.optimizer_eps, weight_decay=policy.config.optimizer_weight_decay)
+        preset = policy.config.get_optimizer_preset()
+        optim = preset.build(policy.parameters())
         batch = {"observation.state": data["train_state"], "action": data["train_action"],
                  "action_is_pad": torch.zeros(data["train_action"].shape[:2], dtype=torch.bool)}
         for i, cam in enumerate(spec["cameras"]):
@@ -79,7 +80,7 @@ def main() -> None:
             t = time.perf_counter()
             loss, _ = policy.forward(batch)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), 10.0)
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), preset.grad_clip_norm)
             optim.step()
             optim.zero_grad()
             if i >= 2:

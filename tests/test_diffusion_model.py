@@ -287,3 +287,39 @@ def test_ee_action_space_trains_and_returns_joint_targets(tmp_path):
     assert joints.shape == (2, 16, 6) and torch.isfinite(joints).all()
     with pytest.raises(ValueError, match="action_space ee needs joint_pos"):
         replace(cfg, obs={"lowdim_keys": ("object_state",)})
+
+
+def test_fused_adamw_step_matches_the_per_parameter_loop():
+    """Training's fused AdamW (the speed lever) computes the update the default loop computes."""
+    from robot_stack.policies.diffusion.train import EMA, LossWrapper, make_optimizer, train_step
+
+    cpu = torch.device("cpu")
+    batch = {**image_obs(4), "action": torch.rand(4, 16, 6) * 2 - 1}
+    params = {}
+    for fused in (True, False):
+        policy = image_policy().train()
+        cfg = policy.cfg
+        optimizer = make_optimizer(policy, cfg, cpu, fused=fused)
+        assert bool(optimizer.defaults["fused"]) is fused
+        ema = EMA(policy, cfg.ema.power, cfg.ema.inv_gamma, cfg.ema.min_decay, cfg.ema.max_decay)
+        for step in range(3):
+            loss = train_step(LossWrapper(policy), policy, optimizer, ema, batch, torch.Generator().manual_seed(step),
+                              (0, 1), cfg, step, cpu)
+            assert torch.isfinite(loss)
+        params[fused] = torch.cat([p.detach().flatten() for p in policy.parameters()])
+    assert torch.allclose(params[True], params[False], atol=1e-6)
+    assert not torch.equal(params[True], torch.cat([p.flatten() for p in image_policy().parameters()]))
+
+
+def test_bf16_autocast_training_step_runs_on_the_cpu():
+    from robot_stack.policies.diffusion.train import LossWrapper, make_optimizer, train_step
+
+    cpu = torch.device("cpu")
+    policy = image_policy().train()
+    policy.cfg = replace(policy.cfg, train={"precision": "bf16"})
+    optimizer = make_optimizer(policy, policy.cfg, cpu)
+    batch = {**image_obs(2), "action": torch.rand(2, 16, 6) * 2 - 1}
+    loss = train_step(LossWrapper(policy), policy, optimizer, None, batch, torch.Generator().manual_seed(0), (0, 1),
+                      policy.cfg, 0, cpu)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert all(p.dtype == torch.float32 for p in policy.parameters())  # weights stay fp32
