@@ -27,6 +27,7 @@ both latencies, their ratio, and both training throughputs (batch 32).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -120,6 +121,7 @@ def training_batch(policy: DiffusionPolicy, batch_size: int, device: torch.devic
 def throughput(policy: DiffusionPolicy, batch: dict, iters: int, device: torch.device, precision: str) -> float:
     """Samples/s of ``train.train_step`` (forward, backward, AdamW, EMA) as ``robot-stack train`` runs it;
     precision ``fp32-before``: with the per-parameter AdamW loop the training used before (torch's CPU default)."""
+    policy = copy.deepcopy(policy)  # train a copy: the caller's weights stay those the peer was given
     cfg = replace(policy.cfg, train={"precision": precision.removesuffix("-before")})
     policy.cfg = cfg
     optimizer = make_optimizer(policy, cfg, device, fused=not precision.endswith("-before"))
@@ -133,7 +135,6 @@ def throughput(policy: DiffusionPolicy, batch: dict, iters: int, device: torch.d
         _sync(device)
         if i >= 2:
             times.append(time.perf_counter() - t)
-    policy.eval()
     return len(batch["action"]) / statistics.median(times)
 
 
@@ -150,29 +151,36 @@ def precisions(args: argparse.Namespace, device: torch.device) -> list[str]:
 
 
 # -- the table of our policies ---------------------------------------------------------------------------
-def _row(kind: str, params: float, case: str, med: str, p99: str, sps: str) -> None:
-    print(f"{kind:<12} {params:>7.1f}M {case:<24} {med:>10} {p99:>8} {sps:>10}", flush=True)
+def _row(kind: str, params: float, case: str, med: str, p99: str, cpu: str, sps: str) -> None:
+    print(f"{kind:<12} {params:>7.1f}M {case:<30} {med:>10} {p99:>8} {cpu:>8} {sps:>10}", flush=True)
+
+
+def _timed(policy: DiffusionPolicy, obs: dict, steps: int, repeats: int, device: torch.device) -> tuple[str, str, str]:
+    wall, work = latency(policy, obs, steps, repeats, device, samples=True)
+    return f"{statistics.median(wall):.1f}", f"{np.percentile(wall, 99):.1f}", f"{statistics.median(work):.1f}"
 
 
 def ours(args: argparse.Namespace, device: torch.device) -> None:
     after = "onnxruntime" if device.type == "cpu" and onnxruntime_available() else "torchscript"
-    print(f"{'policy':<12} {'params':>8} {'case':<24} {'median ms':>10} {'p99 ms':>8} {'samples/s':>10}", flush=True)
+    print(f"{'policy':<12} {'params':>8} {'case':<30} {'median ms':>10} {'p99 ms':>8} {'CPU ms':>8} {'samples/s':>10}",
+          flush=True)
     for kind in args.policies:
         policy, obs = make(config(kind), device)
         params = sum(p.numel() for p in policy.parameters()) / 1e6
         for steps in args.ddim:
             for runtime in dict.fromkeys(["torchscript", after]):
                 policy.runtime = runtime
-                med, p99 = latency(policy, obs, steps, args.repeats, device)
-                _row(kind, params, f"DDIM {steps} {runtime}", f"{med:.1f}", f"{p99:.1f}", "")
+                label = f"DDIM {steps} {runtime}" + (" (before)" if runtime == "torchscript" else "")
+                _row(kind, params, label, *_timed(policy, obs, steps, args.repeats, device), "")
         policy.runtime = "auto"
         policy.set_sampler(args.few_step, "trailing")
-        med, p99 = latency(policy, obs, args.few_step, args.repeats, device)
-        _row(kind, params, f"DDIM {args.few_step} trailing {after}", f"{med:.1f}", f"{p99:.1f}", "")
+        _row(kind, params, f"DDIM {args.few_step} trailing {after}", *_timed(policy, obs, args.few_step, args.repeats,
+                                                                             device), "")
         batch = training_batch(policy, args.batch_size, device)
-        for precision in precisions(args, device):
+        for precision in precisions(args, device) if args.train_iters else []:
             sps = throughput(policy, batch, args.train_iters, device, precision)
-            _row(kind, params, f"train b={args.batch_size} {precision}", "", "", f"{sps:.0f}")
+            _row(kind, params, f"train b={args.batch_size} {precision.replace('-before', ' (before)')}", "", "", "",
+                 f"{sps:.0f}")
 
 
 # -- the peer --------------------------------------------------------------------------------------------
@@ -259,7 +267,7 @@ def run_peer(args: argparse.Namespace, down_dims: tuple[int, ...], device: torch
             peer = json.loads((folder / "result.json").read_text())
             peer_ms += peer["inference_ms"]
             peer_cpu += peer["inference_cpu_ms"]
-            peer_sps.append(peer["train_samples_per_s"])
+            peer_sps.append(peer.get("train_samples_per_s", 0.0))
             peer_actions = load_file(str(folder / "actions.safetensors"))["actions"]
             for runtime in runtimes:
                 policy.runtime = runtime
@@ -271,7 +279,7 @@ def run_peer(args: argparse.Namespace, down_dims: tuple[int, ...], device: torch
             wall, work = latency(few, obs, args.few_step, args.peer_repeats, device, warmup=2, samples=True)
             ms.setdefault("few", []).extend(wall)
             cpu.setdefault("few", []).extend(work)
-            for precision in precisions(args, device):
+            for precision in precisions(args, device) if args.train_iters else []:
                 sps.setdefault(precision, []).append(throughput(policy, batch, args.train_iters, device, precision))
 
     name = "-".join(map(str, down_dims))
@@ -286,6 +294,8 @@ def run_peer(args: argparse.Namespace, down_dims: tuple[int, ...], device: torch
         line(f"ours DDIM 10 {runtime}" + (" (before)" if runtime == "torchscript" else ""), ms[runtime], cpu[runtime],
              f"{diff[runtime]:.1e}")
     line(f"ours DDIM {args.few_step} trailing {runtimes[-1]}", ms["few"], cpu["few"], "-")
+    if not args.train_iters:
+        return
     print(f"{name:<15} {f'LeRobot train b={args.batch_size}':<34} {'samples/s':>9} {base_sps:>6.1f}", flush=True)
     for precision in precisions(args, device):
         value = statistics.median(sps[precision])
@@ -298,7 +308,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--train-iters", type=int, default=5)
+    parser.add_argument("--train-iters", type=int, default=3, help="timed training steps (0: no training rows)")
     parser.add_argument("--policies", nargs="*", default=list(POLICIES), choices=list(POLICIES))
     parser.add_argument("--ddim", nargs="+", type=int, default=[10], help="DDIM step counts to time")
     parser.add_argument("--few-step", type=int, default=2, help="steps of the few-step (trailing DDIM) rows")
