@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Optional: a separate environment with the real `lerobot` package, to check that
-# `robot-stack data export --format lerobot` loads with LeRobotDataset (tests/test_data_lerobot.py uses it).
+# `robot-stack data export --format lerobot` loads with LeRobotDataset (tests/test_data_lerobot.py uses it)
+# and to time LeRobot's DiffusionPolicy beside ours (benchmarks/diffusion_inference.py --peer lerobot).
 # lerobot 0.6.1 needs Python >= 3.12 and torch < 2.12, which the project's Python 3.11 + torch 2.13 venv
 # cannot host, hence its own venv. About 5.4 GB (PyPI's torch 2.11 is a CUDA build), ~2.5 min to install.
 # Idempotent. Environment: LEROBOT_VENV (default .venv-lerobot), PYTHON312 (default: python3.12 on PATH or pyenv's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${LEROBOT_VENV:-.venv-lerobot}
-SPEC="lerobot[dataset]==0.6.1"
+SPEC="lerobot[dataset,diffusion]==0.6.1"
 if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.robot_stack_lerobot" 2>/dev/null)" = "$SPEC" ]; then
   echo "lerobot venv: ready ($VENV)"; exit 0
 fi

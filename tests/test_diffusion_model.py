@@ -13,7 +13,9 @@ from robot_stack.policies.diffusion import dataset as ds
 from robot_stack.policies.diffusion.config import ShapeMeta, preset, replace
 from robot_stack.policies.diffusion.ee_actions import EndEffectorActions
 from robot_stack.policies.diffusion.normalizer import Normalizer
+from robot_stack.policies.diffusion import runtime as runtime_mod
 from robot_stack.policies.diffusion.policy import DiffusionPolicy, NonFiniteError
+from robot_stack.policies.diffusion.runtime import Compiled
 from robot_stack.policies.diffusion.synthetic import write_store
 from robot_stack.policies.diffusion.train import RunOptions, train
 from robot_stack.policies.diffusion.unet import ConditionalUnet1D
@@ -70,23 +72,41 @@ def test_precomputed_film_matches_per_step_conditioning():
 
 
 
-def test_traced_unet_step_matches_eager_and_follows_new_weights():
-    """Inference's TorchScript U-Net step gives eager's actions, per batch size, and never keeps stale weights."""
+@pytest.mark.parametrize("runtime", ["torchscript", "onnxruntime"])
+def test_runtime_unet_step_matches_eager_and_follows_new_weights(runtime):
+    """Inference's compiled U-Net step gives eager's actions, per batch size, and never keeps stale weights."""
+    if runtime == "onnxruntime":
+        pytest.importorskip("onnxruntime")
     policy, obs = image_policy(), image_obs()
 
-    def actions(traced: bool, o: dict) -> torch.Tensor:
-        policy.trace_unet = traced
+    def actions(name: str, o: dict) -> torch.Tensor:
+        policy.runtime = name
         return policy.predict_action(o, generator=torch.Generator().manual_seed(5))
 
     for batch in (obs, {k: v[:1] for k, v in obs.items()}):
-        assert torch.equal(actions(True, batch), actions(False, batch))
-    assert len(policy._traced) == 2  # one trace per input shape
-    before = actions(True, obs)
+        assert torch.allclose(actions(runtime, batch), actions("eager", batch), atol=1e-5)
+    assert len(policy._compiled["unet", runtime]._graphs) == 2  # one graph per input shape
+    assert len(policy._compiled["front_image", runtime]._graphs) == 2
+    before = actions(runtime, obs)
     policy.load_state_dict(image_policy(seed=1).state_dict())  # e.g. EMA weights or a reloaded checkpoint
-    after = actions(True, obs)
-    assert not torch.allclose(before, after) and torch.equal(after, actions(False, obs))
+    after = actions(runtime, obs)
+    assert not torch.allclose(before, after) and torch.allclose(after, actions("eager", obs), atol=1e-5)
+    assert "_compiled" not in "".join(policy.state_dict())  # the compiled step is no submodule
     policy.train()
-    assert not isinstance(policy._denoiser(torch.zeros(1, 16, 6), []), torch.jit.ScriptModule)
+    assert not isinstance(policy._inference("unet", policy.unet, torch.device("cpu")), Compiled)
+
+
+def test_runtime_choice():
+    cpu = torch.device("cpu")
+    have_ort = runtime_mod.onnxruntime_available()
+    assert runtime_mod.choose_runtime("auto", cpu) == ("onnxruntime" if have_ort else "torchscript")
+    assert runtime_mod.choose_runtime("eager", cpu) == "eager"
+    with pytest.raises(UserError, match="use one of"):
+        runtime_mod.choose_runtime("tensorrt", cpu)
+    assert runtime_mod.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(UserError, match="use auto, cpu"):
+        runtime_mod.resolve_device("gpu")
+
 
 def test_relative_actions_are_offsets_from_the_current_joints(tmp_path):
     store = write_store(tmp_path / "demos.zarr", n_episodes=3, length=20)
@@ -267,3 +287,39 @@ def test_ee_action_space_trains_and_returns_joint_targets(tmp_path):
     assert joints.shape == (2, 16, 6) and torch.isfinite(joints).all()
     with pytest.raises(ValueError, match="action_space ee needs joint_pos"):
         replace(cfg, obs={"lowdim_keys": ("object_state",)})
+
+
+def test_fused_adamw_step_matches_the_per_parameter_loop():
+    """Training's fused AdamW (the speed lever) computes the update the default loop computes."""
+    from robot_stack.policies.diffusion.train import EMA, LossWrapper, make_optimizer, train_step
+
+    cpu = torch.device("cpu")
+    batch = {**image_obs(4), "action": torch.rand(4, 16, 6) * 2 - 1}
+    params = {}
+    for fused in (True, False):
+        policy = image_policy().train()
+        cfg = policy.cfg
+        optimizer = make_optimizer(policy, cfg, cpu, fused=fused)
+        assert bool(optimizer.defaults["fused"]) is fused
+        ema = EMA(policy, cfg.ema.power, cfg.ema.inv_gamma, cfg.ema.min_decay, cfg.ema.max_decay)
+        for step in range(3):
+            loss = train_step(LossWrapper(policy), policy, optimizer, ema, batch, torch.Generator().manual_seed(step),
+                              (0, 1), cfg, step, cpu)
+            assert torch.isfinite(loss)
+        params[fused] = torch.cat([p.detach().flatten() for p in policy.parameters()])
+    assert torch.allclose(params[True], params[False], atol=1e-6)
+    assert not torch.equal(params[True], torch.cat([p.flatten() for p in image_policy().parameters()]))
+
+
+def test_bf16_autocast_training_step_runs_on_the_cpu():
+    from robot_stack.policies.diffusion.train import LossWrapper, make_optimizer, train_step
+
+    cpu = torch.device("cpu")
+    policy = image_policy().train()
+    policy.cfg = replace(policy.cfg, train={"precision": "bf16"})
+    optimizer = make_optimizer(policy, policy.cfg, cpu)
+    batch = {**image_obs(2), "action": torch.rand(2, 16, 6) * 2 - 1}
+    loss = train_step(LossWrapper(policy), policy, optimizer, None, batch, torch.Generator().manual_seed(0), (0, 1),
+                      policy.cfg, 0, cpu)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert all(p.dtype == torch.float32 for p in policy.parameters())  # weights stay fp32

@@ -29,6 +29,7 @@ from robot_stack.checkpoint_meta import read_meta
 from robot_stack.errors import UserError
 from robot_stack.policies.diffusion.config import DiffusionConfig, ShapeMeta
 from robot_stack.policies.diffusion.policy import DiffusionPolicy
+from robot_stack.policies.diffusion.runtime import resolve_device
 from robot_stack.typed_config import from_dict, to_dict
 
 FORMAT = "robot_stack.diffusion_policy"
@@ -128,8 +129,11 @@ def _short(value: object) -> str:
 
 def load_policy(folder: str | Path, profile: Any = None, obs_keys: Iterable[str] | None = None,
                 device: str | torch.device = "cpu") -> DiffusionPolicy:
-    """Load a checkpoint for inference (eval mode), validated against ``profile`` / ``obs_keys``."""
+    """Load a checkpoint for inference (eval mode), validated against ``profile`` / ``obs_keys``.
+
+    ``device``: ``cpu``, ``cuda[:n]`` or ``auto`` (CUDA when torch sees a GPU)."""
     folder = Path(folder)
+    device = resolve_device(device)
     cfg, shape, meta = read_config(folder)
     check_compatible(shape, f"checkpoint {folder}", profile, obs_keys)
     policy = DiffusionPolicy(cfg, shape)

@@ -57,6 +57,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="allow observations of the simulator's ground truth (object_state): a sim-only reference")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_run)
+    _register_sampler(subparsers)
+
+
+def _register_sampler(subparsers: argparse._SubParsersAction) -> None:
+    p = add_command(
+        subparsers, "sampler", "give a checkpoint a few-step sampler and check it on the twin",
+        "Write a copy of a diffusion-policy checkpoint whose sampler is DDIM with --steps steps (same weights),\n"
+        "and/or (--check) roll the checkpoint's sampler and the 10-step reference (DDIM 10, leading spacing) out\n"
+        "on the twin over the same --episodes seeds: exit 0 when the checkpoint's success is inside or above the\n"
+        "reference's 95% interval, 1 otherwise. Policies that predict the clean chunk (scheduler.prediction_type:\n"
+        "sample, as config/policies/*.yaml) keep their success at 1-3 steps with --spacing trailing, without\n"
+        "distillation. The sampler is stored in the checkpoint: policy_server and eval use it with no flag.\n\n"
+        "examples:\n"
+        "  robot-stack train sampler runs/pick/checkpoints/latest --out runs/pick/checkpoints/fast --steps 2\n"
+        "  robot-stack train sampler runs/pick/checkpoints/fast --check --episodes 50\n",
+    )
+    p.add_argument("policy", help="checkpoint folder (robot-stack train ... --out)/checkpoints/<name>")
+    p.add_argument("--out", type=Path, help="new checkpoint folder with the sampler (default: none written)")
+    p.add_argument("--steps", type=int, default=2, help="DDIM steps (network evaluations) per action chunk")
+    p.add_argument("--spacing", default="trailing", choices=("trailing", "leading"),
+                   help="DDIM timestep spacing: trailing starts from the last training step (needed for 1-3 steps)")
+    p.add_argument("--check", action="store_true", help="compare against DDIM 10 on the twin (writes nothing there)")
+    p.add_argument("--episodes", type=int, default=50, help="twin episodes per sampler with --check")
+    p.add_argument("--task", default="pick_cube", help="twin task for --check")
+    p.add_argument("--robot", help="robot profile (default: the checkpoint's)")
+    p.set_defaults(handler=_run_sampler)
+
+
+def _run_sampler(args: argparse.Namespace) -> int:
+    from robot_stack.errors import UserError
+    from robot_stack.policies.diffusion.checkpoint import read_config
+    from robot_stack.policies.diffusion.sampler import compare_samplers, write_sampler_checkpoint
+
+    if not args.out and not args.check:
+        raise UserError("nothing to do: give --out <folder> (write a checkpoint with the sampler) and/or --check")
+    if args.episodes < 1:
+        raise UserError("--episodes must be at least 1")
+    _, shape, _ = read_config(args.policy)
+    target = args.policy
+    if args.out:
+        target = write_sampler_checkpoint(args.policy, args.out, args.steps, args.spacing)
+        print(f"checkpoint with DDIM {args.steps} ({args.spacing}): {target}")
+    if not args.check:
+        return 0
+    result = compare_samplers(target, args.task, args.robot or shape.robot, args.episodes)
+    print(result.summary())
+    return 0 if result.within else 1
 
 
 def _train_overrides(args: argparse.Namespace) -> dict:

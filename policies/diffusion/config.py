@@ -125,7 +125,13 @@ class SchedulerConfig:
     train_steps: int = 100
     """DDPM diffusion steps in training."""
     inference_steps: int = 10
-    """DDIM steps at inference (8-16 is the useful range)."""
+    """DDIM steps at inference (8-16 is the useful range with ``leading`` spacing; 1-3 with ``trailing``
+    and x0 prediction)."""
+    timestep_spacing: Literal["leading", "trailing"] = "leading"
+    """Which diffusion steps DDIM visits: ``leading`` (diffusers' default, the paper's) ends at step 0 and,
+    with few steps, starts far below the last training step (1 step: t=0, as if the noise were a clean
+    sample); ``trailing`` starts at the last step (Lin et al. 2024), so that 1-3 steps still denoise
+    from pure noise."""
     beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2"
     prediction_type: Literal["epsilon", "sample"] = "epsilon"
     clip_sample: bool = True
@@ -181,6 +187,9 @@ class TrainConfig:
     """Twin task to evaluate on ('': the task the demo store was recorded on)."""
     eval_seed: int = 500
     """First episode seed of every periodic evaluation (apart from the demos' and ``robot-stack eval``'s 1000+)."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """``bf16``: autocast matmuls and convolutions to bfloat16 (CPUs with AVX512-BF16 or AMX, recent GPUs);
+    weights, optimiser and loss stay fp32."""
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:

@@ -12,7 +12,7 @@ or ``predict_action(obs_history)`` for a batch of stacked histories.
 from __future__ import annotations
 
 import collections
-import warnings
+import dataclasses
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from torch import nn
 from robot_stack.errors import UserError
 from robot_stack.policies.diffusion.config import DiffusionConfig, ShapeMeta
 from robot_stack.policies.diffusion.normalizer import Normalizer
+from robot_stack.policies.diffusion.runtime import Compiled, choose_runtime
 from robot_stack.policies.diffusion.unet import ConditionalUnet1D, FilmStep
 from robot_stack.policies.diffusion.vision import ImageEncoder, crop, random_crop_offsets, resize_images
 
@@ -46,15 +47,24 @@ class DiffusionPolicy(nn.Module):
         sched = dict(num_train_timesteps=cfg.scheduler.train_steps, beta_schedule=cfg.scheduler.beta_schedule,
                      prediction_type=cfg.scheduler.prediction_type, clip_sample=cfg.scheduler.clip_sample)
         self.train_scheduler = DDPMScheduler(**sched)
-        self.infer_scheduler = DDIMScheduler(**sched, set_alpha_to_one=True, steps_offset=0)
+        self.infer_scheduler = DDIMScheduler(**sched, set_alpha_to_one=True, steps_offset=0,
+                                             timestep_spacing=cfg.scheduler.timestep_spacing)
         self.inference_steps = cfg.scheduler.inference_steps
-        self.trace_unet = True
-        """Run inference's U-Net steps as a TorchScript trace (same results; False: eager, for debugging)."""
-        self._traced: dict[tuple, torch.jit.ScriptModule] = {}
+        """DDIM steps per chunk; may be overridden per call (``num_steps``) or for a whole evaluation."""
+        self.runtime = "auto"
+        """How inference runs the image encoders and the U-Net step (``runtime.RUNTIMES``): ``auto`` is ONNX
+        Runtime on the CPU when installed, else a TorchScript trace; ``eager`` for debugging. Same actions up
+        to float rounding."""
+        self._compiled: dict[tuple[str, str], Compiled] = {}
+        """(part, runtime) -> that part on it (a plain dict: not a submodule, not in the state dict)."""
         self.ee_actions = None
         """``obs.action_space: ee``: the kinematics turning end-effector targets into joint targets (made
         from the profile named in ``shape.robot`` on first use unless set, e.g. to a profile loaded from a path)."""
         self._history: collections.deque = collections.deque(maxlen=cfg.horizon.n_obs_steps)
+
+    def __getstate__(self) -> dict:
+        """Copies (``copy.deepcopy`` for EMA, pickling) leave the compiled inference graphs behind."""
+        return {**self.__dict__, "_compiled": {}}
 
     # -- observations ----------------------------------------------------------------------------
     def encode_obs(self, obs: dict[str, torch.Tensor], crop_offsets: dict[str, torch.Tensor] | None = None,
@@ -72,7 +82,7 @@ class DiffusionPolicy(nn.Module):
             b = img.shape[0]
             x = img.reshape(b * to, *img.shape[2:]).permute(0, 3, 1, 2).float()
             x = crop(x, self.cfg.obs.crop_size, None if crop_offsets is None else crop_offsets[key].to(x.device))
-            feats.append(self.encoders[key](x).reshape(b, to, -1))
+            feats.append(self._inference(key, self.encoders[key], x.device)(x).reshape(b, to, -1))
         return torch.cat(feats, -1).reshape(feats[0].shape[0], -1)
 
     def _as_tensors(self, obs: dict) -> dict[str, torch.Tensor]:
@@ -94,6 +104,14 @@ class DiffusionPolicy(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    def set_sampler(self, inference_steps: int, timestep_spacing: str) -> None:
+        """Use DDIM with these steps from now on; the config (and so a checkpoint saved from it) says so."""
+        scheduler = dataclasses.replace(self.cfg.scheduler, inference_steps=inference_steps,
+                                        timestep_spacing=timestep_spacing)
+        self.cfg = dataclasses.replace(self.cfg, scheduler=scheduler)
+        self.infer_scheduler = DDIMScheduler.from_config(self.infer_scheduler.config, timestep_spacing=timestep_spacing)
+        self.inference_steps = inference_steps
 
     # -- training --------------------------------------------------------------------------------
     def compute_loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None,
@@ -137,8 +155,10 @@ class DiffusionPolicy(nn.Module):
     # -- inference -------------------------------------------------------------------------------
     @torch.inference_mode()
     def predict_action(self, obs: dict, generator: torch.Generator | None = None,
-                       num_steps: int | None = None) -> torch.Tensor:
+                       num_steps: int | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Obs history (B, To, ...) -> absolute joint targets (B, Tp, n); raises NonFiniteError, never returns NaN.
+
+        ``noise`` (B, Tp, action dim): the standard-normal sample to denoise (default: drawn from ``generator``).
 
         The observations are encoded once and the FiLM parameters of all DDIM steps computed in one
         batched pass before the denoising loop, which then runs only the U-Net's convolutions.
@@ -150,8 +170,10 @@ class DiffusionPolicy(nn.Module):
         scheduler.set_timesteps(num_steps or self.inference_steps)
         films = self.unet.films(scheduler.timesteps.to(cond.device), cond)
         shape = (b, self.cfg.horizon.horizon, self.shape.model_action_dim)
-        x = self.cfg.scheduler.init_noise_scale * torch.randn(shape, generator=generator).to(cond.device)
-        denoise = self._denoiser(x, films[0])
+        if noise is None:
+            noise = torch.randn(shape, generator=generator)
+        x = self.cfg.scheduler.init_noise_scale * noise.to(cond.device)
+        denoise = self._inference("unet", FilmStep(self.unet), cond.device)
         for t, film in zip(scheduler.timesteps, films):
             x = scheduler.step(denoise(x, film), t, x).prev_sample
         action = self.normalizer.unnormalize(self.action_key, x)
@@ -174,25 +196,21 @@ class DiffusionPolicy(nn.Module):
         out = [self.ee_actions.decode(t, q[0]) for t, q in zip(ee_targets.cpu().numpy(), joints.cpu().numpy())]
         return torch.as_tensor(np.stack(out), device=ee_targets.device)
 
-    def _denoiser(self, x: torch.Tensor, film: list[torch.Tensor]) -> nn.Module:
-        """The U-Net step for inputs shaped like ``x``: a TorchScript trace made on first use per shape/device/dtype.
+    def _inference(self, part: str, module: nn.Module, device: torch.device):  # noqa: ANN202
+        """``module`` (an image encoder, or the U-Net step ``(x, films) -> output``) on the inference runtime;
+        itself while training.
 
-        At batch 1 the small U-Nets are dominated by Python's per-module overhead: the trace halves a
-        step on the CPU (image_small: 3.0 -> 1.5 ms on 2 cores) with identical results. It shares the
-        U-Net's parameters, so weights changed in place (training, EMA, ``load_state_dict``) are used as is.
-        TorchScript is deprecated upstream but the fastest here: ``torch.compile`` took 1.8 ms a step after
-        a 21 s compile, a ``torch.export`` module 4.2 ms (torch 2.13, pinned).
+        At batch 1 these networks are small, and PyTorch's per-operator overhead and its convolutions on
+        small inputs (a 16-step time axis, 84x84 images) dominate: ONNX Runtime runs them several times
+        faster than eager PyTorch or a TorchScript trace on this CPU (docs/diffusion.md). ``torch.compile``
+        and ``torch.export`` were slower than the trace here.
         """
-        step = FilmStep(self.unet)
-        if self.training or not self.trace_unet:
-            return step
-        key = (tuple(x.shape), x.device, x.dtype, len(film))
-        if key not in self._traced:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", torch.jit.TracerWarning)  # GroupNorm's batch-size check, shape-only
-                warnings.simplefilter("ignore", DeprecationWarning)
-                self._traced[key] = torch.jit.trace(step, (x, film), check_trace=False)
-        return self._traced[key]
+        if self.training or self.runtime == "eager":
+            return module
+        name = choose_runtime(self.runtime, device)
+        if (part, name) not in self._compiled:
+            self._compiled[part, name] = Compiled(module, name)
+        return self._compiled[part, name]
 
     def reset(self) -> None:
         """Forget the observation history (call at the start of every episode)."""

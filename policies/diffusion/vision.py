@@ -69,6 +69,14 @@ class BasicBlock(nn.Module):
         return F.relu(y + self.shortcut(x))
 
 
+def _grid(n: int, like: torch.Tensor) -> torch.Tensor:
+    """``linspace(-1, 1, n)``, written out for n = 1 (-1, as torch and numpy give it), which ONNX's
+    exported linspace turns into NaN (a 1x1 feature map, e.g. the ``tiny`` preset's 28x28 crops)."""
+    if n == 1:
+        return torch.full((1,), -1.0, device=like.device, dtype=like.dtype)
+    return torch.linspace(-1, 1, n, device=like.device, dtype=like.dtype)
+
+
 class SpatialSoftmax(nn.Module):
     """Expected 2-D image coordinates of ``num_keypoints`` learned heat maps (Levine et al. 2016)."""
 
@@ -79,8 +87,7 @@ class SpatialSoftmax(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.keypoints(x)
         n, k, h, w = x.shape
-        ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype)
-        xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype)
+        ys, xs = _grid(h, x), _grid(w, x)
         attention = torch.softmax(x.reshape(n, k, h * w), -1).reshape(n, k, h, w)
         ex = (attention.sum(2) * xs).sum(-1)
         ey = (attention.sum(3) * ys).sum(-1)
