@@ -42,7 +42,8 @@ class ServerOptions:
     robot: str = field("robot profile name or YAML path", default="so101")
     policy: str = field("policy checkpoint folder (from robot-stack train)", default="")
     task: str = field("task (interprets object_poses; the sim validation must be for it)", default="")
-    device: str = field("torch device for inference (cpu, cuda, cuda:1, auto)", default="cpu")
+    device: str = field("torch device for inference (auto: a GPU when torch sees one, else cpu; cpu, cuda, cuda:1)",
+                        default="auto")
     inference_steps: int = field("denoising steps (0 = the checkpoint's default)", default=0)
     require_sim_validation: bool = field("refuse checkpoints without a matching passing sim eval", default=False)
     lockstep: bool = field("simulation: hold the twin's clock while the policy thinks (sim/step_until)", default=False)

@@ -32,4 +32,9 @@ def test_main_job_passes_the_learning_gate(tmp_path):
         twin = local[e["seed"]]
         assert e["success"] == twin["success"] and abs(e["steps"] - twin["steps"]) <= 1, (e, twin)
     assert (out / "policy" / "checkpoints" / "latest" / "sim_validation.json").exists()
+    # the few-step sampler the checkpoint carries: inside the 10-step DDIM policy's 95% interval, same seeds
+    ckpt = out / "policy" / "checkpoints" / "latest"
+    check = subprocess.run([str(cli), "train", "sampler", str(ckpt), "--check", "--episodes", "50"],
+                           capture_output=True, text=True, timeout=1200)
+    assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
     assert "PASS" in (out / "report.md").read_text()
