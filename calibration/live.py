@@ -58,14 +58,10 @@ class LiveStreams:
 
     # -- callbacks -------------------------------------------------------------------------------------
     def _on_image(self, msg) -> None:  # noqa: ANN001 - rclpy type
-        import cv2
-
         try:
-            array = self._convert.image_to_array(msg)
+            array = self._convert.image_rgb(msg)
         except Exception:  # noqa: BLE001 - a bad message is skipped, not fatal
             return
-        if msg.encoding == "bgr8":
-            array = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
         stamp = self._convert.to_sec(msg.header.stamp)
         with self.lock:
             if self.frames is not None and self.frame_hook is not None:

@@ -198,12 +198,7 @@ def subscribe(node, contract, history: ObservationHistory, task_kind: str | None
             return object_values(task_kind, [pose_vector((p.position.x, p.position.y, p.position.z),
                                                          (p.orientation.x, p.orientation.y, p.orientation.z,
                                                           p.orientation.w)) for p in msg.poses])
-        image = convert.image_to_array(msg)
-        if msg.encoding == "bgr8":
-            image = image[:, :, ::-1]
-        elif msg.encoding == "mono8":
-            image = np.repeat(image[:, :, None], 3, axis=2)
-        return np.ascontiguousarray(image)
+        return convert.image_rgb(msg)
 
     def handler(keys: list[str]):  # noqa: ANN202
         def on_message(msg) -> None:  # noqa: ANN001

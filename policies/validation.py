@@ -10,13 +10,13 @@ another runtime configuration, unless the user explicitly overrides.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from pathlib import Path
 
+from robot_stack.checkpoint_meta import sha256_file
 from robot_stack.errors import UserError
 
 RECORD = "sim_validation.json"
@@ -27,11 +27,7 @@ def policy_hash(checkpoint: str | Path) -> str:
     path = Path(checkpoint) / WEIGHTS
     if not path.is_file():
         raise UserError(f"{checkpoint}: not a policy checkpoint (no {WEIGHTS})")
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 @dataclass

@@ -67,6 +67,18 @@ def image_to_array(msg: Image) -> np.ndarray:
     return array.astype(array.dtype.newbyteorder("="), copy=False)
 
 
+def image_rgb(msg: Image) -> np.ndarray:
+    """An rgb8, bgr8 or mono8 Image message as (H, W, 3) uint8 RGB (a policy's, a recorder's, a calibrator's view)."""
+    array = image_to_array(msg)
+    if msg.encoding == "bgr8":
+        return np.ascontiguousarray(array[:, :, ::-1])
+    if msg.encoding == "mono8":
+        return np.repeat(array[:, :, None], 3, axis=2)
+    if msg.encoding != "rgb8":
+        raise MessageError(f"a {msg.encoding} image is not a colour camera image (use rgb8, bgr8 or mono8)")
+    return np.ascontiguousarray(array)
+
+
 def array_to_image(array: np.ndarray, encoding: str, stamp: Time | None = None, frame_id: str = "") -> Image:
     """(H, W[, C]) array -> Image message with the given encoding."""
     if encoding not in ENCODINGS:

@@ -103,9 +103,11 @@ def test_runtime_choice():
     assert runtime_mod.choose_runtime("eager", cpu) == "eager"
     with pytest.raises(UserError, match="use one of"):
         runtime_mod.choose_runtime("tensorrt", cpu)
-    assert runtime_mod.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    from robot_stack.devices import resolve_device
+
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(UserError, match="use auto, cpu"):
-        runtime_mod.resolve_device("gpu")
+        resolve_device("gpu")
 
 
 def test_relative_actions_are_offsets_from_the_current_joints(tmp_path):

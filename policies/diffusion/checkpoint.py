@@ -14,7 +14,6 @@ every differing key.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Iterable
@@ -25,25 +24,17 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from robot_stack.checkpoint_meta import read_meta
+from robot_stack.checkpoint_meta import read_meta, sha256_file
 from robot_stack.errors import UserError
 from robot_stack.policies.diffusion.config import DiffusionConfig, ShapeMeta
 from robot_stack.policies.diffusion.policy import DiffusionPolicy
-from robot_stack.policies.diffusion.runtime import resolve_device
+from robot_stack.devices import resolve_device
 from robot_stack.typed_config import from_dict, to_dict
 
 FORMAT = "robot_stack.diffusion_policy"
 VERSION = 1
 MODEL_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 STATE_FILE, STATE_JSON = "train_state.safetensors", "train_state.json"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _tensors(module_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -58,7 +49,7 @@ def save_checkpoint(folder: str | Path, policy: DiffusionPolicy, step: int = 0,
     _atomic(folder / MODEL_FILE, lambda p: save_file(_tensors(policy.state_dict()), str(p), metadata={"format": FORMAT}))
     meta = {
         "format": FORMAT, "version": VERSION, "step": step, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "sha256": _sha256(folder / MODEL_FILE), "config": to_dict(policy.cfg), "shape_meta": to_dict(policy.shape),
+        "sha256": sha256_file(folder / MODEL_FILE), "config": to_dict(policy.cfg), "shape_meta": to_dict(policy.shape),
         "normalizer": policy.normalizer.stats(),
     }
     if train_state is not None:
@@ -149,7 +140,7 @@ def load_weights(folder: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
     path = folder / MODEL_FILE
     if not path.is_file():
         raise UserError(f"{folder}: missing {MODEL_FILE}")
-    if _sha256(path) != meta.get("sha256"):
+    if sha256_file(path) != meta.get("sha256"):
         raise UserError(f"{path}: hash does not match {CONFIG_FILE} (file corrupt or modified); use another checkpoint")
     try:
         return load_file(str(path))

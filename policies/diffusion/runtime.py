@@ -24,22 +24,6 @@ from robot_stack.errors import UserError
 RUNTIMES = ("auto", "onnxruntime", "torchscript", "eager")
 
 
-def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.device:
-    """``auto`` (CUDA when torch sees a GPU, else the CPU), ``cpu``, ``cuda`` (this process's local rank
-    under DDP) or ``cuda:<n>``; a GPU torch cannot see is a one-line ``UserError``."""
-    if isinstance(name, torch.device):
-        return name
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {name}: no CUDA GPU visible to torch (use --device cpu)")
-        return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
-    if name != "cpu":
-        raise UserError(f"--device {name!r}: use auto, cpu, cuda or cuda:<n>")
-    return torch.device("cpu")
-
-
 def onnxruntime_available() -> bool:
     try:
         import onnxruntime  # noqa: F401

@@ -39,7 +39,7 @@ from robot_stack.policies.diffusion import dataset as ds
 from robot_stack.policies.diffusion.config import DiffusionConfig
 from robot_stack.policies.diffusion.ee_actions import EndEffectorActions
 from robot_stack.policies.diffusion.policy import DiffusionPolicy
-from robot_stack.policies.diffusion.runtime import resolve_device
+from robot_stack.devices import resolve_device
 from robot_stack.typed_config import from_dict, to_dict
 
 

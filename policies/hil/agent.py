@@ -22,7 +22,6 @@ Checkpoints are a folder with ``agent.safetensors`` (every tensor incl. optimise
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -34,10 +33,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from robot_stack.checkpoint_meta import read_meta
+from robot_stack.checkpoint_meta import read_meta, sha256_file
 from robot_stack.errors import UserError
 from robot_stack.policies.hil.buffer import to_tensors
-from robot_stack.policies.hil.config import AgentConfig, check_device_name
+from robot_stack.devices import resolve_device as _resolve_device
+from robot_stack.policies.hil.config import AgentConfig
 from robot_stack.typed_config import from_dict, to_dict
 
 FORMAT = "robot_stack.hil_sac"
@@ -47,24 +47,8 @@ GRIPPER_COMMANDS = np.array([-1.0, 0.0, 1.0], np.float32)  # close, stay, open
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
-    """The learner's torch device from a config name: ``auto`` (cuda when torch sees a GPU, else cpu),
-    ``cpu``, ``cuda``, ``cuda:<n>``. A GPU that torch cannot see is a one-line ``UserError``."""
-    if isinstance(name, torch.device):
-        return name
-    try:
-        name = check_device_name(name)
-    except ValueError as err:
-        raise UserError(f"hil {err}") from None
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError(f"hil device {name}: no CUDA GPU visible to torch (use device: cpu)")
-        count = torch.cuda.device_count()
-        if name != "cuda" and int(name.split(":")[1]) >= count:
-            raise UserError(f"hil device {name}: torch sees {count} CUDA GPU{'s' if count > 1 else ''} "
-                            f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")
-    return torch.device(name)
+    """The learner's torch device from a config name (``robot_stack.devices``)."""
+    return _resolve_device(name, what="hil device", cpu="device: cpu")
 
 
 # -- networks ----------------------------------------------------------------------------------------
@@ -398,7 +382,7 @@ class SACAgent:
         tmp.replace(folder / WEIGHTS)
         meta = {"format": FORMAT, "version": VERSION, "obs_dim": self.obs_dim, "act_dim": self.act_dim,
                 "state_dim": self.state_dim, "steps": self.steps, "config": to_dict(self.config),
-                "sha256": _sha256(folder / WEIGHTS)}
+                "sha256": sha256_file(folder / WEIGHTS)}
         tmp = folder / (META + ".partial")
         tmp.write_text(json.dumps(meta, indent=1))
         tmp.replace(folder / META)
@@ -425,7 +409,7 @@ class SACAgent:
             raise UserError(f"{folder}: checkpoint is for obs_dim {meta['obs_dim']}, act_dim {meta['act_dim']}; "
                             f"this agent has {self.obs_dim}, {self.act_dim}")
         weights = folder / WEIGHTS
-        if not weights.is_file() or _sha256(weights) != meta.get("sha256"):
+        if not weights.is_file() or sha256_file(weights) != meta.get("sha256"):
             raise UserError(f"{weights}: missing or does not match {META} (corrupt or modified); use another checkpoint")
         try:
             tensors = load_file(str(weights), device="cpu")  # copied onto this agent's device below
@@ -450,10 +434,3 @@ class SACAgent:
                 opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
         self.steps = int(meta.get("steps", 0))
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

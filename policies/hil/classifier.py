@@ -14,7 +14,6 @@ the checkpoint) and/or one camera image (a small conv net). Checkpoints: ``class
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
-from robot_stack.checkpoint_meta import read_meta
+from robot_stack.checkpoint_meta import read_meta, sha256_file
 from robot_stack.errors import UserError
 from robot_stack.typed_config import from_dict, to_dict
 
@@ -159,7 +158,7 @@ class RewardClassifier:
         save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(tmp), metadata={"format": FORMAT})
         tmp.replace(folder / WEIGHTS)
         meta = {"format": FORMAT, "version": VERSION, "config": to_dict(self.cfg), "dims": self.dims,
-                "sha256": _sha256(folder / WEIGHTS), "report": asdict(report) if report else None}
+                "sha256": sha256_file(folder / WEIGHTS), "report": asdict(report) if report else None}
         tmp = folder / (META + ".partial")
         tmp.write_text(json.dumps(meta, indent=1))
         tmp.replace(folder / META)
@@ -170,7 +169,7 @@ class RewardClassifier:
         folder = Path(path)
         meta = read_meta(folder / META, "reward classifier", FORMAT, VERSION)
         weights = folder / WEIGHTS
-        if not weights.is_file() or _sha256(weights) != meta.get("sha256"):
+        if not weights.is_file() or sha256_file(weights) != meta.get("sha256"):
             raise UserError(f"{weights}: missing or does not match {META} (corrupt or modified)")
         clf = cls(from_dict(ClassifierConfig, meta["config"], str(folder / META)), meta["dims"])
         try:
@@ -290,6 +289,3 @@ def train_classifier(store_path: str | Path, out: str | Path | None = None, cfg:
         clf.save(out, report)
     return report
 
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -8,24 +8,12 @@ one training run (robot, task, budgets, demos, intervener, reward). Runs are YAM
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
 from robot_stack import resources
+from robot_stack.devices import check_device_name
 from robot_stack.typed_config import from_dict, load_yaml, to_dict
-
-
-DEVICE_NAMES = "auto, cpu, cuda or cuda:<n>"
-
-
-def check_device_name(name: str) -> str:
-    """``name`` if it is a learner device name (``auto``, ``cpu``, ``cuda``, ``cuda:<n>``), else ValueError.
-
-    ``agent.resolve_device`` turns it into a torch device (the one place that looks at the GPU)."""
-    if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
-        raise ValueError(f"device {name!r}: use {DEVICE_NAMES}")
-    return name
 
 
 @dataclass(frozen=True)
