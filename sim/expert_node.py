@@ -21,17 +21,21 @@ gives control back; after ``intervene_budget`` steps in total it stops interveni
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from rclpy.duration import Duration
 from rclpy.node import Node
 
 from robot_stack import convert
 from robot_stack.contract import Contract
-from robot_stack.node import declare, run_node
+from robot_stack.node import run_node
+from robot_stack.node_options import read_options
 from robot_stack.profile import load_profile
+from robot_stack.typed_config import field
 from robot_stack.sim.experts import make_expert
 from robot_stack.policies.observations import observation_dict
-from robot_stack.sim.tasks import object_state_from_poses
+from robot_stack.tasks import object_state_from_poses
 
 ACK_TIMEOUT = Duration(seconds=2.0)
 START_TRIES = 50
@@ -51,18 +55,30 @@ def pose_rows(msg) -> np.ndarray:  # noqa: ANN001 - geometry_msgs/PoseArray
                       p.orientation.z, p.orientation.w] for p in msg.poses]).reshape(-1, 7)
 
 
+@dataclass(frozen=True)
+class ExpertOptions:
+    robot: str = field("robot profile name or path", default="so101")
+    task: str = field("task name or path", default="pick_cube")
+    episodes: int = field("episodes to run with a reset before each (0: just act)", default=0)
+    keep_failures: bool = field("save failed episodes too (default: discard)", default=False)
+    intervene_probability: float = field("scripted intervener: chance per step to take over (0: always drive)",
+                                         default=0.0)
+    intervene_steps: int = field("scripted intervener: steps per takeover", default=20)
+    intervene_budget: int = field("scripted intervener: total steps", default=10**9)
+    seed: int = field("scripted intervener: random seed", default=0)
+    lockstep: bool = field("sim time: the twin waits for the expert at every half period (sim/step_until)",
+                           default=False)
+
+
 class ExpertNode(Node):
     def __init__(self) -> None:
         super().__init__("expert")
-        robot = declare(self, "robot", "so101", "robot profile name or path")
-        task = declare(self, "task", "pick_cube", "task name or path")
-        self.episodes = int(declare(self, "episodes", 0, "episodes to run with a reset before each (0: just act)"))
-        self.keep_failures = bool(declare(self, "keep_failures", False, "save failed episodes too (default: discard)"))
-        self.p_intervene = float(declare(self, "intervene_probability", 0.0,
-                                         "scripted intervener: chance per step to take over (0: always drive)"))
-        self.intervene_steps = int(declare(self, "intervene_steps", 20, "scripted intervener: steps per takeover"))
-        self.intervene_budget = int(declare(self, "intervene_budget", 10**9, "scripted intervener: total steps"))
-        self.rng = np.random.default_rng(int(declare(self, "seed", 0, "scripted intervener: random seed")))
+        options = read_options(self, ExpertOptions)
+        robot, task = options.robot, options.task
+        self.episodes, self.keep_failures = options.episodes, options.keep_failures
+        self.p_intervene = options.intervene_probability
+        self.intervene_steps, self.intervene_budget = options.intervene_steps, options.intervene_budget
+        self.rng = np.random.default_rng(options.seed)
         self.intervening, self.intervened = 0, 0
         self.profile = load_profile(robot)
         self.contract = c = Contract(self.profile)
@@ -91,8 +107,7 @@ class ExpertNode(Node):
         self.max_steps = int(self.expert.config.episode_seconds * self.profile.control.policy_rate_hz)
         self.act_phase = False
         self.half_period = 0.5 / self.profile.control.policy_rate_hz
-        self.lockstep = bool(declare(self, "lockstep", False, "sim time: the twin waits for the expert at every "
-                                                              "half period (sim/step_until)"))
+        self.lockstep = options.lockstep
         if self.lockstep:
             from rosgraph_msgs.msg import Clock
 

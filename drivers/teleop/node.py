@@ -9,6 +9,8 @@ go to ``<gripper_controller>/commands``; episode keys call the recorder's ``epis
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from rclpy.node import Node
 from std_msgs.msg import Bool, Float64MultiArray
@@ -17,8 +19,10 @@ from robot_stack import convert
 from robot_stack.contract import Contract
 from robot_stack.drivers.teleop.device import TeleopDevice, TeleopInput
 from robot_stack.errors import UserError
-from robot_stack.node import declare, run_node
+from robot_stack.node import run_node
+from robot_stack.node_options import read_options
 from robot_stack.profile import RobotProfile, load_profile
+from robot_stack.typed_config import field
 
 DEVICES = ("keyboard", "gamepad", "spacemouse", "leader")
 SPEED_STEP = 1.25
@@ -44,18 +48,31 @@ def make_device(kind: str, path: str, profile: RobotProfile) -> TeleopDevice:
     raise UserError(f"unknown teleop device {kind!r} (use one of: {', '.join(DEVICES)})")
 
 
+@dataclass(frozen=True)
+class TeleopOptions:
+    robot: str = field("robot profile name or YAML path", default="so101")
+    device: str = field(f"teleop device: {', '.join(DEVICES)}", default="keyboard")
+    device_path: str = field("device path (evdev node, HID path, or leader arm serial port)", default="")
+    max_linear: float = field("full-scale linear speed, m/s", default=0.10)
+    max_angular: float = field("full-scale angular speed, rad/s", default=0.6)
+    speed: float = field("initial speed scale (changed with the speed keys)", default=1.0)
+    rate_hz: float = field("device polling and command rate, Hz", default=30.0)
+    start_in_control: bool = field("start with the operator in control", default=False)
+
+    def __post_init__(self) -> None:
+        if not (self.rate_hz > 0 and self.max_linear > 0 and self.max_angular > 0 and self.speed > 0):
+            raise ValueError("rate_hz, max_linear, max_angular and speed must be positive")
+
+
 class TeleopNode(Node):
     def __init__(self, device: TeleopDevice | None = None, profile: RobotProfile | None = None, **kwargs):
         super().__init__("teleop", **kwargs)
-        self.profile = profile or load_profile(declare(self, "robot", "so101", "robot profile name or YAML path"))
-        kind = declare(self, "device", "keyboard", f"teleop device: {', '.join(DEVICES)}")
-        path = declare(self, "device_path", "", "device path (evdev node, HID path, or leader arm serial port)")
-        self.max_linear = declare(self, "max_linear", 0.10, "full-scale linear speed, m/s")
-        self.max_angular = declare(self, "max_angular", 0.6, "full-scale angular speed, rad/s")
-        self.speed = declare(self, "speed", 1.0, "initial speed scale (changed with the speed keys)")
-        rate = declare(self, "rate_hz", 30.0, "device polling and command rate, Hz")
-        self.in_control = declare(self, "start_in_control", False, "start with the operator in control")
-        self.device = device if device is not None else make_device(kind, path, self.profile)
+        options = read_options(self, TeleopOptions)
+        self.profile = profile or load_profile(options.robot)
+        self.max_linear, self.max_angular, self.speed = options.max_linear, options.max_angular, options.speed
+        rate = options.rate_hz
+        self.in_control = options.start_in_control
+        self.device = device if device is not None else make_device(options.device, options.device_path, self.profile)
         if self.in_control and hasattr(self.device, "deadman"):
             self.device.deadman = True
         c = self.contract = Contract(self.profile)

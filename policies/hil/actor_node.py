@@ -36,7 +36,9 @@ from rclpy.node import Node
 from robot_stack import convert
 from robot_stack.contract import Contract
 from robot_stack.errors import UserError
-from robot_stack.node import declare, run_node
+from robot_stack.node import run_node
+from robot_stack.node_options import read_options
+from robot_stack.typed_config import field
 from robot_stack.policies.hil import transport
 from robot_stack.policies.hil.delivery import Outbox
 from robot_stack.policies.hil.transport import ActorStats, LearnerStatus, Transition, Weights
@@ -55,16 +57,46 @@ class PendingStep:
     target: np.ndarray | None
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    config: str = field("HIL run config: a config/hil name or a YAML path", default="pick_cube_state")
+    robot: str = field("robot (default: the run config's)", default="")
+    task: str = field("task (default: the run config's)", default="")
+
+
+@dataclass(frozen=True)
+class ActorOptions:
+    episodes: str = field("twin: reset/task_success of the twin; operator: the teleop episode buttons "
+                          "(episode/start, save = success, discard = failure)", default="twin")
+    reward: str = field("twin (task_success) or classifier (default: classifier when one is given or the run "
+                        "config's reward is classifier, else twin)", default="")
+    classifier: str = field("reward classifier checkpoint (default: the run config's)", default="")
+    actor_id: str = field("name of this actor in the learner's table (default: host name)", default="")
+    outbox_capacity: int = field("transitions kept until the learner acknowledges them", default=100000)
+    deterministic: bool = field("act with the policy's mean (no exploration)", default=False)
+    wait_for_weights: bool = field("act only once the learner's weights arrived", default=True)
+    max_episodes: int = field("exit after this many episodes, once the learner has them all (0: run until stopped)",
+                              default=0)
+    silent_after: float = field("seconds without data after which a topic counts as silent", default=0.5)
+    episode_seconds: float = field("episode time limit (0: the task's)", default=0.0)
+    learner_run: str = field("run token of the learner to take weights from (empty: the first one heard)", default="")
+
+    def __post_init__(self) -> None:
+        if self.episodes not in ("twin", "operator"):
+            raise ValueError(f"episodes must be twin or operator, not {self.episodes!r}")
+        if self.reward not in ("", "twin", "classifier"):
+            raise ValueError(f"reward must be twin or classifier, not {self.reward!r}")
+
+
 def load_run_config(node: Node):  # noqa: ANN201 - (HILConfig, RLSpace, task config)
     """The HIL config, robot and task from a node's ``config``/``robot``/``task`` parameters."""
     from robot_stack.policies.hil.config import load_hil_config
     from robot_stack.policies.hil.spaces import RLSpace
-    from robot_stack.sim.tasks import load_task_config
+    from robot_stack.tasks import load_task_config
 
-    name = declare(node, "config", "pick_cube_state", "HIL run config: a config/hil name or a YAML path")
-    overrides = {k: v for k in ("robot", "task")
-                 if (v := declare(node, k, "", f"{k} (default: the run config's)"))}
-    cfg = load_hil_config(name, **overrides)
+    run = read_options(node, RunOptions)
+    overrides = {k: v for k in ("robot", "task") if (v := getattr(run, k))}
+    cfg = load_hil_config(run.config, **overrides)
     task = load_task_config(cfg.task)
     return cfg, RLSpace(cfg.robot, task.kind, cfg), task
 
@@ -85,28 +117,16 @@ class HilActor(Node):
         from robot_stack.policies.observations import ObservationHistory, subscribe
 
         self.cfg, self.space, task = load_run_config(self)
-        self.mode = declare(self, "episodes", "twin", "twin: reset/task_success of the twin; operator: the teleop "
-                                                       "episode buttons (episode/start, save = success, discard = failure)")
-        reward = declare(self, "reward", "", "twin (task_success) or classifier (default: classifier when one is "
-                                             "given or the run config's reward is classifier, else twin)")
-        classifier = declare(self, "classifier", "", "reward classifier checkpoint (default: the run config's)")
-        self.actor_id = declare(self, "actor_id", "", "name of this actor in the learner's table (default: host name)") \
-            or socket.gethostname().split(".")[0] or "actor"
-        capacity = declare(self, "outbox_capacity", 100000, "transitions kept until the learner acknowledges them")
-        self.deterministic = declare(self, "deterministic", False, "act with the policy's mean (no exploration)")
-        self.wait_weights = declare(self, "wait_for_weights", True, "act only once the learner's weights arrived")
-        self.max_episodes = declare(self, "max_episodes", 0, "exit after this many episodes, once the learner "
-                                                             "has them all (0: run until stopped)")
-        self.silence_s = declare(self, "silent_after", 0.5, "seconds without data after which a topic counts as silent")
-        seconds = declare(self, "episode_seconds", 0.0, "episode time limit (0: the task's)")
-        if self.mode not in ("twin", "operator"):
-            raise UserError(f"episodes must be twin or operator, not {self.mode!r}")
+        options = read_options(self, ActorOptions)
+        self.mode, reward, classifier = options.episodes, options.reward, options.classifier
+        self.actor_id = options.actor_id or socket.gethostname().split(".")[0] or "actor"
+        capacity, self.deterministic = options.outbox_capacity, options.deterministic
+        self.wait_weights, self.max_episodes = options.wait_for_weights, options.max_episodes
+        self.silence_s, seconds = options.silent_after, options.episode_seconds
         if self.mode == "operator" and not (reward or classifier or self.cfg.reward == "classifier"):
             raise UserError("episodes:=operator (hardware) needs a reward classifier: classifier:=<checkpoint> "
                             "(or reward:=twin where a twin serves task_success)")
         reward = reward or ("classifier" if classifier or self.cfg.reward == "classifier" else "twin")
-        if reward not in ("twin", "classifier"):
-            raise UserError(f"reward must be twin or classifier, not {reward!r}")
         self.classifier = None
         if reward == "classifier":
             from robot_stack.policies.hil.classifier import RewardClassifier
@@ -142,8 +162,7 @@ class HilActor(Node):
         self.send_batch = transport.publisher(self, "transitions")
         self.send_stats = transport.publisher(self, "actor_stats")
         self.rejected = transport.subscribe(self, "weights", self._on_weights, weights_layout=self.layout)
-        self.learner = transport.RunPin(declare(
-            self, "learner_run", "", "run token of the learner to take weights from (empty: the first one heard)"))
+        self.learner = transport.RunPin(options.learner_run)
         transport.subscribe(self, "learner_status", self._on_status)
         self.weights_version, self.weights_updates, self.weights_latency_ms = 0, 0, float("nan")
         # episode state

@@ -21,6 +21,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import json
 import os
 import shutil
@@ -34,13 +36,26 @@ import numpy as np
 from rclpy.node import Node
 
 from robot_stack.errors import UserError
-from robot_stack.node import declare, run_node
+from robot_stack.node import run_node
+from robot_stack.node_options import read_options
+from robot_stack.typed_config import field
 from robot_stack.policies.hil import transport
 from robot_stack.policies.hil.actor_node import agent_fingerprint, load_run_config
 from robot_stack.policies.hil.delivery import Inbox
 from robot_stack.policies.hil.transport import ActorStats, LearnerStatus, TransitionBatch, TransitionSchema, Weights
 
 STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LearnerOptions:
+    device: str = field("learner device: auto, cpu, cuda, cuda:<n> (default: the run config's)", default="")
+    run_dir: str = field("run folder: checkpoints, metrics.jsonl, episodes.png (resumed if present)", default="")
+    demos: str = field("recorded demo dataset (zarr) for the demo buffer, read on the first start", default="")
+    weights_period_s: float = field("seconds between weight publications (0: the run config's)", default=0.0)
+    checkpoint_period_s: float = field("seconds between checkpoints", default=60.0)
+    update_slice_s: float = field("longest stretch of updates between message handling", default=0.05)
+    progress: bool = field("live table (default: when stdout is a terminal)", default=sys.stdout.isatty())
 
 
 class HilLearner(Node):
@@ -56,15 +71,12 @@ class HilLearner(Node):
         from robot_stack.typed_config import to_dict
 
         self.cfg, self.space, task = load_run_config(self)
-        device = declare(self, "device", "", "learner device: auto, cpu, cuda, cuda:<n> (default: the run config's)")
+        options = read_options(self, LearnerOptions)
+        device = options.device
         self.device = resolve_device(device or self.cfg.device)  # a missing GPU: one line, exit 2
         self.cfg = replace(self.cfg, device=device or self.cfg.device)
-        run_dir = declare(self, "run_dir", "", "run folder: checkpoints, metrics.jsonl, episodes.png (resumed if present)")
-        demos = declare(self, "demos", "", "recorded demo dataset (zarr) for the demo buffer, read on the first start")
-        period = declare(self, "weights_period_s", 0.0, "seconds between weight publications (0: the run config's)")
-        self.checkpoint_s = declare(self, "checkpoint_period_s", 60.0, "seconds between checkpoints")
-        self.slice_s = declare(self, "update_slice_s", 0.05, "longest stretch of updates between message handling")
-        live = declare(self, "progress", sys.stdout.isatty(), "live table (default: when stdout is a terminal)")
+        run_dir, demos, period = options.run_dir, options.demos, options.weights_period_s
+        self.checkpoint_s, self.slice_s, live = options.checkpoint_period_s, options.update_slice_s, options.progress
         if not run_dir:
             raise UserError("hil_learner needs run_dir:=<folder> (checkpoints and metrics go there)")
         torch.set_num_threads(max(1, self.cfg.torch_threads))
