@@ -54,6 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="store of policy rollouts with human interventions; only intervened steps are used")
     p.add_argument("--intervention-weight", type=float, help="loss weight of intervention samples")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--skip-damaged", action="store_true",
+                   help="train on the undamaged episodes of a damaged store (default: refuse; see robot-stack data verify)")
     p.set_defaults(handler=_run)
 
 
@@ -128,7 +130,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume and args.finetune:
         raise UserError("--resume continues a run, --finetune starts a new one from a checkpoint: use one")
     opts = RunOptions(out=args.out, data=args.data, interventions=args.interventions, robot=args.robot,
-                      resume=args.resume, finetune=args.finetune, device=args.device, progress=not args.no_progress)
+                      resume=args.resume, finetune=args.finetune, device=args.device, progress=not args.no_progress,
+                      skip_damaged=args.skip_damaged)
     if args.resume:
         opts.train_overrides = _train_overrides(args)
     else:

@@ -64,9 +64,24 @@ def _camera_info(info: dict[str, Any], stamp: Any) -> Any:
 
 
 def export_mcap(store: EpisodeStore, episodes: Sequence[int], out: Path) -> list[Path]:
+    """One rosbag2 folder per episode under the new folder ``out`` (written whole, or not at all)."""
+    from rosbags.typesys import Stores, get_typestore
+
+    from robot_stack.data.ops import staged_folder
+
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    missing = [k for k in ("timestamp", "joint_pos", "joint_vel", "action") if k not in store.keys]
+    if missing:
+        raise UserError(f"{store.path}: cannot export without keys {missing}")
+    with staged_folder(out) as tmp:
+        for episode in episodes:
+            _write_bag(store, episode, tmp / f"episode_{episode:06d}", typestore)
+    return [out / f"episode_{episode:06d}" for episode in episodes]
+
+
+def _write_bag(store: EpisodeStore, episode: int, bag: Path, typestore: Any) -> None:
     from rclpy.serialization import serialize_message
     from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
     from std_msgs.msg import Bool, Float64MultiArray
     from tqdm import tqdm
 
@@ -76,75 +91,63 @@ def export_mcap(store: EpisodeStore, episodes: Sequence[int], out: Path) -> list
     from robot_stack.data.ops import camera_names
     from robot_stack.sim.tasks import object_poses_from_state
 
-    typestore = get_typestore(Stores.ROS2_KILTED)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for episode in episodes:
-        profile = _profile(store, episode)
-        contract = Contract(profile)
-        cams = [c for c in camera_names(store) if c in profile.camera_names]
-        bag = out / f"episode_{episode:06d}"
-        if bag.exists():
-            raise UserError(f"{bag} already exists; choose another output folder")
-        missing = [k for k in ("timestamp", "joint_pos", "joint_vel", "action") if k not in store.keys]
-        if missing:
-            raise UserError(f"{store.path}: cannot export without keys {missing}")
-        data = store.episode(episode, [k for k in store.keys if not k.endswith("_image")])
-        names, n_arm = profile.all_joint_names, len(profile.joint_names)
-        info = store.episodes[episode]
-        object_config = _task_config(info.task) if "object_state" in data else None
-        camera_info = {c: v for c, v in info.extra.get("camera_info", {}).items() if c in cams}
-        writer = Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP)
-        writer.set_custom_data(CUSTOM_EPISODE, json.dumps({k: v for k, v in info.to_json().items() if k != "profile"}))
-        writer.set_custom_data(CUSTOM_PROFILE, json.dumps(store.profile(episode)))
-        writer.open()
-        try:
-            def connection(topic):  # noqa: ANN001, ANN202
-                msgtype = f"{topic.type.__module__.split('.')[0]}/msg/{topic.type.__name__}"
-                return writer.add_connection(topic.name, msgtype, typestore=typestore)
+    profile = _profile(store, episode)
+    contract = Contract(profile)
+    cams = [c for c in camera_names(store) if c in profile.camera_names]
+    data = store.episode(episode, [k for k in store.keys if not k.endswith("_image")])
+    names, n_arm = profile.all_joint_names, len(profile.joint_names)
+    info = store.episodes[episode]
+    object_config = _task_config(info.task) if "object_state" in data else None
+    camera_info = {c: v for c, v in info.extra.get("camera_info", {}).items() if c in cams}
+    writer = Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.set_custom_data(CUSTOM_EPISODE, json.dumps({k: v for k, v in info.to_json().items() if k != "profile"}))
+    writer.set_custom_data(CUSTOM_PROFILE, json.dumps(store.profile(episode)))
+    writer.open()
+    try:
+        def connection(topic):  # noqa: ANN001, ANN202
+            msgtype = f"{topic.type.__module__.split('.')[0]}/msg/{topic.type.__name__}"
+            return writer.add_connection(topic.name, msgtype, typestore=typestore)
 
-            conns = {"joint_states": connection(contract.joint_states), "commands": connection(contract.joint_commands)}
+        conns = {"joint_states": connection(contract.joint_states), "commands": connection(contract.joint_commands)}
+        if "ee_pose" in data:
+            conns["ee_pose"] = connection(contract.ee_pose)
+        if "intervention" in data:
+            conns["intervention"] = connection(contract.intervention)
+        if contract.gripper_commands is not None:
+            conns["gripper"] = connection(contract.gripper_commands)
+        if object_config is not None:
+            conns["object_poses"] = connection(contract.object_poses)
+        for cam in cams:
+            conns[cam] = connection(contract.camera(cam).image)
+            if cam in camera_info:
+                conns[f"{cam}_info"] = connection(contract.camera(cam).info)
+        s = store.episode_slice(episode)
+        for i in tqdm(range(len(data["timestamp"])), desc=f"episode {episode}", unit="step", leave=False):
+            t = float(data["timestamp"][i])
+            stamp = convert.to_stamp(t)
+            ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+            msg = convert.make_joint_state(names, data["joint_pos"][i], data["joint_vel"][i], stamp=stamp)
+            writer.write(conns["joint_states"], ns, serialize_message(msg))
+            action = np.asarray(data["action"][i], dtype=float)
+            writer.write(conns["commands"], ns, serialize_message(Float64MultiArray(data=action[:n_arm].tolist())))
+            if "gripper" in conns:
+                writer.write(conns["gripper"], ns, serialize_message(Float64MultiArray(data=action[n_arm:].tolist())))
             if "ee_pose" in data:
-                conns["ee_pose"] = connection(contract.ee_pose)
+                pose = data["ee_pose"][i]
+                msg = convert.make_pose(pose[:3], pose[3:], profile.frames.base, stamp=stamp)
+                writer.write(conns["ee_pose"], ns, serialize_message(msg))
             if "intervention" in data:
-                conns["intervention"] = connection(contract.intervention)
-            if contract.gripper_commands is not None:
-                conns["gripper"] = connection(contract.gripper_commands)
+                writer.write(conns["intervention"], ns, serialize_message(Bool(data=bool(data["intervention"][i]))))
             if object_config is not None:
-                conns["object_poses"] = connection(contract.object_poses)
+                poses = object_poses_from_state(object_config, data["object_state"][i])
+                writer.write(conns["object_poses"], ns, serialize_message(_pose_array(poses, profile.frames.base, stamp)))
             for cam in cams:
-                conns[cam] = connection(contract.camera(cam).image)
+                frame = store.array(f"{cam}_image")[s.start + i]
+                cam_stamp = convert.to_stamp(float(data[f"{cam}_stamp"][i]))
+                frame_id = profile.camera(cam).frame_id
+                msg = convert.array_to_image(frame, "rgb8", cam_stamp, frame_id)
+                writer.write(conns[cam], ns, serialize_message(msg))
                 if cam in camera_info:
-                    conns[f"{cam}_info"] = connection(contract.camera(cam).info)
-            s = store.episode_slice(episode)
-            for i in tqdm(range(len(data["timestamp"])), desc=f"episode {episode}", unit="step", leave=False):
-                t = float(data["timestamp"][i])
-                stamp = convert.to_stamp(t)
-                ns = stamp.sec * 1_000_000_000 + stamp.nanosec
-                msg = convert.make_joint_state(names, data["joint_pos"][i], data["joint_vel"][i], stamp=stamp)
-                writer.write(conns["joint_states"], ns, serialize_message(msg))
-                action = np.asarray(data["action"][i], dtype=float)
-                writer.write(conns["commands"], ns, serialize_message(Float64MultiArray(data=action[:n_arm].tolist())))
-                if "gripper" in conns:
-                    writer.write(conns["gripper"], ns, serialize_message(Float64MultiArray(data=action[n_arm:].tolist())))
-                if "ee_pose" in data:
-                    pose = data["ee_pose"][i]
-                    msg = convert.make_pose(pose[:3], pose[3:], profile.frames.base, stamp=stamp)
-                    writer.write(conns["ee_pose"], ns, serialize_message(msg))
-                if "intervention" in data:
-                    writer.write(conns["intervention"], ns, serialize_message(Bool(data=bool(data["intervention"][i]))))
-                if object_config is not None:
-                    poses = object_poses_from_state(object_config, data["object_state"][i])
-                    writer.write(conns["object_poses"], ns, serialize_message(_pose_array(poses, profile.frames.base, stamp)))
-                for cam in cams:
-                    frame = store.array(f"{cam}_image")[s.start + i]
-                    cam_stamp = convert.to_stamp(float(data[f"{cam}_stamp"][i]))
-                    frame_id = profile.camera(cam).frame_id
-                    msg = convert.array_to_image(frame, "rgb8", cam_stamp, frame_id)
-                    writer.write(conns[cam], ns, serialize_message(msg))
-                    if cam in camera_info:
-                        writer.write(conns[f"{cam}_info"], ns, serialize_message(_camera_info(camera_info[cam], cam_stamp)))
-        finally:
-            writer.close()
-        written.append(bag)
-    return written
+                    writer.write(conns[f"{cam}_info"], ns, serialize_message(_camera_info(camera_info[cam], cam_stamp)))
+    finally:
+        writer.close()

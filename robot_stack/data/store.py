@@ -20,6 +20,13 @@ Crash safety (kill -9 at any moment, power loss with ``fsync=True``):
   removed and ``meta/episode_ends`` is rewritten from the commit record. Opening read-only changes
   nothing and shows only committed episodes.
 
+Readers take episode boundaries from the commit record (``episode_ends``, ``episode_slice``...), never
+from ``meta/episode_ends``, which a crash between the two writes of a commit leaves one episode behind.
+
+Integrity: every chunk of every array ends in a crc32c checksum (zarr 3's ``crc32c`` codec);
+:meth:`EpisodeStore.verify` (``robot-stack data verify``) names the episodes a missing or damaged
+chunk, a short array or a wrong index affects.
+
 Images are ``uint8 (T, H, W, 3)`` with one frame per chunk; low-dimensional arrays are chunked over
 time and compressed losslessly (Blosc zstd).
 """
@@ -30,6 +37,7 @@ import asyncio
 import hashlib
 import json
 import os
+import struct
 import sys
 import time
 import uuid
@@ -42,7 +50,7 @@ from typing import Any
 import numpy as np
 import zarr
 from numcodecs import Blosc
-from zarr.codecs import BloscCodec, BytesCodec
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
 from zarr.storage import LocalStore
 
 from robot_stack import __version__
@@ -147,6 +155,13 @@ class EpisodeInfo:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+def with_crc32c(data: bytes) -> bytes:
+    """``data`` followed by its crc32c, as zarr 3's ``crc32c`` codec writes it (little-endian)."""
+    import google_crc32c
+
+    return data + struct.pack("<I", google_crc32c.value(data))
+
+
 def _frame_encoder(arr: Any) -> Callable[[np.ndarray], bytes] | None:
     """Chunk encoder of a one-frame-per-chunk image array, if its codecs are ours (else None)."""
     from robot_stack.data.jpeg import JpegCodec
@@ -154,14 +169,19 @@ def _frame_encoder(arr: Any) -> Callable[[np.ndarray], bytes] | None:
     codecs = list(arr.metadata.codecs)
     if arr.metadata.chunk_grid.chunk_shape[0] != 1 or arr.metadata.chunk_grid.chunk_shape[1:] != arr.shape[1:]:
         return None
+    crc = bool(codecs) and isinstance(codecs[-1], Crc32cCodec)
+    codecs = codecs[:-1] if crc else codecs
+    encode: Callable[[np.ndarray], bytes] | None = None
     if len(codecs) == 1 and isinstance(codecs[0], JpegCodec):
-        return codecs[0].encode_frame
-    if len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], BloscCodec):
+        encode = codecs[0].encode_frame
+    elif len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], BloscCodec):
         c = codecs[1]
         shuffle = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}[c.shuffle.value]
         blosc = Blosc(cname=c.cname.value, clevel=c.clevel, shuffle=shuffle, blocksize=c.blocksize)
-        return lambda frame: blosc.encode(np.ascontiguousarray(frame))
-    return None
+        encode = lambda frame: blosc.encode(np.ascontiguousarray(frame))  # noqa: E731
+    if encode is None or not crc:
+        return encode
+    return lambda frame: with_crc32c(encode(frame))
 
 
 def _is_image(shape: Sequence[int], dtype: np.dtype) -> bool:
@@ -169,15 +189,17 @@ def _is_image(shape: Sequence[int], dtype: np.dtype) -> bool:
 
 
 def _codecs_for(step_shape: tuple[int, ...], dtype: np.dtype, image_codec: str) -> dict[str, Any]:
+    """Chunking and codecs of a new array; every chunk ends in a crc32c checksum."""
     if _is_image(step_shape, dtype):
         if image_codec == "jpeg":
             from robot_stack.data.jpeg import JpegCodec
 
-            return {"chunks": (1, *step_shape), "serializer": JpegCodec(), "compressors": None}
-        return {"chunks": (1, *step_shape), "compressors": [BloscCodec(cname="lz4", clevel=1, shuffle="noshuffle")]}
+            return {"chunks": (1, *step_shape), "serializer": JpegCodec(), "compressors": [Crc32cCodec()]}
+        return {"chunks": (1, *step_shape),
+                "compressors": [BloscCodec(cname="lz4", clevel=1, shuffle="noshuffle"), Crc32cCodec()]}
     return {
         "chunks": (LOWDIM_CHUNK, *step_shape),
-        "compressors": [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=dtype.itemsize)],
+        "compressors": [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=dtype.itemsize), Crc32cCodec()],
     }
 
 
@@ -291,6 +313,16 @@ class EpisodeStore:
     def load_window(self, start: int, length: int, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         return {k: self.array(k)[start : start + length] for k in (keys or self._record["keys"])}
 
+    def index_array(self) -> Any | None:
+        """``meta/episode_ends`` as stored (derived from the commit record; None if absent)."""
+        return self._root["meta/episode_ends"] if "meta/episode_ends" in self._root else None
+
+    def verify(self, **kwargs: Any) -> Any:
+        """Check every chunk's checksum and the index: see :func:`robot_stack.data.integrity.verify`."""
+        from robot_stack.data.integrity import verify
+
+        return verify(self, **kwargs)
+
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="frame-encoder")
@@ -373,10 +405,13 @@ class EpisodeStore:
         path = "meta/episode_ends"
         if "meta" not in self._root:
             self._root.create_group("meta")
-        if path not in self._root:
-            arr = self._root.create_array(path, shape=(0,), dtype=np.int64, chunks=(65536,), fill_value=0)
-        else:
-            arr = self._root[path]
+        try:
+            arr = self._root[path] if path in self._root else None
+        except Exception:  # noqa: BLE001 - unreadable metadata: the index is derived, make it anew
+            arr = None
+        if arr is None:
+            arr = self._root.create_array(path, shape=(0,), dtype=np.int64, chunks=(65536,), fill_value=0,
+                                          compressors=[Crc32cCodec()], overwrite=True)
         if arr.shape != ends.shape:
             arr.resize(ends.shape)
         if ends.size:
@@ -394,12 +429,13 @@ class EpisodeStore:
                 del data[key]
                 self._arrays.pop(key, None)
                 continue
-            arr = data[key]
+            try:
+                arr = data[key]
+            except Exception:  # noqa: BLE001 - damaged metadata: 'robot-stack data verify' names it
+                continue
             if arr.shape[0] > end:
                 cut = max(cut, arr.shape[0] - end)
                 arr.resize((end, *arr.shape[1:]))
-            elif arr.shape[0] < end:
-                raise UserError(f"{self.path}: corrupt store: data/{key} has {arr.shape[0]} steps, committed {end}")
         self._arrays.clear()
         return cut
 
@@ -416,8 +452,12 @@ class EpisodeStore:
                 f"{self.n_episodes - 1} (an interrupted recording)",
                 file=sys.stderr,
             )
-        ends = self._root["meta/episode_ends"][:] if "meta/episode_ends" in self._root else np.zeros(0, np.int64)
-        if not np.array_equal(ends, self.episode_ends):
+        try:
+            index = self.index_array()
+            ends = index[:] if index is not None else None
+        except Exception:  # noqa: BLE001 - a damaged index is rewritten from the commit record
+            ends = None
+        if ends is None or not np.array_equal(ends, self.episode_ends):
             self._write_episode_ends()
 
     # -- maintenance -----------------------------------------------------------------------------
