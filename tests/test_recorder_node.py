@@ -104,7 +104,7 @@ def test_records_episodes_from_a_publisher_process(ros, spawn, tmp_path: Path, c
 
     time.sleep(2.0)
     reply = ros.call(Trigger, "episode/save", timeout=30.0)
-    assert reply.success and reply.message.startswith("saving episode 0"), reply.message
+    assert reply.success and reply.message.startswith("saved episode 0") and "durable" in reply.message, reply.message
     assert ros.call(Trigger, "episode/start").success  # no wait between episodes (the commit runs behind)
     time.sleep(1.0)
     assert ros.call(Trigger, "episode/discard").success

@@ -61,6 +61,9 @@ ATTRS_KEY = "robot_stack"
 LOWDIM_CHUNK = 1024
 IMAGE_CAPACITY_STEP = 256
 IMAGE_CODECS = ("blosc", "jpeg")
+JOURNAL_DIR = "journal"
+SYNC_PERIOD_S = 1.0
+"""A journaled episode's steps are made durable at least this often."""
 
 
 # -- durable zarr store ------------------------------------------------------------------------------
@@ -145,6 +148,8 @@ class EpisodeInfo:
     late_frames: dict[str, int] = field(default_factory=dict)
     missing_frames: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    uid: str = ""
+    """Id of the recording (its journal's name): a journal whose episode is committed is recognised by it."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EpisodeInfo:
@@ -182,6 +187,12 @@ def _frame_encoder(arr: Any) -> Callable[[np.ndarray], bytes] | None:
     if encode is None or not crc:
         return encode
     return lambda frame: with_crc32c(encode(frame))
+
+
+def chunk_file(root: Path, arr: Any, step: int) -> Path:
+    """The file holding step ``step`` of a one-chunk-per-step-block array (images: one frame per chunk)."""
+    coords = (step // arr.chunks[0],) + (0,) * (len(arr.shape) - 1)
+    return root / arr.path / arr.metadata.encode_chunk_key(coords)
 
 
 def _is_image(shape: Sequence[int], dtype: np.dtype) -> bool:
@@ -332,14 +343,26 @@ class EpisodeStore:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
 
     # -- writing -------------------------------------------------------------------------------
-    def begin_episode(self) -> EpisodeWriter:
-        """Start writing an episode; it becomes visible only when its writer commits."""
+    def begin_episode(self, journal: Mapping[str, Any] | None = None) -> EpisodeWriter:
+        """Start writing an episode; it becomes visible only when its writer commits.
+
+        ``journal`` (``{"profile": dict, "info": dict}``, the metadata a recovered episode gets) journals
+        the episode as it arrives, so that a crash loses at most the last second of it."""
         if not self.writable:
             raise UserError(f"{self.path}: opened read-only")
         if self._writer is not None and not self._writer.closed:
             raise RuntimeError("an episode is already being written to this store")
-        self._writer = EpisodeWriter(self)
+        self._writer = EpisodeWriter(self, journal)
         return self._writer
+
+    def pending_journals(self) -> list[Path]:
+        """Journals of interrupted recordings, committed when the store is next opened for writing."""
+        folder = self.path / JOURNAL_DIR
+        return sorted(folder.glob("*.journal")) if folder.is_dir() else []
+
+    def _ensure_journal_group(self) -> None:
+        if JOURNAL_DIR not in self._root:  # a zarr group, so that zarr lists the store without warnings
+            self._root.create_group(JOURNAL_DIR, attributes={ATTRS_KEY: "journals of episodes being recorded"})
 
     def append_episode(self, data: Mapping[str, np.ndarray], **info: Any) -> int:
         """Write and commit a whole episode at once; returns its index."""
@@ -440,11 +463,14 @@ class EpisodeStore:
         return cut
 
     def _repair(self) -> None:
+        from robot_stack.data.journal import recover
+
         for stray in self.path.rglob("*.partial"):
             stray.unlink(missing_ok=True)
         for key in self._record["keys"]:
             if f"data/{key}" not in self._root:
                 raise UserError(f"{self.path}: corrupt store: committed key {key!r} has no array data/{key}")
+        recover(self)
         cut = self._truncate_to_committed()
         if cut:
             print(
@@ -480,21 +506,34 @@ class EpisodeStore:
 
 
 class EpisodeWriter:
-    """Writes one episode: images go to disk as they arrive, low-dim steps are buffered in memory."""
+    """Writes one episode: images go to disk as they arrive, low-dim steps are buffered in memory.
 
-    def __init__(self, store: EpisodeStore):
+    With a journal (``EpisodeStore.begin_episode(journal=...)``) every batch of low-dim steps is also
+    appended to ``<store>/journal/<uid>.journal`` as it arrives (camera frames are already on disk,
+    in their chunk files), made durable at least once a second (``SYNC_PERIOD_S``); :meth:`seal`
+    makes the saved episode durable before its commit. A store opened for writing after a crash
+    commits what a journal holds (:func:`robot_stack.data.journal.recover`).
+    """
+
+    def __init__(self, store: EpisodeStore, journal: Mapping[str, Any] | None = None):
         self.store = store
         self.start = store.n_steps
         self.length = 0
+        self.durable = 0
+        """Steps known durable (survive a crash: power loss with fsync, a killed process without)."""
         self.closed = False
+        self.sealed = False
         self.failed: BaseException | None = None
+        self.uid = uuid.uuid4().hex
+        self.started = time.time()
         self._lowdim: dict[str, list[np.ndarray]] = {}
         self._images: dict[str, Any] = {}
         self._capacity: dict[str, int] = {}
         self._last: dict[str, tuple[np.ndarray | None, Any]] = {}
+        self._journal_meta = None if journal is None else json.loads(json.dumps(journal))
+        self._journal: Any = None
         self._synced = time.monotonic()
         self._sync_future: Any = None
-        self.started = time.time()
 
     def append(self, step: Mapping[str, Any]) -> None:
         """Add one time step: ``{key: value}`` with the same keys every step."""
@@ -502,8 +541,8 @@ class EpisodeWriter:
 
     def extend(self, steps: Mapping[str, np.ndarray]) -> None:
         """Add ``n`` time steps: ``{key: array (n, ...)}``."""
-        if self.closed:
-            raise RuntimeError("episode already committed or discarded")
+        if self.closed or self.sealed:
+            raise RuntimeError("episode already saved, committed or discarded")
         steps = {k: np.asarray(v) for k, v in steps.items()}
         ns = {v.shape[0] for v in steps.values()}
         if len(ns) != 1:
@@ -513,15 +552,81 @@ class EpisodeWriter:
         if self.length and set(steps) != expected:
             raise ValueError(f"step keys {sorted(steps)} differ from the episode's {sorted(expected)}")
         try:
+            lowdim = {}
             for key, value in steps.items():
                 if _is_image(value.shape[1:], value.dtype):
                     self._write_images(key, value)
                 else:
-                    self._lowdim.setdefault(key, []).append(np.array(value, copy=True))
+                    lowdim[key] = np.array(value, copy=True)
+                    self._lowdim.setdefault(key, []).append(lowdim[key])
+            if self._journal_meta is not None:  # after the frames: a journal record never precedes its frames
+                self._journal_writer(steps).append_steps(lowdim)
         except BaseException as err:
             self.failed = err
             raise
         self.length += n
+        if not self.store._zstore.fsync:
+            self.durable = self.length if self._journal is not None else 0
+        self.sync_if_due()
+
+    def _journal_writer(self, steps: Mapping[str, np.ndarray]) -> Any:
+        if self._journal is None:
+            from robot_stack.data.journal import SUFFIX, JournalWriter
+
+            self.store._ensure_journal_group()
+            header = {
+                "uid": self.uid, "start": self.start, "started": self.started,
+                "keys": {k: {"shape": list(v.shape[1:]), "dtype": v.dtype.str} for k, v in steps.items()},
+                "images": [k for k, v in steps.items() if _is_image(v.shape[1:], v.dtype)],
+                "meta": self._journal_meta,
+            }
+            self._journal = JournalWriter(self.store.path / JOURNAL_DIR / f"{self.uid}{SUFFIX}", header)
+        return self._journal
+
+    def _sync(self, steps: int) -> None:
+        """Make the first ``steps`` steps durable: frame files and journal (one syncfs, same file system)."""
+        if self.store._zstore.fsync:
+            if self._images:
+                _syncfs(self.store.path)
+            elif self._journal is not None:
+                self._journal.sync()
+        if self._journal is not None:
+            self.durable = max(self.durable, steps)
+
+    def sync_if_due(self) -> None:
+        """Start a background sync if the last one started more than ``SYNC_PERIOD_S`` ago."""
+        if (self.length > self.durable and time.monotonic() - self._synced >= SYNC_PERIOD_S
+                and (self._sync_future is None or self._sync_future.done())):
+            self._synced = time.monotonic()
+            self._sync_future = self.store._pool().submit(self._sync, self.length)
+
+    def sync(self) -> int:
+        """Make every step so far durable now; returns the number of steps."""
+        if self._sync_future is not None:
+            self._sync_future.result()
+        self._synced = time.monotonic()
+        self._sync(self.length)
+        return self.length
+
+    def seal(self, **info: Any) -> None:
+        """Mark the episode saved in its journal (with the metadata its commit will store) and make it
+        durable: once this returns, a crash before the commit still keeps the whole episode."""
+        if self._journal_meta is None:
+            raise RuntimeError("seal() needs an episode begun with a journal")
+        if self.failed is not None or self.closed:
+            raise RuntimeError(f"episode failed while writing ({self.failed})" if self.failed else "episode closed")
+        if self.length == 0:
+            raise UserError("cannot save an empty episode (no steps recorded)")
+        self._journal_writer({}).append_end(json.loads(json.dumps({"started": self.started, **info})))
+        self.sync()
+        self.sealed = True
+
+    def restore(self, lowdim: Mapping[str, np.ndarray], images: Mapping[str, Any], length: int, uid: str,
+                started: float) -> None:
+        """Adopt steps recovered from a journal (frames already in the image arrays) before :meth:`commit`."""
+        self._lowdim = {k: [np.asarray(v)[:length]] for k, v in lowdim.items()}
+        self._images = dict(images)
+        self.length, self.uid, self.started = length, uid, started
 
     def _write_images(self, key: str, frames: np.ndarray) -> None:
         arr = self._images.get(key)
@@ -541,7 +646,7 @@ class EpisodeWriter:
         # release the GIL); byte-for-byte what zarr would write, at a fraction of its overhead.
         # A frame repeated from the previous step (recording faster than the camera) reuses its
         # encoded bytes instead of being encoded again.
-        root, pool = self.store.path, self.store._pool()
+        pool = self.store._pool()
         last_frame, last_future = self._last.get(key, (None, None))
         encoded = []
         for frame in frames:
@@ -551,18 +656,11 @@ class EpisodeWriter:
         self._last[key] = (np.array(last_frame, copy=True), last_future)
         chunks = [future.result() for future in encoded]
 
-        def put(i: int) -> None:
-            key_path = root / arr.path / arr.metadata.encode_chunk_key((a + i,) + (0,) * (frames.ndim - 1))
-            _durable_put(key_path, chunks[i], False, False)  # new files: made durable by one syncfs at commit
+        def put(i: int) -> None:  # new files: made durable by the periodic syncfs
+            _durable_put(chunk_file(self.store.path, arr, a + i), chunks[i], False, False)
 
         for future in [pool.submit(put, i) for i in range(frames.shape[0])]:
             future.result()
-        # flush frame files in the background about once a second, so little is left for the commit
-        if self.store._zstore.fsync and time.monotonic() - self._synced > 1.0 and (
-            self._sync_future is None or self._sync_future.done()
-        ):
-            self._synced = time.monotonic()
-            self._sync_future = pool.submit(_syncfs, self.store.path)
 
     def commit(self, profile: Mapping[str, Any] | None = None, **info: Any) -> int:
         """Write the buffered arrays and commit atomically; returns the episode index."""
@@ -600,18 +698,23 @@ class EpisodeWriter:
                     self._sync_future.result()
                 _syncfs(self.store.path)  # frame files durable before the commit record
             info.setdefault("started", self.started)
+            info.setdefault("uid", self.uid)
             index = self.store._commit(lengths, dict(info), profile)
         except BaseException as err:
             self.failed = err
             raise
         self.closed = True
+        if self._journal is not None:  # committed: the journal has done its job
+            self._journal.close(remove=True)
         return index
 
     def discard(self) -> None:
-        """Drop this episode's data (best effort; a later open truncates whatever remains)."""
+        """Drop this episode's data and journal (best effort; a later open truncates whatever remains)."""
         if self.closed:
             return
         self.closed = True
+        if self._journal is not None:
+            self._journal.close(remove=True)
         self._lowdim.clear()
         try:
             self.store._truncate_to_committed()
