@@ -456,8 +456,8 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                 writer.discard()
                 reply(False, f"episode {ep_id} failed and was not saved: {err}")
                 return
-            n = writer.length
-            reply(True, f"saved episode {ep_id} ({n} steps, {n / self.rate:.1f} s; durable)")
+            n = writer.length  # episodes commit in order, each before the next is sealed: its index is known
+            reply(True, f"saved episode {self.store.n_episodes} ({n} steps, {n / self.rate:.1f} s; durable)")
             t0 = time.monotonic()
             try:
                 index = writer.commit(profile=profile, **info)

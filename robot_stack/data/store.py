@@ -62,6 +62,7 @@ LOWDIM_CHUNK = 1024
 IMAGE_CAPACITY_STEP = 256
 IMAGE_CODECS = ("blosc", "jpeg")
 JOURNAL_DIR = "journal"
+WRITE_EVERY_CHUNK = {"write_empty_chunks": True}
 SYNC_PERIOD_S = 1.0
 """A journaled episode's steps are made durable at least this often."""
 
@@ -297,7 +298,7 @@ class EpisodeStore:
         if key not in self._record["keys"]:
             raise UserError(f"{self.path}: no key {key!r} (keys: {', '.join(self._record['keys']) or 'none'})")
         if key not in self._arrays:
-            self._arrays[key] = self._root[f"data/{key}"]
+            self._arrays[key] = self._node(f"data/{key}")
         return self._arrays[key]
 
     def episode(self, episode: int, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
@@ -323,6 +324,12 @@ class EpisodeStore:
 
     def load_window(self, start: int, length: int, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         return {k: self.array(k)[start : start + length] for k in (keys or self._record["keys"])}
+
+    def _node(self, path: str) -> Any:
+        """The array at ``path``; a writer writes every chunk, even one equal to the fill value, so that a
+        missing chunk file is always damage (zarr would read it as zeros)."""
+        arr = self._root[path]
+        return arr.with_config(WRITE_EVERY_CHUNK) if self.writable else arr
 
     def index_array(self) -> Any | None:
         """``meta/episode_ends`` as stored (derived from the commit record; None if absent)."""
@@ -386,14 +393,15 @@ class EpisodeStore:
             return self._arrays[key]
         path = f"data/{key}"
         if path in self._root:
-            arr = self._root[path]
+            arr = self._node(path)
             if tuple(arr.shape[1:]) != step_shape or arr.dtype != dtype:  # left over from a failed episode
                 del self._root[path]
             else:
                 self._arrays[key] = arr
                 return arr
         arr = self._root.create_array(
-            path, shape=(0, *step_shape), dtype=dtype, fill_value=0, **_codecs_for(step_shape, dtype, self.image_codec)
+            path, shape=(0, *step_shape), dtype=dtype, fill_value=0, **_codecs_for(step_shape, dtype, self.image_codec),
+            config=WRITE_EVERY_CHUNK,
         )
         self._arrays[key] = arr
         return arr
@@ -429,12 +437,12 @@ class EpisodeStore:
         if "meta" not in self._root:
             self._root.create_group("meta")
         try:
-            arr = self._root[path] if path in self._root else None
+            arr = self._node(path) if path in self._root else None
         except Exception:  # noqa: BLE001 - unreadable metadata: the index is derived, make it anew
             arr = None
         if arr is None:
             arr = self._root.create_array(path, shape=(0,), dtype=np.int64, chunks=(65536,), fill_value=0,
-                                          compressors=[Crc32cCodec()], overwrite=True)
+                                          compressors=[Crc32cCodec()], overwrite=True, config=WRITE_EVERY_CHUNK)
         if arr.shape != ends.shape:
             arr.resize(ends.shape)
         if ends.size:
