@@ -76,19 +76,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     merge.set_defaults(handler=_merge)
 
     export = add_command(
-        sub, "export", "export episodes: rosbag2 (MCAP) folders or a LeRobotDataset v3.0",
+        sub, "export", "export episodes: rosbag2 (MCAP) folders, a LeRobotDataset v3.0 or a zarr 2 replay buffer",
         "Formats:\n"
-        "  mcap     one rosbag2 folder (MCAP storage) per episode, on the contract's topics (ros2 bag, Foxglove)\n"
+        "  mcap     one rosbag2 folder (MCAP storage) per episode, on the contract's topics (ros2 bag, Foxglove,\n"
+        "           rosbags)\n"
+        "  zarr2    a zarr format 2 ReplayBuffer (data/<key>, meta/episode_ends) that diffusion_policy's\n"
+        "           ReplayBuffer.copy_from_path opens unchanged (zarr 2.12); images keep the store's codec, byte\n"
+        "           for byte: JPEG as imagecodecs_jpeg (diffusion_policy registers it: register_codecs()), or blosc\n"
         "  lerobot  a LeRobotDataset v3.0 folder: parquet frames, one MP4 per episode and camera (AV1 by\n"
         "           default), meta/info.json, stats.json, tasks.parquet, episodes/ -- load it with\n"
         "           LeRobotDataset('<any>/<name>', root=OUT)\n"
         "Examples:\n"
         "  robot-stack data export data/pick.zarr bags/ --format mcap      (or: --mcap bags/)\n"
+        "  robot-stack data export data/pick.zarr pick_dp.zarr --format zarr2\n"
         "  robot-stack data export data/pick.zarr lerobot/pick --format lerobot --episodes 0-9",
     )
     export.add_argument("store", type=Path, help="episode store folder")
     export.add_argument("output", type=Path, nargs="?", help="output folder (new or empty)")
-    export.add_argument("--format", choices=("mcap", "lerobot"), default="mcap", help="output format")
+    export.add_argument("--format", choices=("mcap", "lerobot", "zarr2"), default="mcap", help="output format")
     export.add_argument("--mcap", type=Path, metavar="FOLDER", help="same as: FOLDER --format mcap")
     export.add_argument("--episodes", nargs="+", default=None, help="episode indices or ranges, e.g. 0 3-5 -1 (all when omitted)")
     export.add_argument("--fps", type=float, help="lerobot: frame rate (default: the recorded rate; must be whole)")
@@ -313,6 +318,12 @@ def _export(args: argparse.Namespace) -> int:
         r = export_lerobot(store, episodes, args.output, fps=args.fps, task=args.task, codec=args.video_codec)
         print(f"wrote LeRobotDataset v3.0 {args.output}: {r.episodes} episodes, {r.frames} frames, {r.videos} videos, "
               f"{r.bytes / 1e6:.1f} MB in {r.seconds:.1f} s ({r.frames / max(r.seconds, 1e-9):.0f} frames/s)")
+        return 0
+    if args.format == "zarr2":
+        from robot_stack.data.zarr2 import export_zarr2
+
+        z = export_zarr2(store, episodes, args.output)
+        print(f"wrote zarr 2 replay buffer {args.output}: {z.episodes} episodes, {z.steps} steps, {z.bytes / 1e6:.1f} MB")
         return 0
     from robot_stack.data.export import export_mcap
 

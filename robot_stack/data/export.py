@@ -4,9 +4,9 @@ Each bag replays what the recorder sampled, at the recorded tick times: ``joint_
 velocity), ``<controller>/commands`` and ``<gripper_controller>/commands`` (the ``action``),
 ``ee_pose``, ``object_poses`` (from ``object_state`` when the episode's task is known),
 ``teleop/intervention``, ``<camera>/color/image_raw`` (``header.stamp`` = the frame's capture
-stamp) and ``camera_info`` (when the episode stores intrinsics). Messages are serialised by rclpy
-itself; the bag metadata comes from ``rosbags`` (ROS 2 Kilted message definitions), so ``ros2 bag``
-and Foxglove open it. The bag's ``custom_data`` carries the episode metadata and robot profile
+stamp) and ``camera_info`` (when the episode stores intrinsics). Messages are built by rclpy and
+serialised by ``rosbags`` (ROS 2 Kilted message definitions), so ``ros2 bag``, Foxglove, the mcap
+readers, ``rosbags`` and ``rosbags-convert`` read them. The bag's ``custom_data`` carries the episode metadata and robot profile
 (JSON), so ``robot-stack data import --format rosbag2`` restores them.
 """
 
@@ -63,6 +63,39 @@ def _camera_info(info: dict[str, Any], stamp: Any) -> Any:
     return msg
 
 
+PRIMITIVES = {"double": np.float64, "float": np.float32, "uint8": np.uint8, "octet": np.uint8, "char": np.uint8,
+              "int8": np.int8, "uint16": np.uint16, "int16": np.int16, "uint32": np.uint32, "int32": np.int32,
+              "uint64": np.uint64, "int64": np.int64, "boolean": np.bool_}
+
+
+def _element(field_type: str) -> str:
+    """'sequence<double>' / 'double[9]' / 'sequence<double, 3>' -> 'double'."""
+    inner = field_type[len("sequence<"):-1] if field_type.startswith("sequence<") else field_type.split("[")[0]
+    return inner.split(",")[0].strip()
+
+
+def to_rosbags(msg: Any, typestore: Any) -> Any:
+    """The rosbags message equal to an rclpy message, field by field.
+
+    Bags are serialised by rosbags' own CDR serialiser: rclpy pads a message that ends in an empty
+    float64 sequence (``JointState.effort = []``) to 8 bytes, and rosbags rejects such messages
+    ("CDR message size mismatch"); rclpy, ros2 bag and the mcap readers read rosbags' output."""
+    module, name = type(msg).__module__.split(".")[0], type(msg).__name__
+    cls = typestore.types[f"{module}/msg/{name}"]
+    fields = {}
+    for field_name, field_type in msg.get_fields_and_field_types().items():
+        value = getattr(msg, field_name)
+        element = _element(field_type)
+        is_array = field_type.startswith("sequence<") or field_type.endswith("]")
+        if "/" in element:  # nested message(s)
+            fields[field_name] = [to_rosbags(v, typestore) for v in value] if is_array else to_rosbags(value, typestore)
+        elif is_array and element in PRIMITIVES:
+            fields[field_name] = np.asarray(value, dtype=PRIMITIVES[element])
+        else:
+            fields[field_name] = list(value) if is_array else value
+    return cls(**fields)
+
+
 def export_mcap(store: EpisodeStore, episodes: Sequence[int], out: Path) -> list[Path]:
     """One rosbag2 folder per episode under the new folder ``out`` (written whole, or not at all)."""
     from rosbags.typesys import Stores, get_typestore
@@ -80,7 +113,6 @@ def export_mcap(store: EpisodeStore, episodes: Sequence[int], out: Path) -> list
 
 
 def _write_bag(store: EpisodeStore, episode: int, bag: Path, typestore: Any) -> None:
-    from rclpy.serialization import serialize_message
     from rosbags.rosbag2 import StoragePlugin, Writer
     from std_msgs.msg import Bool, Float64MultiArray
     from tqdm import tqdm
@@ -106,7 +138,11 @@ def _write_bag(store: EpisodeStore, episode: int, bag: Path, typestore: Any) -> 
     try:
         def connection(topic):  # noqa: ANN001, ANN202
             msgtype = f"{topic.type.__module__.split('.')[0]}/msg/{topic.type.__name__}"
-            return writer.add_connection(topic.name, msgtype, typestore=typestore)
+            return writer.add_connection("/" + topic.name.lstrip("/"), msgtype, typestore=typestore)  # fully qualified
+
+        def serialize_message(msg: Any) -> bytes:
+            rb = to_rosbags(msg, typestore)
+            return typestore.serialize_cdr(rb, rb.__msgtype__)
 
         conns = {"joint_states": connection(contract.joint_states), "commands": connection(contract.joint_commands)}
         if "ee_pose" in data:

@@ -22,9 +22,10 @@ def camera_names(store: EpisodeStore) -> list[str]:
 
 def image_codec(store: EpisodeStore) -> str:
     """The codec of the store's image arrays ('jpeg' or 'blosc'), to keep it when copying."""
+    from robot_stack.data.jpeg import is_jpeg
+
     for cam in camera_names(store):
-        codecs = store.array(f"{cam}_image").metadata.codecs
-        if any(type(c).__name__ == "JpegCodec" for c in codecs):
+        if any(is_jpeg(c) for c in store.array(f"{cam}_image").metadata.codecs):
             return "jpeg"
     return "blosc"
 
