@@ -2,10 +2,10 @@
 
 Two targets share the store:
 
-* ``recorder``: recorder_node alone, recording a synthetic robot process (joint_states @ 100 Hz, one
-  64x48 camera @ 15 fps, JPEG) at 10 Hz, driven by this script: episodes of 0.3-2.5 s, each saved
-  and the next started at once. Each round SIGKILLs the recorder either at a random moment or
-  0-150 ms after a save was answered (the commit runs then).
+* ``recorder``: recorder_node alone, recording the twin (``sim.launch.xml``: MuJoCo, task reach, the
+  scripted expert acting, one 64x48 camera @ 15 fps, JPEG) at 10 Hz, driven by this script:
+  episodes of 0.3-2.5 s, each saved and the next started at once. Each round SIGKILLs the recorder
+  either at a random moment or 0-150 ms after a save was answered (the commit runs then).
 * ``launch``: ``teleop.launch.xml`` (MuJoCo twin + scripted expert + recorder, same camera), killed
   either as a whole (SIGKILL to every process of the launch at once, as a power cut would) or by
   SIGKILL to the launch runner alone (its children then get SIGTERM), at a random moment or right
@@ -45,9 +45,6 @@ import yaml
 
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 200)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-
-sys.path.insert(0, str(Path(__file__).parent))
-from recorder import PUBLISHER  # noqa: E402
 
 from robot_stack.resources import apply_ros_environment, find_config, ros_environment  # noqa: E402
 
@@ -208,7 +205,7 @@ class Driver:
 def recorder_round(rng: random.Random, driver: Driver, profile: Path, book: Book) -> str:
     proc = subprocess.Popen(
         [str(BIN / "recorder_node"), "--ros-args", "-p", f"profile:={profile}", "-p", f"store:={book.store}",
-         "-p", f"record_rate_hz:={RATE}", "-p", "image_codec:=jpeg", "-p", "progress:=false"],
+         "-p", f"record_rate_hz:={RATE}", "-p", "image_codec:=jpeg", "-p", "progress:=false", "-p", "task:=reach"],
         env=ros_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines = Lines(proc)
     try:
@@ -315,6 +312,20 @@ def launch_round(rng: random.Random, profile: Path, book: Book) -> str:
     return f"launch ({'every process' if whole else 'runner only'}), {'commit window' if commit_window else 'random moment'}"
 
 
+def stop(launch: subprocess.Popen) -> None:
+    """Stop a launch like Ctrl-C does; whatever is left after 30 s is killed."""
+    family = [launch.pid, *descendants(launch.pid)]
+    launch.send_signal(signal.SIGINT)
+    try:
+        launch.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    for pid in family:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    launch.wait(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=100, help="kills in all")
@@ -335,14 +346,14 @@ def main() -> None:
     started = time.monotonic()
     try:
         for k, target in enumerate(plan):
-            if target == "recorder" and robot is None:
-                robot = subprocess.Popen([sys.executable, "-c", PUBLISHER, str(profile)], env=ros_environment(),
-                                         stdout=subprocess.PIPE, text=True, start_new_session=True)
-                robot.stdout.readline()
+            if target == "recorder" and robot is None:  # the twin and its expert, without a recorder
+                robot = subprocess.Popen(
+                    [str(BIN / "robot-stack"), "launch", "robot_stack", "sim.launch.xml", f"robot:={profile}", "task:=reach",
+                     "cameras:=front", "expert:=true", "episodes:=0"],
+                    env=ros_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
                 driver = driver or Driver()
-            if target == "launch" and robot is not None:  # the twin publishes the robot's topics now
-                os.killpg(robot.pid, signal.SIGTERM)
-                robot.wait(timeout=20)
+            if target == "launch" and robot is not None:  # the launch brings its own twin
+                stop(robot)
                 robot = None
             kind = recorder_round(rng, driver, profile, book) if target == "recorder" else launch_round(rng, profile, book)
             book.kills[kind] = book.kills.get(kind, 0) + 1
@@ -351,8 +362,7 @@ def main() -> None:
                   f"orphans {book.orphans}", file=sys.stderr, flush=True)
     finally:
         if robot is not None:
-            os.killpg(robot.pid, signal.SIGTERM)
-            robot.wait(timeout=20)
+            stop(robot)
         if driver is not None:
             driver.close()
     results = summarise(book, time.monotonic() - started)

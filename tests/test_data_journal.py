@@ -127,3 +127,17 @@ def test_journal_is_durable_at_least_once_a_second(tmp_path: Path, monkeypatch: 
     np.testing.assert_array_equal(np.concatenate([np.frombuffer(r["arrays"]["joint_pos"][2], np.float32)
                                                   for r in read_journal(writer._journal.path)[1]]),
                                   episode["joint_pos"].ravel())
+
+
+def test_an_episode_the_store_would_refuse_is_never_acknowledged(store: Path) -> None:
+    """Seal checks keys and shapes against the store first: a doomed commit must not be answered 'saved'."""
+    from robot_stack.errors import UserError
+
+    writer = EpisodeStore(store, "a", fsync=False).begin_episode(journal=META)
+    episode = make_episode(4, 10)
+    episode["joint_pos"] = episode["joint_pos"][:, :0]  # e.g. a stream that never arrived, recorded empty
+    writer.extend(episode)
+    with pytest.raises(UserError, match="'joint_pos' is stored as float32 \\(6,\\) per step, got float32 \\(0,\\)"):
+        writer.seal(task="pick")
+    writer.discard()
+    assert not EpisodeStore(store).pending_journals()

@@ -234,6 +234,8 @@ def import_replay_buffer(source: Path, out: Path, chunk: int = 256) -> int:
         raise UserError(f"{source}: not a zarr group (no zarr.json or .zgroup)")
     try:
         root = zarr.open_group(source, mode="r")
+        if "episode_ends" in (dict(root.attrs).get("robot_stack") or {}):  # an episode store: its commit record rules
+            return merge_stores(out, [source])
         ends = np.asarray(root["meta/episode_ends"][:], dtype=np.int64)
         data = root["data"]
         arrays = {name: data[name] for name in data.array_keys()}

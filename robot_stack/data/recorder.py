@@ -309,6 +309,14 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
             expected |= {"ee_pose"} if with_ee else set()
             with_obj = "object_state" in stored if stored else bool(self.streams.objects)
             expected |= {"object_state"} if with_obj else set()
+            waiting = [name for name, needed, stream in (
+                (self.contract.ee_pose.name, with_ee, self.streams.ee),
+                (self.contract.object_poses.name + ("" if self.task_kind else " (set the task parameter)"), with_obj,
+                 self.streams.objects)) if needed and not stream]
+            if stored and waiting:  # the store's episodes have these keys: never record them empty
+                response.success = False
+                response.message = f"{self.store.path} holds episodes with them: no messages yet on {', '.join(waiting)}"
+                return response
             if stored and expected != stored:
                 response.success = False
                 response.message = (

@@ -381,14 +381,22 @@ class EpisodeStore:
             writer.discard()
             raise
 
-    def _ensure_array(self, key: str, step_shape: tuple[int, ...], dtype: np.dtype) -> Any:
-        known = self._record["keys"].get(key)
-        if known is not None:
-            if tuple(known["shape"]) != step_shape or np.dtype(known["dtype"]) != dtype:
+    def _check_keys(self, spec: Mapping[str, tuple[tuple[int, ...], np.dtype]], complete: bool = True) -> None:
+        """An episode's keys (``complete``: all of them), per-step shapes and dtypes must be the store's."""
+        keys = self._record["keys"]
+        if complete and keys and set(spec) != set(keys):
+            missing, extra = sorted(set(keys) - set(spec)), sorted(set(spec) - set(keys))
+            raise UserError(f"{self.path}: episode keys differ from the store's (missing {missing}, extra {extra})")
+        for key, (step_shape, dtype) in spec.items():
+            known = keys.get(key)
+            if known is not None and (tuple(known["shape"]) != tuple(step_shape) or np.dtype(known["dtype"]) != dtype):
                 raise UserError(
                     f"{self.path}: key {key!r} is stored as {known['dtype']} {tuple(known['shape'])} per step, "
-                    f"got {dtype} {step_shape}"
+                    f"got {dtype} {tuple(step_shape)}"
                 )
+
+    def _ensure_array(self, key: str, step_shape: tuple[int, ...], dtype: np.dtype) -> Any:
+        self._check_keys({key: (step_shape, dtype)}, complete=False)
         if key in self._arrays:
             return self._arrays[key]
         path = f"data/{key}"
@@ -411,10 +419,7 @@ class EpisodeStore:
         n = next(iter(lengths.values()))
         end = self.n_steps + n
         new_keys = {k: {"shape": list(a.shape[1:]), "dtype": str(a.dtype)} for k, a in self._arrays.items() if k in lengths}
-        if record["keys"] and set(new_keys) != set(record["keys"]):
-            missing = sorted(set(record["keys"]) - set(new_keys))
-            extra = sorted(set(new_keys) - set(record["keys"]))
-            raise UserError(f"{self.path}: episode keys differ from the store's (missing {missing}, extra {extra})")
+        self._check_keys({k: (tuple(v["shape"]), np.dtype(v["dtype"])) for k, v in new_keys.items()})
         if profile is not None:
             text = json.dumps(profile, sort_keys=True)
             pkey = hashlib.sha1(text.encode()).hexdigest()[:12]
@@ -625,9 +630,15 @@ class EpisodeWriter:
             raise RuntimeError(f"episode failed while writing ({self.failed})" if self.failed else "episode closed")
         if self.length == 0:
             raise UserError("cannot save an empty episode (no steps recorded)")
+        self.store._check_keys(self._spec())  # an episode its commit would refuse is never acknowledged
         self._journal_writer({}).append_end(json.loads(json.dumps({"started": self.started, **info})))
         self.sync()
         self.sealed = True
+
+    def _spec(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        spec = {k: (tuple(v[0].shape[1:]), v[0].dtype) for k, v in self._lowdim.items() if v}
+        spec.update({k: (tuple(a.shape[1:]), a.dtype) for k, a in self._images.items()})
+        return spec
 
     def restore(self, lowdim: Mapping[str, np.ndarray], images: Mapping[str, Any], length: int, uid: str,
                 started: float) -> None:
