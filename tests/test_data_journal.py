@@ -47,6 +47,8 @@ def store(tmp_path: Path) -> Path:
 def test_episode_in_flight_is_recovered_marked(store: Path, capfd: pytest.CaptureFixture) -> None:
     crash_while_recording(store, 25)
     assert EpisodeStore(store).n_episodes == 1 and len(EpisodeStore(store).pending_journals()) == 1  # read-only: no change
+    assert main(["data", "info", str(store)]) == 0
+    assert "an interrupted recording waits in the journal" in capfd.readouterr().out
     reopened = EpisodeStore(store, "a")
     err = capfd.readouterr().err
     assert "recovered episode 1 (25 steps, 2.5 s)" in err and "robot-stack data drop" in err

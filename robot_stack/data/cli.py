@@ -203,6 +203,9 @@ def _info(args: argparse.Namespace) -> int:
                       f"{ranges(flagged['recovered'])}")
     if flagged["interrupted"]:
         console.print(f"interrupted (the recorder stopped while recording): episodes {ranges(flagged['interrupted'])}")
+    if store.pending_journals():
+        console.print(f"an interrupted recording waits in the journal: it becomes an episode (marked recovered) when the "
+                      f"store is next opened for writing, e.g. 'robot-stack data verify {args.store} --repair'")
     if report is None:
         console.print("integrity: not checked (--no-verify)")
     elif damaged:
