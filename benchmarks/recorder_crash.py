@@ -210,12 +210,14 @@ def recorder_round(rng: random.Random, driver: Driver, profile: Path, book: Book
     lines = Lines(proc)
     try:
         deadline = time.monotonic() + 90
+        reply = None
         while True:  # episode/start succeeds once the recorder is up and the streams arrive
             future = driver.call("start")
-            if driver.spin_until(future.done, time.monotonic() + 10) and future.result().success:
+            if driver.spin_until(future.done, time.monotonic() + 10) and (reply := future.result()).success:
                 break
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"recorder did not start:\n{lines.text()[-3000:]}")
+                why = reply.message if reply is not None else "no answer to episode/start"
+                raise SystemExit(f"recorder did not start ({why}):\n{lines.text()[-3000:]}")
             time.sleep(0.3)
         since: float | None = time.monotonic()  # start of the episode in flight
         commit_window = rng.random() < 0.4
@@ -346,6 +348,8 @@ def main() -> None:
     started = time.monotonic()
     try:
         for k, target in enumerate(plan):
+            if target == "recorder" and robot is not None and robot.poll() is not None:  # it died: start it again
+                robot = None
             if target == "recorder" and robot is None:  # the twin and its expert, without a recorder
                 robot = subprocess.Popen(
                     [str(BIN / "robot-stack"), "launch", "robot_stack", "sim.launch.xml", f"robot:={profile}", "task:=reach",
