@@ -95,7 +95,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [f"robot-stack = {PACKAGE}.cli:main"] + [f"{k} = {v}" for k, v in NODES.items()],
-        # lets any zarr reader decode the recorder's JPEG image chunks
-        "zarr.codecs": ["robot_stack.jpeg = robot_stack.data.jpeg:JpegCodec"],
+        # lets any zarr reader decode JPEG image chunks of stores written under the older codec name
+        "zarr.codecs": ["robot_stack.jpeg = robot_stack.data.jpeg:LegacyJpegCodec"],
     },
 )

@@ -1,8 +1,10 @@
-"""Dataset tools throughput: MCAP export, rosbag2 import, LeRobot v3 export, twin replay --compare.
+"""Dataset tools throughput: verify, MCAP export, rosbag2 import, LeRobot v3 and zarr 2 exports, twin replay.
 
 A store is recorded in-process from the twin (scripted expert, pick_cube, 10 Hz, one 640x480 camera
 rendered by MuJoCo, lossless blosc images; full 10 s episodes), then each tool runs on it; reported:
-wall time and steps (frames) per second, output size.
+wall time and steps (frames) per second, output size. Then image reads as training does them
+(``arr[a:b]``, 64 frames at a time) from a JPEG and a blosc copy: robot_stack (OpenCV) and, when
+``.venv-zarr3`` exists (scripts/zarr_venvs.sh), a generic zarr 3 reader with imagecodecs-zarr.
 
     .venv/bin/python benchmarks/data_tools.py [--episodes 3] [--width 640 --height 480] [--codec blosc]
 """
@@ -14,6 +16,7 @@ import dataclasses
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +60,46 @@ def record(path: Path, episodes: int, width: int, height: int, codec: str):  # n
     return EpisodeStore(path)
 
 
+GENERIC_READ = """
+import sys, time, zarr
+arr = zarr.open(sys.argv[1], mode="r")["data/front_image"]
+best = float("inf")
+for _ in range(3):
+    t = time.perf_counter()
+    for a in range(0, arr.shape[0], 64):
+        arr[a:a + 64]
+    best = min(best, time.perf_counter() - t)
+print(1000 * best / arr.shape[0])
+"""
+ZARR3 = Path(__file__).resolve().parent.parent / ".venv-zarr3" / "bin" / "python"
+
+
+def image_reads(store, tmp: Path) -> list[tuple[str, float, float]]:  # noqa: ANN001
+    """(reader, ms per frame, MB per frame) of a JPEG and a blosc copy of the store's images."""
+    from robot_stack.data.store import EpisodeStore
+
+    out = []
+    frames = store.array("front_image")[: store.n_steps]
+    for codec in ("jpeg", "blosc"):
+        copy = EpisodeStore(tmp / f"{codec}.zarr", "a", image_codec=codec, fsync=False)
+        copy.append_episode({"timestamp": np.arange(len(frames)) * 0.1, "front_image": frames})
+        arr = EpisodeStore(copy.path).array("front_image")
+        mb = sum(f.stat().st_size for f in (copy.path / "data" / "front_image").rglob("*") if f.is_file()) / 1e6 / len(frames)
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            for a in range(0, len(frames), 64):
+                arr[a:a + 64]
+            best = min(best, time.perf_counter() - t)
+        out.append((f"robot_stack, {codec} ({'OpenCV' if codec == 'jpeg' else 'numcodecs blosc'})",
+                    1000 * best / len(frames), mb))
+        if codec == "jpeg" and ZARR3.exists():
+            ms = subprocess.run([str(ZARR3), "-c", GENERIC_READ, str(copy.path)], capture_output=True, text=True,
+                                check=True).stdout
+            out.append(("generic zarr 3.4 + imagecodecs-zarr, jpeg", float(ms), mb))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=3)
@@ -71,6 +114,7 @@ def main() -> None:
     from robot_stack.data.export import export_mcap
     from robot_stack.data.lerobot import export_lerobot
     from robot_stack.data.replay import compare
+    from robot_stack.data.zarr2 import export_zarr2
 
     tmp = Path(tempfile.mkdtemp(prefix="data_tools_"))
     try:
@@ -93,6 +137,12 @@ def main() -> None:
             r = export_lerobot(store, eps, tmp / f"lerobot_{codec}", codec=codec, progress=False)
             rows.append((f"export --format lerobot ({codec})", r.seconds, r.frames, r.bytes))
         start = time.monotonic()
+        report = store.verify()
+        rows.append((f"verify ({report.chunks} chunks, checksums)", time.monotonic() - start, steps, 0))
+        start = time.monotonic()
+        export_zarr2(store, eps, tmp / "dp.zarr", progress=False)
+        rows.append(("export --format zarr2", time.monotonic() - start, steps, size(tmp / "dp.zarr")))
+        start = time.monotonic()
         scores = [compare(store, e, "step") for e in eps]
         rows.append(("replay --compare (shift search)", time.monotonic() - start, steps, 0))
         console = Console()
@@ -103,6 +153,13 @@ def main() -> None:
         for name, seconds, n, nbytes in rows:
             table.add_row(name, f"{seconds:.2f}", f"{n / seconds:.0f}", f"{nbytes / 1e6:.1f}" if nbytes else "")
         console.print(table)
+        reads = Table(title="image reads as training does them (64 frames per read, best of 3)")
+        for col in ("reader, codec", "ms/frame", "MB/frame"):
+            reads.add_column(col, justify="left" if col.startswith("reader") else "right")
+        for name, ms, mb in image_reads(store, tmp):
+            reads.add_row(name, f"{ms:.2f}", f"{mb:.3f}")
+        console.print(reads)
+        console.print(f"load average {os.getloadavg()[0]:.1f}")
         console.print("twin replay of the in-process recording (step hold): mean RMS "
                       + ", ".join(f"{np.degrees(c.raw.rms[:5]).mean():.2f} deg (best shift {c.best.shift_s * 1000:+.0f} ms: "
                                   f"{np.degrees(c.best.rms[:5]).mean():.2f})" for c in scores))

@@ -54,10 +54,13 @@ c = Contract(profile)
 node = rclpy.create_node("synthetic_robot")
 joints = c.publisher(node, c.joint_states)
 cams = {name: c.publisher(node, c.camera(name).image) for name in profile.camera_names}
-yy, xx = np.mgrid[0:480, 0:640]
-base = np.stack([xx * 255 // 640, yy * 255 // 480, (xx + yy) * 255 // 1120], -1)
 rng = np.random.default_rng(0)
-frames = [np.clip(base + rng.integers(-3, 4, base.shape), 0, 255).astype(np.uint8) for _ in range(8)]
+frames = {}
+for cam in profile.cameras:  # a smooth scene with +-3 levels of sensor noise, at each camera's size
+    yy, xx = np.mgrid[0:cam.height, 0:cam.width]
+    base = np.stack([xx * 255 // cam.width, yy * 255 // cam.height, (xx + yy) * 255 // (cam.width + cam.height)], -1)
+    frames[cam.name] = [np.clip(base + rng.integers(-3, 4, base.shape), 0, 255).astype(np.uint8) for _ in range(8)]
+fps = profile.cameras[0].fps if profile.cameras else 30
 names = profile.all_joint_names
 t0 = node.get_clock().now().nanoseconds * 1e-9 + 0.2
 kj = kc = 0
@@ -68,9 +71,9 @@ while rclpy.ok():
         q = [np.sin(0.01 * kj + j) for j in range(len(names))]
         joints.publish(convert.make_joint_state(names, q, [0.0] * len(names), stamp=convert.to_stamp(t0 + kj / 100)))
         kj += 1
-    while t0 + kc / 30 <= now:
+    while t0 + kc / fps <= now:
         for i, (name, pub) in enumerate(cams.items()):
-            pub.publish(convert.array_to_image(frames[(kc + i) % 8], "rgb8", convert.to_stamp(t0 + kc / 30), name))
+            pub.publish(convert.array_to_image(frames[name][(kc + i) % 8], "rgb8", convert.to_stamp(t0 + kc / fps), name))
         kc += 1
     time.sleep(0.001)
 """

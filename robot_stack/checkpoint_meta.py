@@ -24,7 +24,10 @@ def read_meta(path: Path, what: str, fmt: str, version: int, hint: str = "") -> 
     if not path.is_file():
         raise UserError(f"{path.parent}: not a {what} checkpoint (no {path.name}){hint}")
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not a {what} checkpoint's metadata (not UTF-8 text: byte {err.start}); "
+                        "give the folder written by training") from None
     except json.JSONDecodeError as err:
         raise UserError(f"{path}: invalid JSON ({err.msg} at line {err.lineno})") from None
     if not isinstance(meta, dict) or meta.get("format") != fmt:

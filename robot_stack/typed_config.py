@@ -25,9 +25,11 @@ def load_yaml(path: str | Path) -> Any:
     """Read a YAML file, turning I/O and syntax problems into a one-line UserError."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not a YAML text file (invalid UTF-8 at byte {err.start})") from None
     except OSError as err:
         raise UserError(f"{path}: cannot read ({err.strerror})") from None
     try:

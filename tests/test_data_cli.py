@@ -101,10 +101,10 @@ def test_export_mcap_round_trip(tmp_path: Path) -> None:
     assert (bag / "metadata.yaml").exists() and list(bag.glob("*.mcap"))
     with Reader(bag) as reader:
         topics = {c.topic: c.msgcount for c in reader.connections}
-        assert topics == {"joint_states": 4, "arm_controller/commands": 4, "gripper_controller/commands": 4,
-                          "teleop/intervention": 4, "front/color/image_raw": 4}
-        images = [m for c, t, m in reader.messages() if c.topic == "front/color/image_raw"]
-        joints = [m for c, t, m in reader.messages() if c.topic == "joint_states"]
+        assert topics == {"/joint_states": 4, "/arm_controller/commands": 4, "/gripper_controller/commands": 4,
+                          "/teleop/intervention": 4, "/front/color/image_raw": 4}  # fully qualified, as ros2 bag records
+        images = [m for c, t, m in reader.messages() if c.topic == "/front/color/image_raw"]
+        joints = [m for c, t, m in reader.messages() if c.topic == "/joint_states"]
     first = deserialize_message(bytes(images[2]), Image)
     np.testing.assert_array_equal(image_to_array(first), episodes[1]["front_image"][2])
     assert to_sec(first.header.stamp) == pytest.approx(episodes[1]["front_stamp"][2], abs=1e-9)

@@ -104,7 +104,7 @@ def test_records_episodes_from_a_publisher_process(ros, spawn, tmp_path: Path, c
 
     time.sleep(2.0)
     reply = ros.call(Trigger, "episode/save", timeout=30.0)
-    assert reply.success and reply.message.startswith("saving episode 0"), reply.message
+    assert reply.success and reply.message.startswith("saved episode 0") and "durable" in reply.message, reply.message
     assert ros.call(Trigger, "episode/start").success  # no wait between episodes (the commit runs behind)
     time.sleep(1.0)
     assert ros.call(Trigger, "episode/discard").success
@@ -207,3 +207,30 @@ def test_bad_store_is_a_one_line_error(spawn, tmp_path: Path) -> None:  # noqa: 
     errors = [line for line in out.splitlines() if "error" in line]
     assert len(errors) == 1 and "not an episode store" in errors[0], out
     assert "Traceback" not in out
+
+
+def test_start_is_refused_while_a_stream_the_store_holds_is_missing(ros, spawn, tmp_path: Path) -> None:  # noqa: ANN001
+    """The store's episodes have object_state; this recorder has no task (so no object_poses): it must not
+    record object_state empty (its save would be answered and its commit refused)."""
+    from std_srvs.srv import Trigger
+
+    from robot_stack.data.store import EpisodeStore
+
+    store_path = tmp_path / "episodes.zarr"
+    step = {"timestamp": np.zeros(1), "joint_pos": np.zeros((1, 6), np.float32), "joint_vel": np.zeros((1, 6), np.float32),
+            "action": np.zeros((1, 6), np.float32), "intervention": np.zeros(1, bool), "ee_pose": np.zeros((1, 7), np.float32),
+            "object_state": np.zeros((1, 3), np.float32), "front_image": np.zeros((1, 480, 640, 3), np.uint8),
+            "front_stamp": np.zeros(1)}
+    EpisodeStore(store_path, "a").append_episode(step)
+    spawn([sys.executable, "-c", PUBLISHER]).stdout.readline()
+    spawn([str(Path(sys.executable).parent / "recorder_node"), "--ros-args", "-p", "profile:=so101", "-p", "cameras:=front",
+           "-p", f"store:={store_path}", "-p", "record_rate_hz:=10.0"])
+    replies = []
+
+    def refused_for_object_poses() -> bool:
+        replies.append(ros.call(Trigger, "episode/start", timeout=30.0))
+        return "object_poses" in replies[-1].message
+
+    wait_for(refused_for_object_poses, 60.0, "episode/start to name object_poses")
+    assert not replies[-1].success and "set the task parameter" in replies[-1].message, replies[-1].message
+    assert EpisodeStore(store_path).n_episodes == 1

@@ -56,6 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--privileged", action="store_true",
                    help="allow observations of the simulator's ground truth (object_state): a sim-only reference")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--skip-damaged", action="store_true",
+                   help="train on the undamaged episodes of a damaged store (default: refuse; see robot-stack data verify)")
     p.set_defaults(handler=_run)
     _register_sampler(subparsers)
 
@@ -177,7 +179,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume and args.finetune:
         raise UserError("--resume continues a run, --finetune starts a new one from a checkpoint: use one")
     opts = RunOptions(out=args.out, data=args.data, interventions=args.interventions, robot=args.robot,
-                      resume=args.resume, finetune=args.finetune, device=args.device, progress=not args.no_progress)
+                      resume=args.resume, finetune=args.finetune, device=args.device, progress=not args.no_progress,
+                      skip_damaged=args.skip_damaged)
     if args.resume:
         opts.train_overrides = _train_overrides(args)
     else:

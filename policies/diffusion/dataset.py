@@ -1,7 +1,8 @@
 """Sequence dataset over zarr stores in the diffusion_policy ReplayBuffer layout.
 
 A store holds ``data/<key>`` arrays concatenated over time and ``meta/episode_ends`` (int64
-cumulative ends). Each sample is a window of Tp steps: observations for the first To steps and
+cumulative ends); a robot_stack store's episode boundaries are read from its commit record, and
+its damaged episodes are refused (or skipped). Each sample is a window of Tp steps: observations for the first To steps and
 actions for all Tp, padded at episode edges by repeating the first/last step (To-1 steps before
 the start, Ta-1 after the end), exactly like diffusion_policy's ``SequenceSampler``. Low-dim data
 and images (resized once to ``obs.image_size``) are held in memory. Episodes are split into train
@@ -29,6 +30,7 @@ from robot_stack.policies.diffusion.config import DiffusionConfig, ShapeMeta
 from robot_stack.policies.diffusion.vision import resize_images
 
 if TYPE_CHECKING:
+    from robot_stack.data.integrity import Report
     from robot_stack.policies.diffusion.ee_actions import EndEffectorActions
 
 
@@ -67,50 +69,90 @@ def store_task(root: zarr.Group) -> str | None:
     return tasks.pop() if len(tasks) == 1 else None
 
 
-def load_store(path: str | Path, cfg: DiffusionConfig, weight: float | None = None) -> Buffer:
-    """Read the keys ``cfg`` needs; ``weight`` None marks a demo store, a number an intervention store."""
-    _register_codecs()
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: dataset not found (give a zarr store recorded by 'robot-stack record')")
+def _open(path: Path, keys: list[str]) -> tuple[zarr.Group, np.ndarray, list[str], Report]:
+    """The store's group, its episode boundaries and its integrity report.
+
+    Boundaries come from the commit record of a robot_stack store (``meta/episode_ends`` is derived
+    from it and may lag it by an interrupted commit), else from ``meta/episode_ends``.
+    """
+    from robot_stack.data.integrity import verify_arrays
+    from robot_stack.data.store import ATTRS_KEY, EpisodeStore
+
     try:
         root = zarr.open_group(str(path), mode="r")
+        if "episode_ends" in (dict(root.attrs).get(ATTRS_KEY) or {}):
+            store = EpisodeStore(path)
+            return root, store.episode_ends, sorted(store.keys), store.verify(progress=True)
         ends = np.asarray(root["meta/episode_ends"][:], dtype=np.int64)
         available = sorted(root["data"].array_keys())
     except (KeyError, FileNotFoundError, ValueError, zarr.errors.BaseZarrError) as err:
         raise UserError(f"{path}: not a zarr store with data/<key> and meta/episode_ends ({err})") from None
+    if len(ends) == 0 or np.any(np.diff(ends) <= 0) or ends[0] <= 0:
+        raise UserError(f"{path}: meta/episode_ends must be increasing positive step counts, got {ends.tolist()[:8]}")
+    arrays = {k: root[f"data/{k}"] for k in keys if k in available}
+    return root, ends, available, verify_arrays(path, arrays, ends, checksums=False)
+
+
+def _runs(ends: np.ndarray, episodes: list[int]) -> list[tuple[int, int]]:
+    """Step ranges [a, b) of the given episodes, neighbours merged."""
+    runs: list[tuple[int, int]] = []
+    for e in episodes:
+        a, b = (int(ends[e - 1]) if e else 0), int(ends[e])
+        if runs and runs[-1][1] == a:
+            runs[-1] = (runs[-1][0], b)
+        else:
+            runs.append((a, b))
+    return runs
+
+
+def load_store(path: str | Path, cfg: DiffusionConfig, weight: float | None = None, skip_damaged: bool = False) -> Buffer:
+    """Read the keys ``cfg`` needs; ``weight`` None marks a demo store, a number an intervention store.
+
+    Damaged episodes (``robot-stack data verify``) are refused with a one-line error naming them, or
+    left out with ``skip_damaged`` (one line says how many)."""
+    from robot_stack.data.integrity import usable_episodes
+
+    _register_codecs()
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: dataset not found (give a zarr store recorded by 'robot-stack record')")
     keys = [*cfg.obs.lowdim_keys, *cfg.obs.image_keys, cfg.obs.action_key] + (["intervention"] if weight is not None else [])
+    root, ends, available, report = _open(path, keys)
     missing = [k for k in keys if k not in available]
     if missing:
         raise UserError(f"{path}: missing data/{', data/'.join(missing)} (store has: {', '.join(available)}); "
                         f"change --obs-keys or the config")
-    total = int(ends[-1]) if len(ends) else 0
-    if len(ends) == 0 or np.any(np.diff(ends) <= 0) or ends[0] <= 0:
-        raise UserError(f"{path}: meta/episode_ends must be increasing positive step counts, got {ends.tolist()[:8]}")
+    if len(ends) == 0:
+        raise UserError(f"{path}: the store has no episodes")
+    episodes = usable_episodes(report, list(range(len(ends))), skip_damaged=skip_damaged,
+                                hint="--skip-damaged trains on the other {n}")
+    if not episodes:
+        raise UserError(f"{path}: every episode is damaged; nothing to train on")
+    runs = _runs(ends, episodes)
+    total = sum(b - a for a, b in runs)
     data = {}
     for key in keys:
         arr = root[f"data/{key}"]
-        if arr.shape[0] < total:
-            raise UserError(f"{path}: data/{key} has {arr.shape[0]} steps but episode_ends ends at {total}")
         if key in cfg.obs.image_keys:
             if arr.dtype != np.uint8 or len(arr.shape) != 4 or arr.shape[-1] != 3:
                 raise UserError(f"{path}: data/{key} must be uint8 (T, H, W, 3), got {arr.dtype} {arr.shape}")
-            data[key] = _load_images(arr, total, cfg.obs.image_size, f"{path.name}:{key}")
+            data[key] = np.concatenate([_load_images(arr, a, b, cfg.obs.image_size, f"{path.name}:{key}") for a, b in runs])
         else:
-            x = np.asarray(arr[:total])
+            x = np.concatenate([np.asarray(arr[a:b]) for a, b in runs])
             data[key] = x.astype(bool) if key == "intervention" else x.reshape(total, -1).astype(np.float32)
             if key != "intervention" and not np.isfinite(data[key]).all():
                 raise UserError(f"{path}: data/{key} contains NaN or Inf; fix or drop those episodes")
+    lengths = np.diff(np.concatenate([[0], ends]))[episodes]
     step_weight = np.ones(total, np.float32) if weight is None else data.pop("intervention") * np.float32(weight)
-    return Buffer(data, ends, step_weight, store_robot(root), store_task(root))
+    return Buffer(data, np.cumsum(lengths).astype(np.int64), step_weight, store_robot(root), store_task(root))
 
 
-def _load_images(arr, total: int, size: tuple[int, int], label: str, chunk: int = 256) -> np.ndarray:
-    out = np.empty((total, *size, 3), np.uint8)
-    for start in tqdm(range(0, total, chunk), desc=f"loading {label}", unit="chunk", leave=False,
-                      disable=total <= chunk):
-        frames = torch.from_numpy(np.asarray(arr[start:min(start + chunk, total)]))
-        out[start:start + len(frames)] = resize_images(frames, size).numpy()
+def _load_images(arr, start: int, stop: int, size: tuple[int, int], label: str, chunk: int = 256) -> np.ndarray:
+    out = np.empty((stop - start, *size, 3), np.uint8)
+    for a in tqdm(range(start, stop, chunk), desc=f"loading {label}", unit="chunk", leave=False,
+                  disable=stop - start <= chunk):
+        frames = torch.from_numpy(np.asarray(arr[a:min(a + chunk, stop)]))
+        out[a - start:a - start + len(frames)] = resize_images(frames, size).numpy()
     return out
 
 

@@ -57,6 +57,8 @@ class RunOptions:
     finetune: str | None = None
     device: str = "auto"
     progress: bool = True
+    skip_damaged: bool = False
+    """Train on the undamaged episodes of a damaged store instead of refusing it."""
     train_overrides: dict = field(default_factory=dict)
     """Fields of the ``train`` section to override on resume/finetune (e.g. steps)."""
 
@@ -316,8 +318,8 @@ def train(opts: RunOptions) -> Path:
         raise UserError(f"train.batch_size ({tc.batch_size}) must be divisible by the number of processes ({world})")
     torch.manual_seed(tc.seed)
 
-    buffers = [ds.load_store(p, cfg) for p in data]
-    buffers += [ds.load_store(p, cfg, weight=tc.intervention_weight) for p in interventions]
+    buffers = [ds.load_store(p, cfg, skip_damaged=opts.skip_damaged) for p in data]
+    buffers += [ds.load_store(p, cfg, weight=tc.intervention_weight, skip_damaged=opts.skip_damaged) for p in interventions]
     buffer = ds.concat(buffers)
     robot = robot or buffer.robot
     if not robot:

@@ -1,4 +1,4 @@
-"""``robot-stack data``: inspect, edit and export episode stores (info, video, plot, drop, merge, export, import)."""
+"""``robot-stack data``: inspect, check, edit and export episode stores (info, verify, video, plot, drop, merge, export, import)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Episode stores are zarr 3 folders in the diffusion_policy layout (data/<key>, meta/episode_ends)\n"
         "written by recorder_node. Examples:\n"
         "  robot-stack data info data/pick.zarr --episodes\n"
+        "  robot-stack data verify data/pick.zarr\n"
         "  robot-stack data video data/pick.zarr 3 -o ep3.mp4\n"
         "  robot-stack data plot data/pick.zarr -1 -o last.png\n"
         "  robot-stack data drop data/pick.zarr 2 5-7\n"
@@ -28,10 +29,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="data_command", metavar="<action>")
     p.set_defaults(handler=lambda args: p.print_help() or 2)
 
-    info = add_command(sub, "info", "episodes, steps, rate, keys, shapes and sizes of a store")
+    info = add_command(sub, "info", "episodes, steps, rate, keys, shapes and sizes of a store; flags damaged episodes")
     info.add_argument("store", type=Path, help="episode store folder")
     info.add_argument("--episodes", action="store_true", help="also list every episode")
+    info.add_argument("--no-verify", action="store_true", help="skip the checksum pass (reads every chunk once)")
     info.set_defaults(handler=_info)
+
+    verify = add_command(
+        sub, "verify", "check every chunk's checksum and the episode index; name each damaged episode and key",
+        "Reads every chunk of every array once and checks its crc32c checksum, that no chunk is missing, that\n"
+        "each array is as long as the commit record and that meta/episode_ends agrees with it. Prints the\n"
+        "damaged episodes and what is damaged in each; exit status 1 if any. Damaged episodes are refused by\n"
+        "training and export (--skip-damaged uses the rest); 'data drop' removes them.\n"
+        "--repair opens the store for writing first: it recovers an interrupted recording from its journal,\n"
+        "cuts uncommitted data and rewrites meta/episode_ends from the commit record (damaged chunks cannot be\n"
+        "repaired: drop those episodes).\n"
+        "Examples:\n"
+        "  robot-stack data verify data/pick.zarr\n"
+        "  robot-stack data verify data/pick.zarr --repair",
+    )
+    verify.add_argument("store", type=Path, help="episode store folder")
+    verify.add_argument("--repair", action="store_true", help="open for writing first (journal recovery, index rewrite)")
+    verify.set_defaults(handler=_verify)
 
     video = add_command(sub, "video", "write an MP4 of one episode's cameras (side by side)")
     video.add_argument("store", type=Path, help="episode store folder")
@@ -57,24 +76,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     merge.set_defaults(handler=_merge)
 
     export = add_command(
-        sub, "export", "export episodes: rosbag2 (MCAP) folders or a LeRobotDataset v3.0",
+        sub, "export", "export episodes: rosbag2 (MCAP) folders, a LeRobotDataset v3.0 or a zarr 2 replay buffer",
         "Formats:\n"
-        "  mcap     one rosbag2 folder (MCAP storage) per episode, on the contract's topics (ros2 bag, Foxglove)\n"
+        "  mcap     one rosbag2 folder (MCAP storage) per episode, on the contract's topics (ros2 bag, Foxglove,\n"
+        "           rosbags)\n"
+        "  zarr2    a zarr format 2 ReplayBuffer (data/<key>, meta/episode_ends) that diffusion_policy's\n"
+        "           ReplayBuffer.copy_from_path opens unchanged (zarr 2.12); images keep the store's codec, byte\n"
+        "           for byte: JPEG as imagecodecs_jpeg (diffusion_policy registers it: register_codecs()), or blosc\n"
         "  lerobot  a LeRobotDataset v3.0 folder: parquet frames, one MP4 per episode and camera (AV1 by\n"
         "           default), meta/info.json, stats.json, tasks.parquet, episodes/ -- load it with\n"
         "           LeRobotDataset('<any>/<name>', root=OUT)\n"
         "Examples:\n"
         "  robot-stack data export data/pick.zarr bags/ --format mcap      (or: --mcap bags/)\n"
+        "  robot-stack data export data/pick.zarr pick_dp.zarr --format zarr2\n"
         "  robot-stack data export data/pick.zarr lerobot/pick --format lerobot --episodes 0-9",
     )
     export.add_argument("store", type=Path, help="episode store folder")
     export.add_argument("output", type=Path, nargs="?", help="output folder (new or empty)")
-    export.add_argument("--format", choices=("mcap", "lerobot"), default="mcap", help="output format")
+    export.add_argument("--format", choices=("mcap", "lerobot", "zarr2"), default="mcap", help="output format")
     export.add_argument("--mcap", type=Path, metavar="FOLDER", help="same as: FOLDER --format mcap")
     export.add_argument("--episodes", nargs="+", default=None, help="episode indices or ranges, e.g. 0 3-5 -1 (all when omitted)")
     export.add_argument("--fps", type=float, help="lerobot: frame rate (default: the recorded rate; must be whole)")
     export.add_argument("--task", help="lerobot: task text for every episode (default: each episode's task)")
     export.add_argument("--video-codec", choices=("av1", "h264"), default="av1", help="lerobot: video codec")
+    export.add_argument("--skip-damaged", action="store_true", help="export the undamaged episodes of a damaged store")
     export.set_defaults(handler=_export)
 
     rep = add_command(
@@ -155,27 +180,86 @@ def _info(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from robot_stack.data.integrity import plural, ranges
     from robot_stack.data.ops import summary
 
     store = _open(args.store)
-    s = summary(store)
+    report = None if args.no_verify else store.verify(progress=True)
+    damaged = report.damaged() if report is not None else {}
+    s = summary(store, damaged)
     console = Console(soft_wrap=True)
     console.print(
         f"[bold]{s['path']}[/]: {s['episodes']} episodes, {s['steps']} steps, {s['fps']:.1f} Hz, "
         f"{s['duration_s']:.1f} s, {s['success']} successful, {s['bytes'] / 1e6:.1f} MB on disk; "
         f"late frames {s['late_frames']}, missing frames {s['missing_frames']}"
     )
+    flagged = {"recovered": [], "interrupted": []}
+    for i, e in enumerate(store.episodes):
+        for flag in flagged:
+            if e.extra.get(flag):
+                flagged[flag].append(i)
+    if flagged["recovered"]:
+        console.print(f"recovered from the journal of a crashed recording (partial, success unknown): episodes "
+                      f"{ranges(flagged['recovered'])}")
+    if flagged["interrupted"]:
+        console.print(f"interrupted (the recorder stopped while recording): episodes {ranges(flagged['interrupted'])}")
+    if store.pending_journals():
+        console.print(f"an interrupted recording waits in the journal: it becomes an episode (marked recovered) when the "
+                      f"store is next opened for writing, e.g. 'robot-stack data verify {args.store} --repair'")
+    if report is None:
+        console.print("integrity: not checked (--no-verify)")
+    elif damaged:
+        console.print(f"[bold red]DAMAGED[/]: {plural(len(damaged), 'episode')} ({ranges(damaged)}); "
+                      f"'robot-stack data verify {args.store}' names each")
+        for line in report.summary():
+            console.print(f"  {line}")
+    else:
+        console.print(f"integrity: ok ({report.chunks} chunks checked)")
+    for note in report.notes if report is not None else ():
+        console.print(f"note: {note}")
     table = Table("key", "shape", "dtype", "MB")
     for key, k in s["keys"].items():
         table.add_row(key, str(k["shape"]), k["dtype"], f"{k['bytes'] / 1e6:.1f}")
     console.print(table)
     if args.episodes:
-        ep_table = Table("#", "steps", "task", "operator", "success", "late", "missing", "dropped")
+        ep_table = Table("#", "steps", "task", "operator", "success", "late", "missing", "dropped", "state")
         for i, e in enumerate(store.episodes):
+            state = "DAMAGED: " + ", ".join(damaged[i]) if i in damaged else ", ".join(f for f in flagged if e.extra.get(f))
             ep_table.add_row(str(i), str(e.length), e.task, e.operator, str(e.success), str(sum(e.late_frames.values())),
-                             str(sum(e.missing_frames.values())), str(e.extra.get("dropped_steps", "")))
+                             str(sum(e.missing_frames.values())), str(e.extra.get("dropped_steps", "")), state or "ok")
         console.print(ep_table)
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import time
+
+    from robot_stack.data.integrity import plural, ranges
+    from robot_stack.data.store import EpisodeStore
+
+    if args.repair:
+        EpisodeStore(args.store, "a")  # recovers the journal, cuts uncommitted data, rewrites the index
+    store = _open(args.store)
+    start = time.monotonic()
+    report = store.verify(progress=True)
+    took = time.monotonic() - start
+    for note in report.notes:
+        print(f"note: {note}")
+    head = (f"{args.store}: {store.n_episodes} episodes, {report.chunks} chunks ({report.bytes / 1e6:.1f} MB) "
+            f"checked in {took:.1f} s")
+    if report.ok:
+        print(f"{head}: no damage")
+        return 0
+    damaged = report.damaged()
+    print(f"{head}: {plural(len(damaged), 'damaged episode')} ({ranges(damaged)})")
+    for line in report.summary():
+        print(f"  {line}")
+    for line in report.by_episode():
+        print(f"  {line}")
+    index_only = all(p.where == "meta/episode_ends" for p in report.problems)
+    print("repair: " + (f"robot-stack data verify {args.store} --repair rewrites meta/episode_ends from the commit record"
+                        if index_only else f"drop them: robot-stack data drop {args.store} {' '.join(ranges(damaged).split(', '))}"))
+    return 1
 
 
 def _video(args: argparse.Namespace) -> int:
@@ -217,6 +301,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from robot_stack.data.integrity import usable_episodes
     from robot_stack.data.ops import parse_episodes
     from robot_stack.errors import UserError
 
@@ -228,12 +313,20 @@ def _export(args: argparse.Namespace) -> int:
         raise UserError("missing the output folder (e.g. robot-stack data export STORE OUT --format lerobot)")
     store = _open(args.store)
     episodes = parse_episodes(args.episodes, store.n_episodes) if args.episodes else list(range(store.n_episodes))
+    episodes = usable_episodes(store.verify(episodes=episodes, progress=True), episodes, skip_damaged=args.skip_damaged,
+                               hint="--skip-damaged exports the other {n}")
     if args.format == "lerobot":
         from robot_stack.data.lerobot import export_lerobot
 
         r = export_lerobot(store, episodes, args.output, fps=args.fps, task=args.task, codec=args.video_codec)
         print(f"wrote LeRobotDataset v3.0 {args.output}: {r.episodes} episodes, {r.frames} frames, {r.videos} videos, "
               f"{r.bytes / 1e6:.1f} MB in {r.seconds:.1f} s ({r.frames / max(r.seconds, 1e-9):.0f} frames/s)")
+        return 0
+    if args.format == "zarr2":
+        from robot_stack.data.zarr2 import export_zarr2
+
+        z = export_zarr2(store, episodes, args.output)
+        print(f"wrote zarr 2 replay buffer {args.output}: {z.episodes} episodes, {z.steps} steps, {z.bytes / 1e6:.1f} MB")
         return 0
     from robot_stack.data.export import export_mcap
 

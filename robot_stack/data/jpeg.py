@@ -1,22 +1,31 @@
-"""``robot_stack.jpeg``: a zarr 3 array->bytes codec storing each (1, H, W, 3) uint8 chunk as a JPEG.
+"""JPEG image chunks: each (1, H, W, 3) uint8 chunk is one plain JPEG file.
 
-Optional (``image_codec="jpeg"``): about 10x smaller than lossless Blosc for camera images and
-fast to decode (libjpeg-turbo via OpenCV), but lossy. Reading such a store needs this codec to be
-registered: ``import robot_stack.data`` does that (zarr finds it by the name ``robot_stack.jpeg``).
+Stores name the codec ``imagecodecs_jpeg`` (configuration ``{"level": 95}``), the name and
+configuration of imagecodecs' zarr 3 JPEG codec, so a reader without robot_stack decodes them with
+``pip install imagecodecs-zarr`` and ``zarr.open`` alone (Python >= 3.12, zarr >= 3.2; the package
+registers the name through zarr's ``zarr.codecs`` entry points). Here the same bytes are encoded and
+decoded with OpenCV (libjpeg-turbo); importing ``robot_stack.data`` registers this implementation
+unless imagecodecs' own is installed. Stores written before used the name ``robot_stack.jpeg``
+(configuration ``{"quality": 95}``): still read here.
+
+Optional (``image_codec="jpeg"``): about 18x smaller than lossless Blosc for camera images and fast
+to decode, but lossy.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
 
 import numpy as np
 from zarr.abc.codec import ArrayBytesCodec
 from zarr.core.common import parse_named_configuration
 from zarr.registry import register_codec
 
-NAME = "robot_stack.jpeg"
+NAME = "imagecodecs_jpeg"
+LEGACY_NAME = "robot_stack.jpeg"
 
 
 @dataclass(frozen=True)
@@ -25,14 +34,20 @@ class JpegCodec(ArrayBytesCodec):
 
     quality: int = 95
     is_fixed_size = False
+    name: ClassVar[str] = NAME
+    quality_key: ClassVar[str] = "level"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JpegCodec:
-        _, config = parse_named_configuration(data, NAME, require_configuration=False)
-        return cls(**(config or {}))
+        _, config = parse_named_configuration(data, cls.name, require_configuration=False)
+        config = dict(config or {})
+        quality = config.pop(cls.quality_key, 95)
+        if config:  # options of imagecodecs' codec that change the bytes (colour spaces, tables...)
+            raise ValueError(f"{cls.name}: options {sorted(config)} are not supported here; install imagecodecs-zarr")
+        return cls(quality=95 if quality is None else int(quality))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": NAME, "configuration": {"quality": self.quality}}
+        return {"name": self.name, "configuration": {self.quality_key: self.quality}}
 
     def decode_frame(self, data: Any, shape: tuple[int, ...]) -> np.ndarray:
         import cv2
@@ -77,4 +92,59 @@ class JpegCodec(ArrayBytesCodec):
         raise NotImplementedError
 
 
-register_codec(NAME, JpegCodec)
+@dataclass(frozen=True)
+class LegacyJpegCodec(JpegCodec):
+    """The same JPEG chunks under the name stores used before (read only)."""
+
+    name: ClassVar[str] = LEGACY_NAME
+    quality_key: ClassVar[str] = "quality"
+
+
+def is_jpeg(codec: Any) -> bool:
+    """Whether ``codec`` (ours or imagecodecs') stores one JPEG file per chunk."""
+    return isinstance(codec, JpegCodec) or codec.to_dict().get("name") == NAME
+
+
+def _register_numcodecs() -> None:
+    """zarr format 2 arrays (``data export --format zarr2``) name the codec in numcodecs' registry, as
+    imagecodecs (and diffusion_policy, from it) does; register an OpenCV one unless that is there."""
+    from numcodecs.abc import Codec
+    from numcodecs.registry import get_codec, register_codec as register_numcodec
+
+    try:
+        get_codec({"id": NAME})
+        return
+    except (ValueError, TypeError, ImportError):
+        pass
+
+    class NumcodecsJpeg(Codec):
+        codec_id = NAME
+
+        def __init__(self, level: int | None = 95, **_: Any) -> None:
+            self.level = 95 if level is None else int(level)
+
+        def encode(self, buf: Any) -> bytes:
+            return JpegCodec(self.level).encode_frame(np.asarray(buf))
+
+        def decode(self, buf: Any, out: Any = None) -> np.ndarray:
+            import cv2
+
+            image = cv2.imdecode(np.frombuffer(buf, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+            if image is None:
+                raise ValueError("corrupt JPEG chunk")
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if image.ndim == 3 else image[:, :, None]
+            if out is not None:
+                np.copyto(np.asarray(out).reshape(image.shape), image)
+                return out
+            return image
+
+        def get_config(self) -> dict[str, Any]:
+            return {"id": NAME, "level": self.level}
+
+    register_numcodec(NumcodecsJpeg)
+
+
+register_codec(LEGACY_NAME, LegacyJpegCodec)
+_register_numcodecs()
+if not entry_points(group="zarr.codecs", name=NAME):  # imagecodecs-zarr installed: zarr uses its codec
+    register_codec(NAME, JpegCodec)

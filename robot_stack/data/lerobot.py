@@ -22,8 +22,6 @@ LeRobot's defaults) or H.264, written with the ffmpeg of imageio-ffmpeg; they ar
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from robot_stack.data.ops import staged_folder
 from robot_stack.data.store import EpisodeStore
 from robot_stack.errors import UserError
 
@@ -207,8 +206,6 @@ def export_lerobot(store: EpisodeStore, episodes: Sequence[int], out: Path, *, f
     start = time.monotonic()
     if codec not in VIDEO_CODECS:
         raise UserError(f"unknown video codec {codec!r} (use {', '.join(VIDEO_CODECS)})")
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"{out} exists and is not empty; choose a new folder")
     if not episodes:
         raise UserError(f"{store.path}: no episodes to export")
     rate = _fps(store, fps)
@@ -239,15 +236,13 @@ def export_lerobot(store: EpisodeStore, episodes: Sequence[int], out: Path, *, f
                         ("index", "int64"), ("task_index", "int64")):
         features[name] = {"dtype": dtype, "shape": [1], "names": None}
 
-    tmp = out.with_name(f"{out.name}.partial-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
     tasks: list[str] = []
     episode_rows: list[dict[str, Any]] = []
     ep_stats: list[dict[str, dict[str, np.ndarray]]] = []
     data_writer, data_loc, data_bytes, index = None, (0, 0), 0, 0
     hf_meta = {b"huggingface": json.dumps({"info": {"features": {
         name: _hf_feature(f) for name, f in features.items() if f["dtype"] != "video"}}}).encode()}
-    try:
+    with staged_folder(out) as tmp:
         bar = tqdm(total=sum(store.episodes[e].length for e in episodes), desc="lerobot export", unit="frame",
                    disable=not progress, leave=False)
         for new_index, episode in enumerate(episodes):
@@ -333,13 +328,6 @@ def export_lerobot(store: EpisodeStore, episodes: Sequence[int], out: Path, *, f
             "video_path": VIDEO_PATH if images else None, "features": features,
         }
         (tmp / "meta" / "info.json").write_text(json.dumps(info_json, indent=4))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     return ExportReport(episodes=len(episodes), frames=index, videos=len(images) * len(episodes), bytes=size,
                         seconds=time.monotonic() - start)

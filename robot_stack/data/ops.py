@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import shutil
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +22,32 @@ def camera_names(store: EpisodeStore) -> list[str]:
 
 def image_codec(store: EpisodeStore) -> str:
     """The codec of the store's image arrays ('jpeg' or 'blosc'), to keep it when copying."""
+    from robot_stack.data.jpeg import is_jpeg
+
     for cam in camera_names(store):
-        codecs = store.array(f"{cam}_image").metadata.codecs
-        if any(type(c).__name__ == "JpegCodec" for c in codecs):
+        if any(is_jpeg(c) for c in store.array(f"{cam}_image").metadata.codecs):
             return "jpeg"
     return "blosc"
 
 
-def summary(store: EpisodeStore) -> dict[str, Any]:
+def _rate(store: EpisodeStore, damaged: Iterable[int]) -> float:
+    """Recording rate from the timestamps of the undamaged episodes (median step)."""
+    bad = set(damaged)
+    steps = []
+    for e in range(store.n_episodes):
+        if e not in bad and store.episodes[e].length > 1:
+            steps.append(np.diff(store.episode(e, ["timestamp"])["timestamp"]))
+        if sum(len(d) for d in steps) > 10_000:
+            break
+    d = np.concatenate(steps) if steps else np.zeros(0)
+    return float(1.0 / np.median(d)) if d.size else float("nan")
+
+
+def summary(store: EpisodeStore, damaged: Iterable[int] = ()) -> dict[str, Any]:
     """Episodes, steps, rate, keys (shape, dtype, stored bytes) and frame-quality counters."""
     ends = store.episode_ends
     lengths = np.diff(np.concatenate([[0], ends]))
-    fps = float("nan")
-    if store.n_steps > 1 and "timestamp" in store.keys:
-        ts = store.array("timestamp")[: store.n_steps]
-        inside = np.ones(len(ts) - 1, bool)
-        inside[ends[:-1] - 1] = False  # no diffs across episode boundaries
-        d = np.diff(ts)[inside]
-        fps = float(1.0 / np.median(d)) if d.size else float("nan")
+    fps = _rate(store, damaged) if "timestamp" in store.keys else float("nan")
     keys = {}
     for key, spec in store.keys.items():
         folder = store.path / "data" / key
@@ -83,11 +92,38 @@ def _progress(iterable: Iterable[Any], total: int, desc: str) -> Iterable[Any]:
     return tqdm(iterable, total=total, desc=desc, unit="ep", leave=False)
 
 
+@contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """Write the new folder ``out`` as a whole: into a hidden sibling that is renamed to ``out`` on
+    success and removed on failure, so a failed export leaves nothing behind."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} exists and is not empty; choose a new folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        yield tmp
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def refuse_damaged(store: EpisodeStore, episodes: Sequence[int], hint: str) -> None:
+    """A one-line error naming any damaged episode among ``episodes`` (for copies that must be whole)."""
+    from robot_stack.data.integrity import usable_episodes
+
+    usable_episodes(store.verify(episodes=episodes, progress=True), list(episodes), skip_damaged=False, hint=hint)
+
+
 def drop_episodes(path: Path, episodes: Sequence[int]) -> int:
     """Rewrite the store without ``episodes`` (a copy, then an atomic swap); returns episodes left."""
     src = EpisodeStore(path, "a")
     drop = set(episodes)
     keep = [i for i in range(src.n_episodes) if i not in drop]
+    refuse_damaged(src, keep, f"drop them too (robot-stack data drop {path} {{bad}})")
     token = uuid.uuid4().hex[:8]
     tmp = path.with_name(f"{path.name}.drop-{token}")
     old = path.with_name(f"{path.name}.old-{token}")
@@ -107,12 +143,14 @@ def drop_episodes(path: Path, episodes: Sequence[int]) -> int:
 def merge_stores(out: Path, inputs: Sequence[Path]) -> int:
     """Append every episode of ``inputs`` to ``out`` (created if missing); returns episodes added."""
     sources = [EpisodeStore(p) for p in inputs]
+    for src in sources:
+        if src.path.resolve() == out.resolve():
+            raise UserError(f"{src.path}: cannot merge a store into itself")
+        refuse_damaged(src, range(src.n_episodes), f"drop them first (robot-stack data drop {src.path} {{bad}})")
     codec = image_codec(sources[0]) if sources else "blosc"
     dst = EpisodeStore(out, "a", image_codec=codec)
     added = 0
     for src in sources:
-        if src.path.resolve() == dst.path.resolve():
-            raise UserError(f"{src.path}: cannot merge a store into itself")
         for i in _progress(range(src.n_episodes), src.n_episodes, f"merging {src.path.name}"):
             src.copy_episode_to(dst, i)
             added += 1
@@ -196,6 +234,8 @@ def import_replay_buffer(source: Path, out: Path, chunk: int = 256) -> int:
         raise UserError(f"{source}: not a zarr group (no zarr.json or .zgroup)")
     try:
         root = zarr.open_group(source, mode="r")
+        if "episode_ends" in (dict(root.attrs).get("robot_stack") or {}):  # an episode store: its commit record rules
+            return merge_stores(out, [source])
         ends = np.asarray(root["meta/episode_ends"][:], dtype=np.int64)
         data = root["data"]
         arrays = {name: data[name] for name in data.array_keys()}

@@ -30,11 +30,16 @@ longer in effect) take the measured position (counted as ``action_fallback_steps
 
 Episodes are controlled with the ``episode/start``, ``episode/save`` and ``episode/discard``
 Trigger services; ``task``, ``operator`` and ``success`` parameters are read when saving.
-Frames are written by a writer thread through a bounded queue. ``save`` answers at once
-(``saving episode N``); the episode's last ticks are assembled ``latency_s`` later, then the writer
-commits it in order and logs ``saved episode N (...)`` (or why it failed), so the next episode can
-start at once instead of waiting for the commit's fsyncs. No callback blocks, so the node runs on
-one executor thread. Stopping the node commits what has ended and drains the queue first.
+Frames are written by a writer thread through a bounded queue, and every step is journaled as it
+arrives (``EpisodeWriter`` with a journal: durable at least once a second). ``save`` answers when
+the episode is durable (``saved episode N (... durable)``): its last ticks are assembled
+``latency_s`` after the call, the writer seals its journal (one sync), and the answer goes out;
+the commit into the store follows, off the answer's path, and logs ``saved episode N (...)``. A
+crash at any moment after the answer keeps the episode (the next open commits it from the
+journal); an episode in flight at a crash comes back up to its last durable step, marked
+``recovered``. ``discard`` answers once the episode and its journal are gone. Service callbacks
+await the writer without blocking the executor, so the node runs on one executor thread. Stopping
+the node saves what has ended and drains the queue first.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +79,7 @@ class StreamStats:
 
 
 def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
+    from rclpy.callback_groups import ReentrantCallbackGroup
     from rclpy.node import Node
 
     from robot_stack import convert
@@ -123,6 +130,12 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
             self.saved = self.store.n_episodes  # committed (the writer's count)
             self.next_id = self.saved  # id of the next episode: committed + queued saves
             self.last_message = ""
+            self.broken = ""  # set when the store refused a commit: no further episodes into it
+            self._replies: deque = deque()  # (future, ok, message) from the writer, for the executor thread
+            # the episode services await the writer: their own (reentrant) group, so that a pending save
+            # does not hold back the ticks and subscriptions of the default (mutually exclusive) group
+            self._services_group = ReentrantCallbackGroup()
+            self._reply_gc = self.create_guard_condition(self._deliver_replies, self._services_group)
             self.writer = threading.Thread(target=self._write_loop, name="episode-writer", daemon=True)
             self.writer.start()
 
@@ -142,7 +155,7 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                     topics.image.type, topics.image.name, lambda m, n=name: self._on_image(n, m), topics.image.qos)
             for name, handler in (("start", self._start), ("save", self._save), ("discard", self._discard)):
                 srv = c.episode_services[name]
-                self.create_service(srv.type, srv.name, handler)
+                self.create_service(srv.type, srv.name, handler, callback_group=self._services_group)
             self.create_timer(min(0.02, 0.5 / self.rate), self._tick)
             self.create_timer(0.5 if self.show_progress else 5.0, self._progress)
             self._live = None
@@ -235,9 +248,9 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                     return  # its last ticks are not due yet
                 self.ending.pop(0)
                 if ep["save"]:
-                    self.queue.put(("commit", ep["id"], (self._episode_info(ep), None, {})))
+                    self.queue.put(("save", ep["id"], (self._episode_info(ep), ep["reply"])))
                 else:
-                    self.queue.put(("discard", ep["id"], (None, None, {})))
+                    self.queue.put(("discard", ep["id"], ep["reply"]))
             ep = self.episode
             if ep is None:
                 return
@@ -245,8 +258,9 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
             self._assemble(ep, horizon)
 
         def _begin(self, ep: dict[str, Any]) -> None:
-            if not ep["begun"]:
-                self.queue.put(("begin", ep["id"], None))
+            if not ep["begun"]:  # the journal keeps what a recovered episode needs: profile and metadata
+                info = self._episode_info(ep)
+                self.queue.put(("begin", ep["id"], {"profile": info.pop("profile"), "info": info}))
                 ep["begun"] = True
 
         def _assemble(self, ep: dict[str, Any], until: float) -> None:
@@ -277,6 +291,9 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
         # -- episode services --------------------------------------------------------------------
         def _start(self, request: Any, response: Any) -> Any:
             missing = self.streams.missing()
+            if self.broken:
+                response.success, response.message = False, self.broken
+                return response
             if self.episode is not None:
                 response.success, response.message = False, f"already recording episode {self.episode['id']}"
                 return response
@@ -292,6 +309,14 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
             expected |= {"ee_pose"} if with_ee else set()
             with_obj = "object_state" in stored if stored else bool(self.streams.objects)
             expected |= {"object_state"} if with_obj else set()
+            waiting = [name for name, needed, stream in (
+                (self.contract.ee_pose.name, with_ee, self.streams.ee),
+                (self.contract.object_poses.name + ("" if self.task_kind else " (set the task parameter)"), with_obj,
+                 self.streams.objects)) if needed and not stream]
+            if stored and waiting:  # the store's episodes have these keys: never record them empty
+                response.success = False
+                response.message = f"{self.store.path} holds episodes with them: no messages yet on {', '.join(waiting)}"
+                return response
             if stored and expected != stored:
                 response.success = False
                 response.message = (
@@ -313,26 +338,44 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
             self.get_logger().info(response.message)
             return response
 
-        def _finish(self, save: bool, response: Any) -> Any:
+        async def _finish(self, save: bool, response: Any) -> Any:
+            from rclpy.task import Future
+
             ep = self.episode
             if ep is None:
                 response.success, response.message = False, "not recording (call episode/start first)"
                 return response
-            ep["end"], ep["save"] = self._now(), save
-            self.ending.append(ep)  # the tick assembles its last ticks, then commits it
+            ep["end"], ep["save"], ep["reply"] = self._now(), save, self._reply_to(Future())
+            self.ending.append(ep)  # the tick assembles its last ticks, then the writer saves or discards it
             self.episode = None
             self.next_id += int(save)
-            response.success = True
-            response.message = f"saving episode {ep['id']}" if save else f"discarded episode {ep['id']}"
-            self.get_logger().info(response.message)
+            response.success, response.message = await ep["reply"].future
+            if not response.success:
+                self.get_logger().error(response.message)
+            elif not save:  # a saved episode is logged once, when committed ("saved episode N (...)")
+                self.get_logger().info(response.message)
             self.last_message = response.message
             return response
 
-        def _save(self, request: Any, response: Any) -> Any:
-            return self._finish(True, response)
+        async def _save(self, request: Any, response: Any) -> Any:
+            return await self._finish(True, response)
 
-        def _discard(self, request: Any, response: Any) -> Any:
-            return self._finish(False, response)
+        async def _discard(self, request: Any, response: Any) -> Any:
+            return await self._finish(False, response)
+
+        def _reply_to(self, future: Any) -> Callable[[bool, str], None]:
+            """A callable for the writer thread that completes ``future`` on the executor thread."""
+            def reply(ok: bool, message: str) -> None:
+                self._replies.append((future, ok, message))
+                self._reply_gc.trigger()
+
+            reply.future = future  # type: ignore[attr-defined]
+            return reply
+
+        def _deliver_replies(self) -> None:
+            while self._replies:
+                future, ok, message = self._replies.popleft()
+                future.set_result((ok, message))
 
         def _episode_info(self, ep: dict[str, Any]) -> dict[str, Any]:
             calibration = {"joints": self.profile.hardware.calibration or ""}
@@ -380,7 +423,12 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                 batch.clear()
 
             while True:
-                kind, ep_id, payload = self.queue.get()
+                try:
+                    kind, ep_id, payload = self.queue.get(timeout=0.5)
+                except queue.Empty:
+                    if writer is not None and failed is None:
+                        writer.sync_if_due()  # no new steps for a while: still durable within a second
+                    continue
                 if kind == "stop":
                     flush()
                     if writer is not None:
@@ -388,43 +436,52 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                     return
                 if kind == "begin":
                     failed = None
-                    writer = self.store.begin_episode()
+                    writer = self.store.begin_episode(journal=payload)
                 elif kind == "step":
                     batch.append(payload)
                     if len(batch) >= WRITE_BATCH or self.queue.empty():
                         flush()
-                elif kind in ("commit", "discard"):
+                elif kind == "discard":
                     flush()
-                    info, done, result = payload
-                    try:
-                        if kind == "discard" or failed is not None:
-                            writer.discard()
-                            result["ok"] = kind == "discard"
-                            result["message"] = (
-                                f"discarded episode {ep_id}" if kind == "discard"
-                                else f"episode {ep_id} failed and was discarded: {failed}"
-                            )
-                        else:
-                            profile = info.pop("profile")
-                            t0 = time.monotonic()
-                            index = writer.commit(profile=profile, **info)
-                            n = self.store.episodes[index].length
-                            result["ok"] = True
-                            self.saved += 1
-                            result["message"] = (
-                                f"saved episode {index} ({n} steps, {n / self.rate:.1f} s; "
-                                f"late {sum(info['late_frames'].values())}, missing {sum(info['missing_frames'].values())}, "
-                                f"dropped {info['extra']['dropped_steps']}; commit {1000 * (time.monotonic() - t0):.0f} ms)"
-                            )
-                    except BaseException as err:  # noqa: BLE001
-                        writer.discard()
-                        result["ok"], result["message"] = False, f"episode {ep_id} failed and was not saved: {err}"
+                    writer.discard()  # the journal goes first: a discarded episode never comes back
                     writer = None
-                    if done is not None:  # the caller reports it (shutdown)
-                        done.set()
-                    elif kind == "commit" or not result["ok"]:
-                        self.last_message = result["message"]
-                        (self.get_logger().info if result["ok"] else self.get_logger().error)(result["message"])
+                    payload(True, f"discarded episode {ep_id}")
+                elif kind == "save":
+                    flush()
+                    info, reply = payload
+                    self._save_episode(writer, ep_id, info, reply, failed)
+                    writer = None
+
+        def _save_episode(self, writer: Any, ep_id: int, info: dict[str, Any], reply: Callable[[bool, str], None],
+                          failed: BaseException | None) -> None:
+            """Seal (durable: then answer), then commit. A failed commit leaves the episode in the journal."""
+            profile = info.pop("profile")
+            try:
+                if failed is not None:
+                    raise failed
+                writer.seal(**info)
+            except BaseException as err:  # noqa: BLE001
+                writer.discard()
+                reply(False, f"episode {ep_id} failed and was not saved: {err}")
+                return
+            n = writer.length  # episodes commit in order, each before the next is sealed: its index is known
+            reply(True, f"saved episode {self.store.n_episodes} ({n} steps, {n / self.rate:.1f} s; durable)")
+            t0 = time.monotonic()
+            try:
+                index = writer.commit(profile=profile, **info)
+            except BaseException as err:  # noqa: BLE001 - keep the journal; recording stops into this store
+                self.broken = (f"the store failed to commit episode {ep_id} ({err}); it is safe in the store's journal "
+                               "and is committed when the store is next opened: restart the recorder")
+                self.get_logger().error(self.broken)
+                self.last_message = self.broken
+                return
+            self.saved += 1
+            self.last_message = (
+                f"saved episode {index} ({n} steps, {n / self.rate:.1f} s; "
+                f"late {sum(info['late_frames'].values())}, missing {sum(info['missing_frames'].values())}, "
+                f"dropped {info['extra']['dropped_steps']}; commit {1000 * (time.monotonic() - t0):.0f} ms)"
+            )
+            self.get_logger().info(self.last_message)
 
         # -- progress ----------------------------------------------------------------------------
         def _table(self) -> Any:
@@ -465,7 +522,12 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                 info["success"] = None
                 info["extra"]["interrupted"] = True
                 done, result = threading.Event(), {}
-                self.queue.put(("commit", ep["id"], (info, done, result)))
+
+                def reply(ok: bool, message: str) -> None:
+                    result["message"] = message
+                    done.set()
+
+                self.queue.put(("save", ep["id"], (info, reply)))
                 done.wait(timeout=60.0)
                 print(f"[recorder] stopped while recording: {result.get('message', 'writer did not finish')} "
                       "(marked interrupted, success unknown)", file=sys.stderr, flush=True)
