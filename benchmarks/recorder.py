@@ -109,7 +109,7 @@ def run_codec(codec: str, profile: Path, folder: Path, args: argparse.Namespace,
 
     store_path = folder / f"bench_{codec}.zarr"
     recorder = subprocess.Popen(
-        [str(BIN / "recorder_node"), "--ros-args", "-p", f"profile:={profile}", "-p", f"store:={store_path}",
+        [str(BIN / "recorder_node"), "--ros-args", "-p", f"robot:={profile}", "-p", f"store:={store_path}",
          "-p", f"record_rate_hz:={args.rate}", "-p", f"latency_s:={args.latency}", "-p", f"image_codec:={codec}", "-p", "progress:=false", "-p", f"fsync:={str(args.fsync).lower()}"],
         env=ros_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )

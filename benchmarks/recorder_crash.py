@@ -204,7 +204,7 @@ class Driver:
 
 def recorder_round(rng: random.Random, driver: Driver, profile: Path, book: Book) -> str:
     proc = subprocess.Popen(
-        [str(BIN / "recorder_node"), "--ros-args", "-p", f"profile:={profile}", "-p", f"store:={book.store}",
+        [str(BIN / "recorder_node"), "--ros-args", "-p", f"robot:={profile}", "-p", f"store:={book.store}",
          "-p", f"record_rate_hz:={RATE}", "-p", "image_codec:=jpeg", "-p", "progress:=false", "-p", "task:=reach"],
         env=ros_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines = Lines(proc)

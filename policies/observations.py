@@ -224,4 +224,5 @@ def drain(subscriptions: list) -> None:
                 taken = sub.handle.take_message(sub.msg_type, sub.raw)
             if taken is None:
                 break
-            sub.callback(taken[0])
+            with_info = sub._callback_type == type(sub).CallbackType.WithMessageInfo
+            sub.callback(*(taken if with_info else taken[:1]))

@@ -33,6 +33,11 @@ def test_clock_offset_is_the_minimum_delay_and_tracks_drift_and_jumps():
     for k in range(200, 246):
         clock.update(k / 30, host + 0.001 * (k - 200))
     assert clock.resets == 0 and clock.offset == pytest.approx(true_offset + 0.050, abs=1e-9)
+    # depth and color sensors deliver interleaved, a frame out of order (late, in a burst): no restart
+    arrival = 247 / 30 + true_offset + 0.05
+    for n, k in enumerate((246, 245, 247, 246)):
+        clock.update(k / 30, arrival + 0.001 * n)
+    assert clock.resets == 0 and clock.offset == pytest.approx(true_offset + 0.050, abs=1e-9)
     # the device clock stalls (device time advances 1.5 s less than host time, for good): restarts
     # once the difference has stayed high for `confirm` seconds
     for k in range(246, 400):

@@ -136,7 +136,7 @@ def test_ros_replay_is_recorded_back_by_the_recorder(spawn, ros, tmp_path: Path)
     profile_yaml = tmp_path / "profile.yaml"
     profile_yaml.write_text(yaml.safe_dump(src.profile(0)))
     out = tmp_path / "again.zarr"
-    recorder = spawn([str(Path(sys.executable).parent / "recorder_node"), "--ros-args", "-p", f"profile:={profile_yaml}",
+    recorder = spawn([str(Path(sys.executable).parent / "recorder_node"), "--ros-args", "-p", f"robot:={profile_yaml}",
                       "-p", f"store:={out}", "-p", "record_rate_hz:=10.0", "-p", "image_codec:=blosc",
                       "-p", "task:=pick_cube", "-p", "fsync:=false"])
     wait_for(lambda: ros.node.count_subscribers("joint_states") > 0, 60, "recorder subscriptions")

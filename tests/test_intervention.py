@@ -49,7 +49,7 @@ def test_intervener_takes_over_and_gives_back_smoothly(ros, spawn, checkpoint, t
     log = open(tmp_path / "launch.log", "w")
     args = {"policy": str(checkpoint), "cameras": "none", "task": "pick_cube"}
     with LaunchRunner(share_dir() / "launch" / "deploy.launch.xml", args, stdout=log, stderr=log):
-        spawn(["recorder_node", "--ros-args", "-p", "profile:=so101", "-p", f"store:={store}", "-p", "task:=pick_cube",
+        spawn(["recorder_node", "--ros-args", "-p", "robot:=so101", "-p", f"store:={store}", "-p", "task:=pick_cube",
                "-p", "record_rate_hz:=10.0", "-p", "progress:=false", "-p", "cameras:=none"])
         wait_for(lambda: len(chunks) >= 2, 90, "the policy driving the twin")
         wait_for(lambda: ros.call(Trigger, CONTRACT.episode_services["start"].name, timeout=30).success, 30,

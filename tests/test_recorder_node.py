@@ -92,7 +92,7 @@ def test_records_episodes_from_a_publisher_process(ros, spawn, tmp_path: Path, c
     t0 = float(robot.stdout.readline().split()[1])
     recorder = spawn([
         str(Path(sys.executable).parent / "recorder_node"), "--ros-args",
-        "-p", "profile:=so101", "-p", "cameras:=front", "-p", f"store:={store_path}",
+        "-p", "robot:=so101", "-p", "cameras:=front", "-p", f"store:={store_path}",
         "-p", "record_rate_hz:=10.0", "-p", "latency_s:=0.3", "-p", f"image_codec:={codec}", "-p", "task:=pick the cube", "-p", "operator:=ci",
     ])
 
@@ -223,7 +223,7 @@ def test_start_is_refused_while_a_stream_the_store_holds_is_missing(ros, spawn, 
             "front_stamp": np.zeros(1)}
     EpisodeStore(store_path, "a").append_episode(step)
     spawn([sys.executable, "-c", PUBLISHER]).stdout.readline()
-    spawn([str(Path(sys.executable).parent / "recorder_node"), "--ros-args", "-p", "profile:=so101", "-p", "cameras:=front",
+    spawn([str(Path(sys.executable).parent / "recorder_node"), "--ros-args", "-p", "robot:=so101", "-p", "cameras:=front",
            "-p", f"store:={store_path}", "-p", "record_rate_hz:=10.0"])
     replies = []
 

@@ -85,34 +85,49 @@ def twin(profile_path, tmp_path_factory, harness):
 class Probe:
     """Latest contract state seen by the harness."""
 
-    def __init__(self, harness: RosHarness, profile_path: Path, ns: str = ""):
+    def __init__(self, harness: RosHarness, profile_path: Path, ns: str = "", sim_time: bool = False,
+                 keep_all: bool = False):
+        """``sim_time``: the twin publishes /clock (else its stamps are wall time)."""
         from geometry_msgs.msg import PoseStamped
+        from rosgraph_msgs.msg import Clock
         from sensor_msgs.msg import JointState
-        from std_msgs.msg import Float64MultiArray
 
-        self.h, self.ns = harness, ns
+        from robot_stack.contract import qos
+
+        self.h, self.ns, self.sim_time = harness, ns, sim_time
+        self.sim_clock: float | None = None
+        if sim_time:  # depth 1: the newest clock, however far behind the harness reads its other topics
+            harness.node.create_subscription(Clock, "/clock", self._on_clock, qos(1))
         self.profile = load_profile(str(profile_path))
         self.c = Contract(self.profile)
-        self.states = harness.collect(JointState, ns + self.c.joint_states.name, self.c.joint_states.qos)
-        self.poses = harness.collect(PoseStamped, ns + self.c.ee_pose.name, self.c.ee_pose.qos)
-        self.objects = harness.collect(self.c.object_poses.type, ns + self.c.object_poses.name, self.c.object_poses.qos)
+        # keep_all: 10 s of 100 Hz state, for tests that read the history (this Python harness may stall for a
+        # second on a loaded machine); else the contract's depth, which keeps what it reads recent
+        depth = (lambda topic: qos(1000)) if keep_all else (lambda topic: topic.qos)
+        self.states = harness.collect(JointState, ns + self.c.joint_states.name, depth(self.c.joint_states))
+        self.poses = harness.collect(PoseStamped, ns + self.c.ee_pose.name, depth(self.c.ee_pose))
+        self.objects = harness.collect(self.c.object_poses.type, ns + self.c.object_poses.name, depth(self.c.object_poses))
         wait_for(lambda: self.states and self.poses and self.objects, 30, "twin state topics")
 
+    @staticmethod
+    def newest(received: list):  # noqa: ANN205
+        """The message with the latest stamp: the harness's two executor threads may append out of order."""
+        return max(received, key=lambda r: convert.to_sec(r[1].header.stamp))[1]
+
     def q(self) -> np.ndarray:
-        return convert.joint_state_arrays(self.states[-1][1], self.profile.all_joint_names)[0]
+        return convert.joint_state_arrays(self.newest(self.states), self.profile.all_joint_names)[0]
 
     def ee(self) -> np.ndarray:
-        return convert.pose_arrays(self.poses[-1][1])[0]
+        return convert.pose_arrays(self.newest(self.poses))[0]
 
     def obj(self, kind: str = "pick_cube") -> np.ndarray:
-        msg = self.objects[-1][1]
+        msg = self.newest(self.objects)
         assert msg.header.frame_id == self.profile.frames.base
         rows = [[p.position.x, p.position.y, p.position.z, p.orientation.x, p.orientation.y, p.orientation.z,
                  p.orientation.w] for p in msg.poses]
         return object_state_from_poses(kind, np.array(rows))
 
     def stamp(self) -> float:
-        return convert.to_sec(self.states[-1][1].header.stamp)
+        return convert.to_sec(self.newest(self.states).header.stamp)
 
     def publisher(self, topic):  # noqa: ANN001, ANN201
         pub = self.h.node.create_publisher(topic.type, self.ns + topic.name, topic.qos)
@@ -128,10 +143,25 @@ class Probe:
             name="seed", value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=seed))])
         assert self.h.call(SetParameters, f"{self.ns or '/'}twin/set_parameters", request).results[0].successful
         message = self.h.call(Trigger, self.ns + self.c.reset_service.name).message
-        n = len(self.states)
-        wait_for(lambda: len(self.states) > n + 5 and len(self.objects) > 5, 20, "state after reset")
-        time.sleep(0.2)
+        self.catch_up()
         return message
+
+    def _on_clock(self, msg) -> None:  # noqa: ANN001
+        self.sim_clock = convert.to_sec(msg.clock)
+
+    def now(self) -> float:
+        """The twin's time now: its newest /clock (sim time) or the wall clock."""
+        if not self.sim_time:
+            return time.time()
+        wait_for(lambda: self.sim_clock is not None, 20, "/clock")
+        return self.sim_clock
+
+    def catch_up(self) -> None:
+        """Wait for state stamped after now: on a loaded machine this harness reads its 100 Hz topics up to
+        a second behind."""
+        now = self.now()
+        newest = lambda received: convert.to_sec(self.newest(received).header.stamp)  # noqa: E731
+        wait_for(lambda: min(newest(self.states), newest(self.poses), newest(self.objects)) > now, 20, "current state")
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +198,7 @@ def test_cartesian_pose_is_reached_within_5mm(probe):
 
 def test_cartesian_twist_moves_the_end_effector(probe):
     time.sleep(0.5)
+    probe.catch_up()
     start = probe.ee()
     pub = probe.publisher(probe.c.target_twist)
     began = time.monotonic()
@@ -176,6 +207,7 @@ def test_cartesian_twist_moves_the_end_effector(probe):
         time.sleep(0.05)
     streamed = time.monotonic() - began
     time.sleep(0.5)  # the stream stops: the watchdog holds the arm
+    probe.catch_up()
     moved = probe.ee() - start
     watchdog = probe.profile.control.watchdog_periods * probe.profile.control_period
     assert 0.01 < moved[2] < 0.02 * (streamed + watchdog) + 0.003 and np.abs(moved[:2]).max() < 0.005, moved
@@ -185,6 +217,7 @@ def test_bad_commands_are_rejected_without_moving(probe, twin):
     from std_msgs.msg import Float64MultiArray
 
     time.sleep(0.5)
+    probe.catch_up()
     before = probe.q()
     names = list(probe.profile.all_joint_names)
     names[1] = "no_such_joint"
@@ -196,6 +229,7 @@ def test_bad_commands_are_rejected_without_moving(probe, twin):
     time.sleep(1.2)
     commands.publish(Float64MultiArray(data=[0.1, 0.2]))
     time.sleep(1.2)
+    probe.catch_up()
     assert np.abs(probe.q() - before).max() < 2e-3
     out = twin.output()
     assert "rejected joint_trajectory" in out and "no_such_joint" in out
@@ -224,12 +258,11 @@ def test_task_success_reports_progress_and_pause_stops_time(probe):
     reply = probe.h.call(Trigger, probe.c.task_success_service.name)
     assert reply.success is False and "progress=" in reply.message
     assert probe.h.call(SetBool, probe.c.pause_service.name, SetBool.Request(data=True)).success
-    time.sleep(0.3)
-    n = len(probe.states)
-    time.sleep(1.0)
-    assert len(probe.states) - n <= 1, "a paused twin does not advance"
+    paused = time.time()
+    time.sleep(1.3)
+    assert probe.stamp() < paused + 0.02, "a paused twin does not advance"  # real time: stamps are the wall clock
     probe.h.call(SetBool, probe.c.pause_service.name, SetBool.Request(data=False))
-    wait_for(lambda: len(probe.states) > n + 20, 20, "joint_states after unpausing")
+    probe.catch_up()
     assert abs(probe.stamp() - time.time()) < 0.5, "in real time, stamps follow the wall clock (pauses skipped)"
 
 
@@ -264,7 +297,7 @@ def test_ros_path_matches_the_in_process_env(harness, profile_path, tmp_path):
                  "-r", "__ns:=/parity"], tmp_path / "parity.log")
     env = TwinEnv(str(profile_path), "pick_cube", cameras=["front"])
     try:
-        probe = Probe(harness, profile_path, "/parity/")
+        probe = Probe(harness, profile_path, "/parity/", sim_time=True, keep_all=True)
         obs, _ = env.reset(seed=21)
         expert = make_expert(env.profile, env.task_config)
         actions, expected = [], [obs]
@@ -288,7 +321,7 @@ def test_ros_path_matches_the_in_process_env(harness, profile_path, tmp_path):
         assert env.observation_space.contains(ros_obs)
 
         dt = 1.0 / env.profile.control.policy_rate_hz
-        start = probe.stamp() + 0.3
+        start = probe.now() + 1.0  # time for the message to arrive before it starts
         times = dt * np.arange(1, len(actions) + 1)
         msg = convert.make_trajectory(probe.profile.all_joint_names, times, np.array(actions), convert.to_stamp(start))
         probe.publisher(probe.c.joint_trajectory).publish(msg)
@@ -297,9 +330,15 @@ def test_ros_path_matches_the_in_process_env(harness, profile_path, tmp_path):
         stamps = np.array([s for s, _ in history])
         positions = np.array([convert.joint_state_arrays(m, probe.profile.all_joint_names)[0] for _, m in history])
         order = np.argsort(stamps)
+        stamps, positions = stamps[order], positions[order]
+        checked = 0
         for k, t in enumerate(times, start=1):  # the state at the step's time, between the two samples around it
-            q = np.array([np.interp(start + t, stamps[order], positions[order, j]) for j in range(positions.shape[1])])
-            assert np.abs(q - expected[k]["joint_pos"]).max() < 0.03, (k, q, expected[k]["joint_pos"])
+            i = np.searchsorted(stamps, start + t)
+            if 0 < i < len(stamps) and stamps[i] - stamps[i - 1] <= 2.5 * probe.profile.control_period:
+                q = np.array([np.interp(start + t, stamps, positions[:, j]) for j in range(positions.shape[1])])
+                assert np.abs(q - expected[k]["joint_pos"]).max() < 0.03, (k, q, expected[k]["joint_pos"])
+                checked += 1  # else a harness reading a second behind on a loaded machine lost the samples
+        assert checked >= 4, f"only {checked} of {len(times)} steps' states received"
         assert np.allclose(probe.obj()[:3], expected[-1]["object_state"][:3], atol=0.01)
     finally:
         env.close()
@@ -327,15 +366,20 @@ def test_two_cameras_publish_every_frame_at_their_rate_on_sim_time(tmp_path, har
               for name in profile.camera_names}
     twin = Twin(["-p", "robot:=so101", "-p", "task:=pick_cube", "-p", "realtime_factor:=0.0", "-r", "__ns:=/cams"],
                 tmp_path / "cams.log")
-    start, end = 0.5, 2.0  # the window, in sim seconds
     try:
-        def last(name: str) -> float:
-            return convert.to_sec(images[name][-1][1].header.stamp) if images[name] else -1.0
+        def stamps_of(name: str) -> list[float]:
+            return [convert.to_sec(m.header.stamp) for _, m in images[name]]
 
-        wait_for(lambda: min(last(n) for n in images) > end + 0.1 or twin.proc.poll() is not None, 180,
+        # the window (1.5 sim seconds) opens once both cameras' frames arrive: the twin runs as fast as it
+        # can from its start, maybe before this harness has discovered it
+        wait_for(lambda: all(images.values()) or twin.proc.poll() is not None, 180, "first frames")
+        assert twin.proc.poll() is None, twin.output()
+        start = max(min(stamps_of(n)) for n in images) + 0.2
+        end = start + 1.5
+        wait_for(lambda: min(max(stamps_of(n)) for n in images) > end + 0.1 or twin.proc.poll() is not None, 180,
                  "frames past the window")
         assert twin.proc.poll() is None, twin.output()
-        assert convert.to_sec(clocks[-1][1].clock) > end, "/clock carries sim time"
+        assert max(convert.to_sec(m.clock) for _, m in clocks) > end, "/clock carries sim time"
         dt = profile.control_period
         window = {}
         for name, received in images.items():

@@ -3,8 +3,9 @@
 Transport delay is always positive, so the smallest observed difference over a sliding window is
 the best estimate of the clock offset (it tracks slow drift as old samples leave the window).
 
-The estimate restarts when the device clock jumps: at once when device time runs backwards (reset,
-wrap-around, reconnect), and when every difference for ``confirm`` seconds of host time stays more
+The estimate restarts when the device clock jumps: at once when device time runs backwards by more
+than ``backstep`` seconds (reset, wrap-around, reconnect; the frames of a device's sensors arrive
+interleaved, a frame or two out of order, which is not a jump), and when every difference for ``confirm`` seconds of host time stays more
 than ``jump`` above the minimum (the device clock stalled). A host stall alone (frames delivered
 late in a burst) never restarts it: the burst's later frames come back down to the minimum.
 """
@@ -15,8 +16,9 @@ from collections import deque
 
 
 class ClockOffset:
-    def __init__(self, window: float = 10.0, jump: float = 1.0, confirm: float = 2.0):
+    def __init__(self, window: float = 10.0, jump: float = 1.0, confirm: float = 2.0, backstep: float = 0.5):
         self.window = window
+        self.backstep = backstep
         self.jump = jump
         self.confirm = confirm
         self._samples: deque[tuple[float, float]] = deque()  # (host time, difference), differences increasing
@@ -52,8 +54,8 @@ class ClockOffset:
     def update(self, device_s: float, host_s: float) -> float:
         """Add one frame (device timestamp, host receive time); return the offset estimate."""
         diff = host_s - device_s
-        backwards = self._last_device is not None and device_s < self._last_device
-        self._last_device = device_s
+        backwards = self._last_device is not None and device_s < self._last_device - self.backstep
+        self._last_device = device_s if backwards or self._last_device is None else max(self._last_device, device_s)
         if backwards:
             self._restart([(host_s, diff)])
         elif self._samples and diff > self._samples[0][1] + self.jump:

@@ -50,13 +50,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from robot_stack.data.align import CommandTracker, History, Streams, image_array, missed_frames, task_kind, tolerances  # noqa: F401
 from robot_stack.errors import UserError
+from robot_stack.typed_config import field
 
 WRITE_BATCH = 8
 
@@ -70,12 +71,46 @@ class StreamStats:
     missing: int = 0
     bad: int = 0
     last_stamp: float | None = None
-    recent: deque = field(default_factory=lambda: deque(maxlen=400))
+    recent: deque = field("arrival times of the latest messages", default_factory=lambda: deque(maxlen=400))
 
     def rate(self, now: float) -> float:
         while self.recent and now - self.recent[0] > 2.0:
             self.recent.popleft()
         return len(self.recent) / 2.0
+
+
+LOCKSTEP_LEAD_S = 0.05
+"""Lock-step: how far past the last time it announced the twin may run before the recorder has taken in its data
+(within the DDS history of every stream, so nothing is overwritten unread)."""
+
+
+def steady_clock():  # noqa: ANN201
+    from rclpy.clock import Clock, ClockType
+
+    return Clock(clock_type=ClockType.STEADY_TIME)
+
+
+@dataclass(frozen=True)
+class RecorderOptions:
+    robot: str = field("robot profile name or YAML path", default="so101")
+    cameras: str = field("comma-separated cameras to record ('' or all: the profile's; none)", default="")
+    record_rate_hz: float = field("sampling rate, Hz (0: profile control rate)", default=0.0)
+    latency_s: float = field("assemble a tick this long after its time", default=0.1)
+    tolerance_s: float = field("max age of a sample at a tick (0: 1.5 periods)", default=0.0)
+    store: str = field("episode store folder (created if missing)", default="data/episodes.zarr")
+    image_codec: str = field("image codec: jpeg (quality 95, ~18x smaller) or blosc (lossless lz4)", default="jpeg")
+    fsync: bool = field("fsync every file (survives power loss)", default=True)
+    queue_s: float = field("writer queue length, seconds of steps", default=3.0)
+    task: str = field("task stored with each episode (a task name also enables object_state)", default="")
+    operator: str = field("operator name stored with each episode", default="")
+    success: bool = field("success flag stored with the next saved episode", default=True)
+    progress: bool = field("live progress table", default=sys.stdout.isatty())
+    lockstep: bool = field("sim time: the twin waits until the recorder has taken in each stretch of data "
+                           "(sim/step_until)", default=False)
+
+    def __post_init__(self) -> None:
+        if self.latency_s < 0 or self.tolerance_s < 0 or self.queue_s <= 0:
+            raise ValueError("latency_s and tolerance_s must be >= 0 and queue_s > 0")
 
 
 def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
@@ -85,33 +120,24 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
     from robot_stack import convert
     from robot_stack.contract import Contract
     from robot_stack.data.store import EpisodeStore
-    from robot_stack.node import declare
+    from robot_stack.node_options import read_options
     from robot_stack.profile import load_profile
     from robot_stack.typed_config import to_dict
 
     class Recorder(Node):
         def __init__(self) -> None:
             super().__init__("recorder")
-            profile = load_profile(declare(self, "profile", "so101", "robot profile name or YAML path"))
-            cams = declare(self, "cameras", "", "comma-separated cameras to record ('' or all: the profile's; none)")
+            options = read_options(self, RecorderOptions)
+            profile = load_profile(options.robot)
+            cams = options.cameras
             if cams.strip() not in ("", "all"):
                 profile = profile.with_cameras([c.strip() for c in cams.split(",") if c.strip() not in ("", "none")])
             self.profile = profile
             self.contract = Contract(profile)
-            self.rate = float(declare(self, "record_rate_hz", 0.0, "sampling rate, Hz (0: profile control rate)"))
-            self.rate = self.rate if self.rate > 0 else profile.control.rate_hz
-            self.latency = float(declare(self, "latency_s", 0.1, "assemble a tick this long after its time"))
-            tolerance = float(declare(self, "tolerance_s", 0.0, "max age of a sample at a tick (0: 1.5 periods)"))
-            store_path = declare(self, "store", "data/episodes.zarr", "episode store folder (created if missing)")
-            codec = declare(self, "image_codec", "jpeg", "image codec: jpeg (quality 95, ~18x smaller) or blosc (lossless lz4)")
-            fsync = bool(declare(self, "fsync", True, "fsync every file (survives power loss)"))
-            self.queue_s = float(declare(self, "queue_s", 3.0, "writer queue length, seconds of steps"))
-            task = declare(self, "task", "", "task stored with each episode (a task name also enables object_state)")
-            declare(self, "operator", "", "operator name stored with each episode")
-            declare(self, "success", True, "success flag stored with the next saved episode")
-            self.show_progress = bool(declare(self, "progress", sys.stdout.isatty(), "live progress table"))
-            if self.latency < 0 or tolerance < 0 or self.queue_s <= 0:
-                raise UserError("recorder parameters: latency_s and tolerance_s must be >= 0 and queue_s > 0")
+            self.rate = options.record_rate_hz if options.record_rate_hz > 0 else profile.control.rate_hz
+            self.latency, tolerance = options.latency_s, options.tolerance_s
+            store_path, codec, fsync = options.store, options.image_codec, options.fsync
+            self.queue_s, task, self.show_progress = options.queue_s, options.task, options.progress
 
             self.names = profile.all_joint_names
             self.n = len(self.names)
@@ -157,6 +183,15 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
                 srv = c.episode_services[name]
                 self.create_service(srv.type, srv.name, handler, callback_group=self._services_group)
             self.create_timer(min(0.02, 0.5 / self.rate), self._tick)
+            self.lockstep = options.lockstep
+            if self.lockstep:  # the twin on sim time waits until the recorder took in what it published
+                from rosgraph_msgs.msg import Clock
+
+                self.data_subs = list(self.subscriptions)
+                self.gate_pub = c.publisher(self, c.step_until)
+                self.gate = 0.0
+                self.create_subscription(Clock, "/clock", self._on_clock, 10)
+                self.create_timer(0.5, self._publish_gate, clock=steady_clock())
             self.create_timer(0.5 if self.show_progress else 5.0, self._progress)
             self._live = None
             if self.show_progress:
@@ -231,6 +266,19 @@ def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
 
         def _on_gripper(self, msg: Any, info: Any) -> None:
             self._on_command("gripper commands", self.streams.add_gripper, msg, info)
+
+        # -- lock-step -----------------------------------------------------------------------------
+        def _on_clock(self, msg: Any) -> None:
+            from robot_stack.policies.observations import drain
+
+            drain(self.data_subs)  # every message the twin published up to this time is in the streams
+            self.gate = convert.to_sec(msg.clock) + LOCKSTEP_LEAD_S
+            self._publish_gate()
+
+        def _publish_gate(self) -> None:
+            from rosgraph_msgs.msg import Clock
+
+            self.gate_pub.publish(Clock(clock=convert.to_stamp(self.gate)))
 
         # -- the tick ------------------------------------------------------------------------------
         def _tick(self, horizon: float | None = None) -> None:
