@@ -105,6 +105,9 @@ class RealTimeClock:
         self.skipped = 0.0
         """Wall seconds not simulated (dropped backlogs)."""
 
+    def restart(self) -> None:
+        self.start, self.sim_time, self.skipped = time.monotonic(), 0.0, 0.0
+
     def _lag(self) -> float:
         return time.monotonic() - self.start - self.skipped - self.sim_time
 

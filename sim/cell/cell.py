@@ -1,0 +1,269 @@
+"""The emulated robot cell: one MuJoCo scene, stepped in real time, reachable only the way hardware is.
+
+``Cell`` builds the twin's scene (``SimRobot``: arm, table, task objects, cameras) and changes it by
+the cell file's gap, then serves it through hardware interfaces only:
+
+* the arm on a servo bus on a pseudo-terminal (``drivers.servo.emulator.ServoBus`` in front of
+  ``CellArm``), read by ``servo_arm_node`` like a USB bus adapter;
+* the cameras as MJPEG over HTTP on 127.0.0.1 (``CellCameras`` -> ``MjpegServer``), read by
+  ``opencv_camera_node`` like IP cameras;
+* a leader arm on a second bus (``ServoBusEmulator``), for teleoperation;
+* the harness channel (``HarnessServer``, HTTP/JSON under ``/harness/``) for the lab's person only.
+
+Physics steps at the model's timestep on the wall clock (``RealTimeClock``); nothing here is a ROS node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from typing import Any
+
+import mujoco
+import numpy as np
+
+from robot_stack.drivers.servo.calibration import load_calibration
+from robot_stack.drivers.servo.emulator import Faults, RealTimeClock, ServoBus, ServoBusEmulator
+from robot_stack.errors import UserError
+from robot_stack.profile import RobotProfile, load_profile
+from robot_stack.sim.cell.arm import CellArm
+from robot_stack.sim.cell.cameras import CellCameras
+from robot_stack.sim.cell.config import CellConfig, Gap, SceneGap
+from robot_stack.sim.cell.harness import HarnessServer
+from robot_stack.sim.cell.mjpeg import MjpegServer
+from robot_stack.sim.robot import SimRobot
+from robot_stack.sim.scene import TABLE_HEIGHT
+from robot_stack.sim.tasks import Randomization, Task, TaskConfig, load_task_config, make_task
+
+LOOP_PERIOD = 0.004
+"""Seconds between physics wake-ups (the steps due are taken at once): the servo registers are at most
+this old when the driver reads them, and the loop wakes 250 times a second instead of 500."""
+LEADER_FRICTION_NM = 0.3
+"""Joint friction of the emulated leader arm: back-drivable, it stays where the hand leaves it."""
+PARKED_Z = -TABLE_HEIGHT + 0.05
+"""Height of objects taken off the table (just above the floor)."""
+
+
+class _DressedTask:
+    """The task, with the cell's table and lights added when the scene is built."""
+
+    def __init__(self, task: Task, scene: SceneGap):
+        self._task, self._scene = task, scene
+
+    def build(self, spec: mujoco.MjSpec, profile: RobotProfile) -> None:
+        self._task.build(spec, profile)
+        table = spec.geom("table")
+        table.rgba = [*self._scene.table_rgb, 1.0]
+        if self._scene.table_texture > 0:
+            dark = [c * (1 - 0.35 * self._scene.table_texture) for c in self._scene.table_rgb]
+            spec.add_texture(name="cell_table", type=mujoco.mjtTexture.mjTEXTURE_2D,
+                             builtin=mujoco.mjtBuiltin.mjBUILTIN_GRADIENT, mark=mujoco.mjtMark.mjMARK_RANDOM,
+                             random=0.2 * self._scene.table_texture, width=512, height=512,
+                             rgb1=list(self._scene.table_rgb), rgb2=dark, markrgb=dark)
+            spec.add_material(name="cell_table", textures=["", "cell_table"], texrepeat=[3, 3], texuniform=True)
+            table.material = "cell_table"
+            table.rgba = [1.0, 1.0, 1.0, 1.0]
+        for light in spec.lights:
+            light.diffuse = [min(1.0, c * self._scene.light_scale) for c in light.diffuse]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._task, name)
+
+
+def cell_task(config: CellConfig, gap: Gap) -> TaskConfig:
+    """The task with the gap's objects, placed at random per episode but otherwise one fixed reality
+    (no per-episode domain randomisation: mass, friction, cameras and lights are what the gap says)."""
+    task = load_task_config(config.task)
+    o, g = task.object, gap.object
+    obj = dataclasses.replace(o, half_size=tuple(h * g.size_scale for h in o.half_size), mass=o.mass * g.mass_scale,
+                              friction=o.friction * g.friction_scale)
+    r = task.randomization
+    fixed = Randomization(object_x=r.object_x, object_y=r.object_y, object_yaw=r.object_yaw, target_x=r.target_x,
+                          target_y=r.target_y, target_z=r.target_z, target_yaw=r.target_yaw,
+                          min_separation=r.min_separation)
+    return dataclasses.replace(task, object=obj, randomization=fixed)
+
+
+def cell_profile(config: CellConfig, cameras: str = "all") -> RobotProfile:
+    """The robot profile with the cell's stream settings, restricted to ``cameras`` (comma list, all, none)."""
+    profile = load_profile(config.robot)
+    if profile.hardware.backend not in ("dynamixel", "feetech"):
+        raise UserError(f"robot {profile.name!r}: hardware.backend {profile.hardware.backend!r} is not a servo bus "
+                        "(the cell emulates Dynamixel and Feetech arms)")
+    unknown = sorted(set(config.streams) - set(profile.camera_names))
+    if unknown:
+        raise UserError(f"cell {config.name!r}: streams: {unknown[0]!r} is not a camera of robot {profile.name!r} "
+                        f"(cameras: {', '.join(profile.camera_names) or 'none'})")
+    specs = []
+    for cam in profile.cameras:
+        s = config.streams.get(cam.name)
+        changes = {k: v for k, v in (("width", s.width), ("height", s.height), ("fps", s.fps)) if s and v}
+        specs.append(dataclasses.replace(cam, **changes))
+    profile = dataclasses.replace(profile, cameras=tuple(specs))
+    text = cameras.strip().lower()
+    if text == "none":
+        return profile.with_cameras([])
+    if text in ("", "all"):
+        return profile
+    return profile.with_cameras([c.strip() for c in cameras.split(",") if c.strip()])
+
+
+def _move_cameras(model: mujoco.MjModel, ids: list[int], position: float, rotation: float, rng: np.random.Generator) -> None:
+    """Mount errors: each camera moved ``position`` m along a random direction and turned ``rotation`` rad."""
+    for cam in ids:
+        direction = rng.normal(size=3)
+        model.cam_pos[cam] += position * direction / np.linalg.norm(direction)
+        axis = rng.normal(size=3)
+        dq, out = np.zeros(4), np.zeros(4)
+        mujoco.mju_axisAngle2Quat(dq, axis / np.linalg.norm(axis), rotation)
+        mujoco.mju_mulQuat(out, model.cam_quat[cam].copy(), dq)
+        model.cam_quat[cam] = out
+
+
+class Cell:
+    def __init__(self, config: CellConfig, *, cameras: str = "all", seed: int = 0):
+        self.config = config
+        self.gap = gap = config.effective_gap
+        rng = np.random.default_rng(gap.seed)
+        self.profile = profile = cell_profile(config, cameras)
+        task = make_task(cell_task(config, gap), profile)
+        self.sim = SimRobot(profile, _DressedTask(task, gap.scene), seed=seed)  # type: ignore[arg-type]
+        self.task = task
+        self.model, self.data = self.sim.model, self.sim.data
+        _move_cameras(self.model, list(self.sim.camera_ids.values()), gap.camera.position_cm / 100,
+                      np.radians(gap.camera.rotation_deg), rng)
+        self.arm = CellArm(self.sim, gap.arm, rng)
+        hw = profile.hardware
+        if not hw.calibration:
+            raise UserError(f"robot {profile.name!r} has no hardware.calibration: the cell's servos need one")
+        calibration = load_calibration(profile.resolve(hw.calibration), profile)
+        self.bus = ServoBus(profile, calibration, self.arm, Faults(latency_ms=gap.arm.bus_latency_ms))
+        self.leader: ServoBusEmulator | None = None
+        if config.leader:
+            lp = load_profile(config.leader)
+            if not lp.hardware.calibration:
+                raise UserError(f"leader {lp.name!r} has no hardware.calibration")
+            self.leader = ServoBusEmulator(lp, load_calibration(lp.resolve(lp.hardware.calibration), lp))
+            arm = self.leader.arm
+            arm.model.dof_frictionloss[arm.dadr] = LEADER_FRICTION_NM
+            arm.model.body_gravcomp[1:] = 1.0
+        self.cameras = CellCameras(self.model, profile, self.sim.camera_ids, gap.camera, rng)
+        self.clock = RealTimeClock(self.model.opt.timestep)
+        self.seed = seed
+        self.next_seed = seed
+        self.episode_start = 0.0
+        self.episodes = 0
+        self.mjpeg: MjpegServer | None = None
+        self.harness: HarnessServer | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._physics, name="cell-physics", daemon=True)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def open(self, *, link: str | None = None, leader_link: str | None = None, host: str = "127.0.0.1",
+             camera_port: int = 0, harness_port: int = 0) -> dict[str, Any]:
+        """Start serving; returns where: ``arm`` (pty), ``leader``, ``cameras`` (name -> URL), ``harness`` (URL)."""
+        try:
+            self.mjpeg = MjpegServer(self.cameras.channels, host, camera_port)
+            self.harness = HarnessServer({"GET /harness/state": lambda _: self.state(),
+                                          "POST /harness/clear": lambda _: self.clear(),
+                                          "POST /harness/reset": lambda body: self.reset(body.get("seed")),
+                                          "POST /harness/leader": lambda body: self.pose_leader(body["position"])},
+                                         host, harness_port)
+        except OSError as err:
+            raise UserError(f"cannot serve on {host} ({err.strerror}): choose other ports") from None
+        arm_port = self.bus.open(link)
+        leader_port = self.leader.open(leader_link) if self.leader else ""
+        self.clock.restart()
+        self.episode_start = 0.0
+        self.cameras.start()
+        self.mjpeg.start()
+        self.harness.start()
+        self._thread.start()
+        return {"arm": link or arm_port, "leader": leader_link or leader_port,
+                "cameras": {n: self.mjpeg.url(n) for n in self.profile.camera_names}, "harness": self.harness.url}
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+        for part in (self.harness, self.mjpeg, self.cameras, self.bus, self.leader):
+            if part is not None:
+                part.close()
+
+    # -- physics ------------------------------------------------------------------------------------
+    def _physics(self) -> None:
+        m, d, clock = self.model, self.data, self.clock
+        while not self._stop.is_set():
+            names: list[str] = []
+            with self.bus.lock:
+                steps = clock.due()
+                for k in range(steps):
+                    self.arm.before_step(clock.sim_time + k * clock.dt)
+                    mujoco.mj_step(m, d)
+                if steps:
+                    clock.advance(steps)
+                    self.bus.update_present()
+                    names = self.cameras.due(clock.sim_time)
+                    snapshot = self.sim.snapshot() if names else None
+            if names:
+                self.cameras.submit(time.time(), snapshot, names)
+            time.sleep(LOOP_PERIOD)
+
+    # -- the harness channel ------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Ground truth, as the lab's person sees it."""
+        with self.bus.lock:
+            d = self.data
+            state = {"time": time.time(), "sim_time": self.clock.sim_time, "episode": self.episodes,
+                     "episode_time": self.clock.sim_time - self.episode_start, "seed": self.seed,
+                     "success": bool(self.task.success(d)), "progress": float(self.task.progress(d)),
+                     "objects": self.task.object_poses(d).tolist(), "joints": self.arm.true_positions().tolist(),
+                     "realtime_factor": round(self.clock.realtime_factor, 4), "overruns": self.clock.overruns}
+        state["cameras"] = self.cameras.stats()
+        if self.cameras.error:
+            state["camera_error"] = self.cameras.error
+        if self.leader is not None:
+            with self.leader.lock:
+                state["leader"] = self.leader.arm.joint_state()[0].tolist()
+        return state
+
+    def reset(self, seed: int | None = None) -> dict[str, Any]:
+        """Put the task's objects somewhere new and start an episode; the arm stays where it is. Without a
+        seed, the placements follow the cell's ``seed``, then ``seed + 1``, ..."""
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        with self.bus.lock:
+            self.seed = self.next_seed if seed is None else seed
+            self.next_seed = self.seed + 1
+            self.task.reset(self.model, self.data, np.random.default_rng(self.seed))
+            mujoco.mj_forward(self.model, self.data)
+            self.task.start(self.data)
+            self.episode_start = self.clock.sim_time
+            self.episodes += 1
+        return self.state()
+
+    def clear(self) -> dict[str, Any]:
+        """Take the task's objects off the table (onto the floor behind the robot), e.g. out of the gripper
+        before the arm is homed."""
+        with self.bus.lock:
+            poses = self.task.object_poses(self.data)
+            for i, row in enumerate(poses):
+                row[:3] = [-1.0, 0.3 * i, PARKED_Z]
+            self.task.set_object_poses(self.data, poses)
+            mujoco.mj_forward(self.model, self.data)
+        return self.state()
+
+    def pose_leader(self, position: list[float]) -> dict[str, Any]:
+        """Move the leader arm by hand to ``position`` (rad, profile order)."""
+        if self.leader is None:
+            raise ValueError("this cell has no leader arm")
+        arm = self.leader.arm
+        q = np.asarray(position, dtype=float)
+        if q.shape != (len(arm.qadr),) or not np.all(np.isfinite(q)):
+            raise ValueError(f"position: expected {len(arm.qadr)} finite joint angles")
+        with self.leader.lock:
+            arm.data.qpos[arm.qadr] = q
+            arm.data.qvel[arm.dadr] = 0.0
+            mujoco.mj_forward(arm.model, arm.data)
+        return self.state()
