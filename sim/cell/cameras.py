@@ -25,7 +25,7 @@ from robot_stack.sim.cell.config import CameraGap
 from robot_stack.sim.cell.mjpeg import FrameChannel
 from robot_stack.sim.cell.optics import Optics
 
-RENDER_NICE = 10
+RENDER_NICE = 5
 
 
 class CellCameras:

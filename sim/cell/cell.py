@@ -98,7 +98,7 @@ def cell_profile(config: CellConfig, cameras: str = "all") -> RobotProfile:
     specs = []
     for cam in profile.cameras:
         s = config.streams.get(cam.name)
-        changes = {k: v for k, v in (("width", s.width), ("height", s.height), ("fps", s.fps)) if s and v}
+        changes = {k: v for k, v in (("width", s.width), ("height", s.height), ("fps", s.fps)) if v} if s else {}
         specs.append(dataclasses.replace(cam, **changes))
     profile = dataclasses.replace(profile, cameras=tuple(specs))
     text = cameras.strip().lower()

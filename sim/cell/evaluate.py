@@ -21,6 +21,9 @@ from robot_stack.errors import UserError
 from robot_stack.policies.evaluate import EpisodeResult, EvalReport, policy_cameras
 
 
+CELL_START_S = 60.0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -28,14 +31,19 @@ def free_port() -> int:
 
 
 class CellSession:
-    """The cell + the deploy path on it + a ROS node for the person's side (a context manager)."""
+    """The cell + the hardware path on it + a ROS node for the person's side (a context manager).
 
-    def __init__(self, checkpoint: str | Path, cell: str = "default", *, cameras: str | None = None, seed: int = 0,
-                 allow_unvalidated: bool = False, log: IO[str] | None = None, deploy_args: dict[str, str] | None = None):
+    With a ``checkpoint``: ``deploy.launch.xml sim:=false`` (drivers + policy_server) on the cell's
+    cameras (default: those the policy observes). Without: the cell's drivers alone (``drivers:=true``)."""
+
+    def __init__(self, checkpoint: str | Path | None = None, cell: str = "default", *, cameras: str | None = None,
+                 seed: int = 0, allow_unvalidated: bool = False, log: IO[str] | None = None):
         from robot_stack.sim.cell.config import load_cell
 
         self.config = load_cell(cell)
-        self.cameras = policy_cameras(checkpoint) if cameras is None else cameras
+        if cameras is None:
+            cameras = policy_cameras(checkpoint) if checkpoint is not None else "all"
+        self.cameras = cameras
         self._tmp = tempfile.TemporaryDirectory(prefix="robot_stack_cell_")
         self.bus = str(Path(self._tmp.name) / "arm")
         self.camera_port, self.harness_port = free_port(), free_port()
@@ -43,11 +51,12 @@ class CellSession:
         self.cell_args = {"cell": cell, "robot": self.config.robot, "cameras": self.cameras, "seed": str(seed),
                           "camera_port": str(self.camera_port), "harness_port": str(self.harness_port),
                           "bus": self.bus, "leader_bus": str(Path(self._tmp.name) / "leader"),
-                          "task": self.config.task}
-        self.deploy_args = {"sim": "false", "robot": self.config.robot, "policy": str(checkpoint),
-                            "task": self.config.task, "cameras": self.cameras, "port": self.bus,
-                            "front_device": f"{streams}/front.mjpg", "wrist_device": f"{streams}/wrist.mjpg",
-                            "allow_unvalidated": str(allow_unvalidated).lower(), **(deploy_args or {})}
+                          "task": self.config.task, "drivers": str(checkpoint is None).lower()}
+        self.deploy_args = None if checkpoint is None else {
+            "sim": "false", "robot": self.config.robot, "policy": str(checkpoint), "task": self.config.task,
+            "cameras": self.cameras, "port": self.bus, "front_device": f"{streams}/front.mjpg",
+            "wrist_device": f"{streams}/wrist.mjpg", "allow_unvalidated": str(allow_unvalidated).lower()}
+        self.streams = {name: f"{streams}/{name}.mjpg" for name in ("front", "wrist")}
         self.harness_url = f"http://127.0.0.1:{self.harness_port}/harness"
         self.log = log
         self.cell_runner = self.deploy_runner = None
@@ -69,7 +78,9 @@ class CellSession:
         self.profile = load_profile(self.config.robot)
         self.harness = HarnessClient(self.harness_url)
         self.cell_runner = LaunchRunner(launch / "cell.launch.xml", self.cell_args, stdout=self.log, stderr=self.log)
-        self.deploy_runner = LaunchRunner(launch / "deploy.launch.xml", self.deploy_args, stdout=self.log, stderr=self.log)
+        if self.deploy_args is not None:
+            self.deploy_runner = LaunchRunner(launch / "deploy.launch.xml", self.deploy_args, stdout=self.log,
+                                              stderr=self.log)
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("robot_stack_cell_eval", context=self.context)
@@ -83,16 +94,29 @@ class CellSession:
         contract.subscription(self.node, contract.joint_trajectory, self.chunks.append)
         try:
             self.cell_runner.start()
-            self.harness.wait(60.0)
-            self.deploy_runner.start()
+            self._wait_for_cell(CELL_START_S)
+            if self.deploy_runner is not None:
+                self.deploy_runner.start()
         except BaseException:
             self.__exit__()
             raise
         return self
 
+    def _wait_for_cell(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.harness.state()
+                return
+            except UserError:
+                if self.cell_runner.wait(0.2) is not None:
+                    raise UserError(f"the cell stopped while starting (see {getattr(self.log, 'name', 'its output')})") from None
+                if time.monotonic() > deadline:
+                    raise UserError(f"the cell did not answer within {timeout:.0f} s") from None
+
     def __exit__(self, *exc: object) -> None:
         for runner in (self.deploy_runner, self.cell_runner):
-            if runner is not None:
+            if runner is not None and runner.supervisor is not None:
                 runner.stop()
         if getattr(self, "context", None) is not None:
             self.executor.shutdown()
