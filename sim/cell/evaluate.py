@@ -128,10 +128,17 @@ class CellSession:
     # -- the person's side ---------------------------------------------------------------------------
     def call(self, client, timeout: float = 30.0):  # noqa: ANN001, ANN201
         future = client.call_async(client.srv_type.Request())
-        self.executor.spin_until_future_complete(future, timeout_sec=timeout)
-        if not future.done():
-            raise UserError(f"no answer from {client.srv_name} within {timeout:.0f} s")
+        deadline = time.monotonic() + timeout
+        while not future.done():
+            self._check_cell()
+            if time.monotonic() > deadline:
+                raise UserError(f"no answer from {client.srv_name} within {timeout:.0f} s")
+            self.executor.spin_once(timeout_sec=0.1)
         return future.result()
+
+    def _check_cell(self) -> None:
+        if self.cell_runner.wait(0) is not None:
+            raise UserError(f"the cell stopped (see {getattr(self.log, 'name', 'its output')})")
 
     def hold(self, control: bool, seconds: float) -> None:
         """Hold (``control``) or hand back the robot for ``seconds``, as a teleoperator's switch does."""
