@@ -23,6 +23,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -141,6 +142,9 @@ def main() -> None:
     from robot_stack.resources import apply_ros_environment
 
     apply_ros_environment()
+    # stopped from outside (kill, or Ctrl-C of a background job): unwind, so the launched processes stop too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     steps = sorted(int(s) for s in args.steps.split(","))
     args.run.mkdir(parents=True, exist_ok=True)
     store = args.run / "cell_demos.zarr"

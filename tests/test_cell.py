@@ -91,6 +91,29 @@ def test_arm_gap_reaches_the_bus_reading(tmp_path):
     cell.close()
 
 
+def test_leader_arm_is_moved_by_hand(tmp_path):
+    """The leader arm's bus reads what the harness (the operator's hand) set; it stays there."""
+    from robot_stack.drivers.servo.backend import ServoBusBackend
+    from robot_stack.sim.cell.cell import Cell
+    from robot_stack.sim.cell.config import load_cell
+    from robot_stack.sim.cell.harness import HarnessClient
+
+    cell = Cell(load_cell("default"), cameras="none")
+    info = cell.open(leader_link=str(tmp_path / "leader"))
+    try:
+        harness = HarnessClient(info["harness"])
+        pose = [0.3, -0.8, 0.9, 0.5, -0.2, 0.6]
+        harness.pose_leader(pose)
+        leader = ServoBusBackend(load_profile("so101_leader"), port=str(tmp_path / "leader"), torque_on=False)
+        time.sleep(0.5)
+        assert np.allclose(leader.read().position, pose, atol=0.01)
+        leader.close()
+        with pytest.raises(UserError, match="expected 6 finite joint angles"):
+            harness.pose_leader([0.0])
+    finally:
+        cell.close()
+
+
 def test_optics_and_frame_delivery():
     from robot_stack.camera_info import Intrinsics
     from robot_stack.sim.cell.config import CameraGap

@@ -40,7 +40,7 @@ LOOP_PERIOD = 0.004
 """Seconds between physics wake-ups (the steps due are taken at once): the servo registers are at most
 this old when the driver reads them, and the loop wakes 250 times a second instead of 500."""
 LEADER_FRICTION_NM = 0.3
-"""Joint friction of the emulated leader arm: back-drivable, it stays where the hand leaves it."""
+"""Joint friction of the emulated leader arm (N·m)."""
 PARKED_Z = -TABLE_HEIGHT + 0.05
 """Height of objects taken off the table (just above the floor)."""
 
@@ -145,9 +145,9 @@ class Cell:
             if not lp.hardware.calibration:
                 raise UserError(f"leader {lp.name!r} has no hardware.calibration")
             self.leader = ServoBusEmulator(lp, load_calibration(lp.resolve(lp.hardware.calibration), lp))
-            arm = self.leader.arm
+            arm = self.leader.arm  # back-drivable and light: it stays where the hand leaves it
             arm.model.dof_frictionloss[arm.dadr] = LEADER_FRICTION_NM
-            arm.model.body_gravcomp[1:] = 1.0
+            arm.model.opt.gravity[:] = 0.0
         self.cameras = CellCameras(self.model, profile, self.sim.camera_ids, gap.camera, rng)
         self.clock = RealTimeClock(self.model.opt.timestep)
         self.seed = seed
