@@ -1,7 +1,7 @@
 """The cell's cameras: exposures on the physics clock, rendered on a thread of their own.
 
-The physics loop asks ``due(sim_time)`` which cameras expose now and hands their state snapshot to
-``submit``; the render thread renders it (``sim.cameras.CameraRig``), passes it through the camera's
+The physics loop asks ``due(sim_time)`` which cameras expose now (those someone streams) and hands
+their state snapshot to ``submit``; the render thread renders it (``sim.cameras.CameraRig``), passes it through the camera's
 ``Optics`` and JPEG encoder, and pushes it into the camera's ``FrameChannel`` (latency, jitter,
 drops) that the MJPEG server reads. A renderer still busy with the previous exposure misses the
 next one (counted as ``missed``): the delivered rate then falls below the configured fps, as it
@@ -49,12 +49,13 @@ class CellCameras:
         self._thread = threading.Thread(target=self._loop, name="cell-render", daemon=True)
 
     def due(self, sim_time: float) -> list[str]:
-        """Cameras exposing at ``sim_time`` (each at its profile fps, on the simulation clock)."""
+        """Cameras exposing at ``sim_time`` (each at its profile fps, on the simulation clock) that someone
+        is streaming: frames nobody receives are not rendered."""
         names = [n for n in self.names if sim_time + 1e-9 >= self.next_exposure[n]]
         for name in names:
             period = 1.0 / self.profile.camera(name).fps
             self.next_exposure[name] = max(self.next_exposure[name] + period, sim_time + 0.5 * period)
-        return names
+        return [n for n in names if self.channels[n].viewers > 0]
 
     def submit(self, capture: float, snapshot: dict[str, np.ndarray], names: list[str]) -> None:
         """Exposures of ``names`` at wall time ``capture`` of the state ``snapshot`` (never blocks)."""

@@ -44,6 +44,8 @@ class FrameChannel:
         self.frames: deque[Frame] = deque(maxlen=32)
         self.seq = 0
         self.captured = self.dropped = 0
+        self.viewers = 0
+        """Clients streaming this camera now (nobody watching: nothing needs rendering)."""
         self._last_release = 0.0
         self._log: deque[tuple[float, float]] = deque(maxlen=300)  # (capture, release) of delivered frames
 
@@ -115,6 +117,8 @@ class MjpegServer:
                 self.send_header("Cache-Control", "no-cache")
                 self.end_headers()
                 last = channel.seq  # a new viewer starts with the next frame
+                with channel.cond:
+                    channel.viewers += 1
                 try:
                     while not server.closing.is_set():
                         frame = channel.next_frame(last, timeout=0.5)
@@ -127,6 +131,9 @@ class MjpegServer:
                         self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError, TimeoutError):
                     return  # the viewer went away
+                finally:
+                    with channel.cond:
+                        channel.viewers -= 1
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
                 pass
