@@ -73,7 +73,7 @@ def main() -> None:
     wall = after["time"] - before["time"]
     rtf = (after["sim_time"] - before["sim_time"]) / wall
     load = os.getloadavg()
-    console = Console()
+    console = Console(width=160)
     console.print(f"cell {args.cell!r}, cameras {args.cameras}, {args.seconds:g} s on {platform.machine()} "
                   f"{os.cpu_count()} CPUs; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     console.print(f"physics real-time factor {rtf:.3f} (overruns {after['overruns'] - before['overruns']})")

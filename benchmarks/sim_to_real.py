@@ -157,7 +157,7 @@ def main() -> None:
     twin = np.array([results[str(k)]["twin"][0] / results[str(k)]["twin"][1] for k in steps])
     cell = np.array([results[str(k)]["cell"][0] / results[str(k)]["cell"][1] for k in steps])
     load = os.getloadavg()
-    console = Console()
+    console = Console(width=160)
     console.print(f"sim-to-real on cell {args.cell!r}: image policy ({OBS_KEYS}) trained on {demos.n_episodes} expert "
                   f"demos recorded on the cell; {platform.machine()}, {os.cpu_count()} CPUs, load average "
                   f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
