@@ -8,11 +8,14 @@ sign-off path) and on the cell (deploy.launch.xml sim:=false, judged by the harn
 shows both success rates, the gap per checkpoint, their Pearson correlation and the mean maximum
 rank violation (MMRV: lower is better; 0 = the twin ranks the checkpoints as the cell does).
 
+As a reference for the gap itself, the scripted expert (which sees the cube: the twin's state, the
+cell's harness) runs on the twin, on the cell without gap (``config/cells/twin.yaml``) and on the cell.
+
 Every stage is resumable: the demos, each snapshot and each evaluation are kept in ``--run`` and
 skipped when present, so an interrupted run continues where it stopped.
 
     nice -n 5 .venv/bin/python benchmarks/sim_to_real.py [--cell default] [--run runs/sim_to_real]
-        [--record 80] [--steps 500,1000,2000,4000] [--twin-episodes 20] [--cell-episodes 10]
+        [--record 80] [--steps 500,1000,2000,4000] [--twin-episodes 20] [--cell-episodes 10] [--expert-episodes 10]
 """
 
 from __future__ import annotations
@@ -55,8 +58,11 @@ def mmrv(sim: np.ndarray, real: np.ndarray) -> float:
     return float(np.mean(worst))
 
 
-def record_demos(cell: str, store: Path, episodes: int, log: Path) -> None:
-    """The scripted expert on the cell through the hardware path, recorded by the recorder."""
+def expert_on_cell(cell: str, episodes: int, log: Path, dataset: Path | None = None) -> tuple[int, int]:
+    """The scripted expert as the operator of the cell, through the hardware path (recorded into ``dataset``,
+    successes only); returns (successes, episodes) from its own count."""
+    import re
+
     from robot_stack.launcher import LaunchRunner
     from robot_stack.resources import share_dir
     from robot_stack.sim.cell.config import load_cell
@@ -65,21 +71,32 @@ def record_demos(cell: str, store: Path, episodes: int, log: Path) -> None:
     config = load_cell(cell)
     tmp = Path(f"/tmp/robot_stack_sim_to_real_{os.getpid()}")
     tmp.mkdir(exist_ok=True)
-    args = {"cell": cell, "robot": config.robot, "task": config.task, "cameras": "front", "drivers": "true",
-            "expert": "true", "episodes": str(episodes), "dataset": str(store), "bus": str(tmp / "arm"),
-            "leader_bus": str(tmp / "leader"), "camera_port": str(free_port()), "harness_port": str(free_port())}
-    print(f"recording {episodes} expert episodes on cell {cell!r} into {store} (log: {log})", flush=True)
+    args = {"cell": cell, "robot": config.robot, "task": config.task, "cameras": "front" if dataset else "none",
+            "drivers": "true", "expert": "true", "episodes": str(episodes), "dataset": str(dataset or ""),
+            "bus": str(tmp / "arm"), "leader_bus": str(tmp / "leader"), "camera_port": str(free_port()),
+            "harness_port": str(free_port())}
+    print(f"the expert runs {episodes} episodes on cell {cell!r}" + (f", recorded into {dataset}" if dataset else "")
+          + f" (log: {log})", flush=True)
     with open(log, "w") as out:
         runner = LaunchRunner(share_dir() / "launch" / "cell.launch.xml", args, stdout=out, stderr=out).start()
         try:
-            while "[expert]: done:" not in log.read_text():
+            while not (done := re.search(r"\[expert\]: done: (\d+)/(\d+)", log.read_text())):
                 time.sleep(5)
                 if runner.wait(0) is not None:
-                    raise SystemExit(f"the recording stopped early: see {log}")
+                    raise SystemExit(f"the cell stopped early: see {log}")
             time.sleep(5)  # the recorder commits the last episode
         finally:
             runner.stop()
     shutil.rmtree(tmp, ignore_errors=True)
+    return int(done.group(1)), int(done.group(2))
+
+
+def expert_on_twin(task: str, robot: str, episodes: int) -> tuple[int, int]:
+    """The scripted expert in-process on the twin (benchmarks/sim_experts.py)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from sim_experts import run
+
+    return round(run(robot, task, episodes)["success"] * episodes), episodes
 
 
 def train_snapshots(store: Path, run: Path, steps: list[int], config: Path) -> dict[int, Path]:
@@ -133,6 +150,8 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=Path("config/policies/image_small.yaml"))
     parser.add_argument("--twin-episodes", type=int, default=20)
     parser.add_argument("--cell-episodes", type=int, default=10)
+    parser.add_argument("--expert-episodes", type=int, default=10,
+                        help="reference: the scripted expert on the twin, the cell without gap and the cell (0: skip)")
     args = parser.parse_args()
 
     from rich.console import Console
@@ -149,8 +168,17 @@ def main() -> None:
     args.run.mkdir(parents=True, exist_ok=True)
     store = args.run / "cell_demos.zarr"
     if not store.exists():
-        record_demos(args.cell, store, args.record, args.run / "record.log")
+        expert_on_cell(args.cell, args.record, args.run / "record.log", dataset=store)
     demos = EpisodeStore(store)
+    experts = json.loads((args.run / "experts.json").read_text()) if (args.run / "experts.json").is_file() else {}
+    if args.expert_episodes and not experts:
+        from robot_stack.sim.cell.config import load_cell
+
+        config = load_cell(args.cell)
+        experts = {"twin (in-process)": expert_on_twin(config.task, config.robot, args.expert_episodes),
+                   "cell 'twin' (gap: none)": expert_on_cell("twin", args.expert_episodes, args.run / "expert_twin.log"),
+                   f"cell {args.cell!r}": expert_on_cell(args.cell, args.expert_episodes, args.run / "expert_cell.log")}
+        (args.run / "experts.json").write_text(json.dumps(experts, indent=1))
     snapshots = train_snapshots(store, args.run, steps, args.config)
     results = evaluate(snapshots, args.run, args.cell, args.twin_episodes, args.cell_episodes)
 
@@ -168,6 +196,9 @@ def main() -> None:
                       f"{t - c:+.0%}")
     console.print(table)
     console.print(f"Pearson r = {pearson(twin, cell):.2f}, MMRV = {mmrv(twin, cell):.3f} (K = {len(steps)})")
+    if experts:
+        console.print("reference, the scripted expert (sees the cube: twin state, or the cell's harness): " +
+                      ", ".join(f"{where} {k}/{n}" for where, (k, n) in experts.items()))
 
 
 if __name__ == "__main__":
