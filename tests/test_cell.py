@@ -204,16 +204,35 @@ def test_deploy_on_the_cell(ros, tmp_path, cell_robot):
         session.wait_for_policy()
         # the camera, as opencv_camera_node publishes it
         session.hold(True, 0.1)
-        start, first = time.monotonic(), len(images)
-        time.sleep(6.0)
-        window = [(t, stamp) for t, stamp, _ in images[first:] if t > start]
-        rate = (len(window) - 1) / (window[-1][1] - window[0][1])
-        assert rate > 0.7 * CAMERA_FPS, f"front published at {rate:.1f} Hz (profile {CAMERA_FPS:g})"
-        delays = stamp_delays(list(tap.frames), [(stamp, crop) for _, stamp, crop in images[first:]])
+        before = session.harness.state()
+        time.sleep(8.0)
+        after = session.harness.state()
+        time.sleep(0.5)  # the last frames of the window reach the test
+        c0, c1 = before["cameras"]["front"], after["cameras"]["front"]
+        seconds = after["time"] - before["time"]
+        exposed = (c1["captured"] + c1["missed"]) - (c0["captured"] + c0["missed"])
+        delivered = (c1["captured"] - c1["dropped"]) - (c0["captured"] - c0["dropped"])
+        window = [stamp for _, stamp, _ in images if before["time"] + latency < stamp <= after["time"] + latency]
+        report = (f"exposed {exposed}, delivered {delivered} (renderer missed {c1['missed'] - c0['missed']}, "
+                  f"render {c1['render_ms_median']} ms), published {len(window)} in {seconds:.1f} s")
+        # the cell exposes at the profile's rate (exposures its renderer could not take are counted as missed) ...
+        assert abs(exposed / seconds - CAMERA_FPS) < 0.15 * CAMERA_FPS, report
+        # ... and the driver decodes and publishes every frame the camera delivers, at the profile's rate
+        # whenever the renderer kept up (an overloaded host renders fewer, and says so)
+        assert len(window) >= delivered - 3, report
+        if c1["missed"] == c0["missed"]:
+            assert len(window) / seconds > 0.85 * CAMERA_FPS, report
+        delays = stamp_delays(list(tap.frames), [(stamp, crop) for _, stamp, crop in images])
         tap.close()
         assert len(delays) > 0.5 * len(window), f"matched {len(delays)} of {len(window)} images"
-        median = float(np.median(delays))
-        assert latency <= median < latency + 0.25, f"stamps {median * 1000:.0f} ms after exposure (configured {latency * 1000:.0f})"
+        # the driver stamps on arrival (OpenCV hides the stream's exposure times): late by the configured latency,
+        # plus what the host adds to the delivery, which the cell measures on its side
+        median, delivery = float(np.median(delays)), c1["delay_ms_median"] / 1000
+        said = f"stamps {median * 1000:.0f} ms after exposure, the cell delivered {delivery * 1000:.0f} ms after " \
+               f"(configured {latency * 1000:.0f} ms); {report}"
+        assert latency - 0.005 <= median and abs(median - delivery) < 0.06, said
+        if c1["missed"] == c0["missed"]:
+            assert median < latency + 0.1, said
 
         # three episodes, reset and judged by the harness
         placed = []

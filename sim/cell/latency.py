@@ -40,7 +40,12 @@ class StreamTap:
         self._thread.start()
 
     def _run(self) -> None:
-        conn = http.client.HTTPConnection(self.url.hostname, self.url.port, timeout=5)
+        while not self._stop.is_set():  # reconnect after a stall (a starved host) until closed
+            self._read()
+            self._stop.wait(0.2)
+
+    def _read(self) -> None:
+        conn = http.client.HTTPConnection(self.url.hostname, self.url.port, timeout=10)
         try:
             conn.request("GET", self.url.path)
             reply = conn.getresponse()
