@@ -186,9 +186,13 @@ def main() -> None:
     cell = np.array([results[str(k)]["cell"][0] / results[str(k)]["cell"][1] for k in steps])
     load = os.getloadavg()
     console = Console(width=160)
+    episodes = demos.episodes
+    late = sum(e.late_frames.get("front", 0) for e in episodes)
+    missing = sum(e.missing_frames.get("front", 0) for e in episodes)
     console.print(f"sim-to-real on cell {args.cell!r}: image policy ({OBS_KEYS}) trained on {demos.n_episodes} expert "
-                  f"demos recorded on the cell; {platform.machine()}, {os.cpu_count()} CPUs, load average "
-                  f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+                  f"demos recorded on the cell ({demos.n_steps} steps; front camera: {late} late, {missing} missing "
+                  f"frames); {platform.machine()}, {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} "
+                  f"{load[2]:.2f}")
     table = Table("checkpoint", "twin success", "cell success", "gap (twin - cell)")
     for k, t, c in zip(steps, twin, cell):
         r = results[str(k)]

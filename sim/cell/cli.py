@@ -65,13 +65,3 @@ def status_line(state: dict) -> str:
                      for name, s in state["cameras"].items())
     return f"cell: real-time factor {state['realtime_factor']:.3f}, overruns {state['overruns']}" + (f"; {cams}" if cams else "")
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point without the robot-stack wrapper (``python -m robot_stack.sim.cell.cli``)."""
-    from robot_stack.cli import main as cli_main
-
-    return cli_main(["cell", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
