@@ -241,11 +241,11 @@ def test_deploy_on_the_cell(ros, tmp_path, cell_robot):
             success, seconds, progress, message = session.episode(limit=6.0)
             assert message.startswith(f"reset with seed {100 + i}"), message
             placed.append(session.harness.state()["objects"][0][:2])
-            assert not success and 0.0 <= progress <= 1.0 and seconds >= 6.0
+            assert not success and 0.0 <= progress <= 1.0 and seconds >= 6.0, (success, progress, seconds)
             assert len(chunks) > before, "the policy did not act during the episode"
         assert len({tuple(np.round(p, 4)) for p in placed}) == 3, placed  # a new placement every episode
         state = session.harness.state()
-        assert state["episode"] == 3 and state["realtime_factor"] > 0.8
+        assert state["episode"] == 3 and state["realtime_factor"] > 0.8, state
     log.close()
     text = (tmp_path / "launch.log").read_text()
     assert "Traceback" not in text, text[text.index("Traceback") - 2000: text.index("Traceback") + 3000]

@@ -5,8 +5,8 @@ the cell file's gap, then serves it through hardware interfaces only:
 
 * the arm on a servo bus on a pseudo-terminal (``drivers.servo.emulator.ServoBus`` in front of
   ``CellArm``), read by ``servo_arm_node`` like a USB bus adapter;
-* the cameras as MJPEG over HTTP on 127.0.0.1 (``CellCameras`` -> ``MjpegServer``), read by
-  ``opencv_camera_node`` like IP cameras;
+* the cameras as MJPEG over HTTP on 127.0.0.1 (``CellCameras``: rendered and served by a process of
+  their own), read by ``opencv_camera_node`` like IP cameras;
 * a leader arm on a second bus (``ServoBusEmulator``), for teleoperation;
 * the harness channel (``HarnessServer``, HTTP/JSON under ``/harness/``) for the lab's person only.
 
@@ -15,7 +15,6 @@ Physics steps at the model's timestep on the wall clock (``RealTimeClock``); not
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from typing import Any
@@ -26,15 +25,13 @@ import numpy as np
 from robot_stack.drivers.servo.calibration import load_calibration
 from robot_stack.drivers.servo.emulator import Faults, RealTimeClock, ServoBus, ServoBusEmulator
 from robot_stack.errors import UserError
-from robot_stack.profile import RobotProfile, load_profile
+from robot_stack.profile import load_profile
 from robot_stack.sim.cell.arm import CellArm
 from robot_stack.sim.cell.cameras import CellCameras
-from robot_stack.sim.cell.config import CellConfig, Gap, SceneGap
+from robot_stack.sim.cell.config import CellConfig
 from robot_stack.sim.cell.harness import HarnessServer
-from robot_stack.sim.cell.mjpeg import MjpegServer
-from robot_stack.sim.robot import SimRobot
+from robot_stack.sim.cell.scene import build_cell_scene
 from robot_stack.sim.scene import TABLE_HEIGHT
-from robot_stack.sim.tasks import Randomization, Task, TaskConfig, load_task_config, make_task
 
 LOOP_PERIOD = 0.004
 """Seconds between physics wake-ups (the steps due are taken at once): the servo registers are at most
@@ -45,95 +42,14 @@ PARKED_Z = -TABLE_HEIGHT + 0.05
 """Height of objects taken off the table (just above the floor)."""
 
 
-class _DressedTask:
-    """The task, with the cell's table and lights added when the scene is built."""
-
-    def __init__(self, task: Task, scene: SceneGap):
-        self._task, self._scene = task, scene
-
-    def build(self, spec: mujoco.MjSpec, profile: RobotProfile) -> None:
-        self._task.build(spec, profile)
-        table = spec.geom("table")
-        table.rgba = [*self._scene.table_rgb, 1.0]
-        if self._scene.table_texture > 0:
-            dark = [c * (1 - 0.35 * self._scene.table_texture) for c in self._scene.table_rgb]
-            spec.add_texture(name="cell_table", type=mujoco.mjtTexture.mjTEXTURE_2D,
-                             builtin=mujoco.mjtBuiltin.mjBUILTIN_GRADIENT, mark=mujoco.mjtMark.mjMARK_RANDOM,
-                             random=0.2 * self._scene.table_texture, width=512, height=512,
-                             rgb1=list(self._scene.table_rgb), rgb2=dark, markrgb=dark)
-            spec.add_material(name="cell_table", textures=["", "cell_table"], texrepeat=[3, 3], texuniform=True)
-            table.material = "cell_table"
-            table.rgba = [1.0, 1.0, 1.0, 1.0]
-        for light in spec.lights:
-            light.diffuse = [min(1.0, c * self._scene.light_scale) for c in light.diffuse]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._task, name)
-
-
-def cell_task(config: CellConfig, gap: Gap) -> TaskConfig:
-    """The task with the gap's objects, placed at random per episode but otherwise one fixed reality
-    (no per-episode domain randomisation: mass, friction, cameras and lights are what the gap says)."""
-    task = load_task_config(config.task)
-    o, g = task.object, gap.object
-    obj = dataclasses.replace(o, half_size=tuple(h * g.size_scale for h in o.half_size), mass=o.mass * g.mass_scale,
-                              friction=o.friction * g.friction_scale)
-    r = task.randomization
-    fixed = Randomization(object_x=r.object_x, object_y=r.object_y, object_yaw=r.object_yaw, target_x=r.target_x,
-                          target_y=r.target_y, target_z=r.target_z, target_yaw=r.target_yaw,
-                          min_separation=r.min_separation)
-    return dataclasses.replace(task, object=obj, randomization=fixed)
-
-
-def cell_profile(config: CellConfig, cameras: str = "all") -> RobotProfile:
-    """The robot profile with the cell's stream settings, restricted to ``cameras`` (comma list, all, none)."""
-    profile = load_profile(config.robot)
-    if profile.hardware.backend not in ("dynamixel", "feetech"):
-        raise UserError(f"robot {profile.name!r}: hardware.backend {profile.hardware.backend!r} is not a servo bus "
-                        "(the cell emulates Dynamixel and Feetech arms)")
-    unknown = sorted(set(config.streams) - set(profile.camera_names))
-    if unknown:
-        raise UserError(f"cell {config.name!r}: streams: {unknown[0]!r} is not a camera of robot {profile.name!r} "
-                        f"(cameras: {', '.join(profile.camera_names) or 'none'})")
-    specs = []
-    for cam in profile.cameras:
-        s = config.streams.get(cam.name)
-        changes = {k: v for k, v in (("width", s.width), ("height", s.height), ("fps", s.fps)) if v} if s else {}
-        specs.append(dataclasses.replace(cam, **changes))
-    profile = dataclasses.replace(profile, cameras=tuple(specs))
-    text = cameras.strip().lower()
-    if text == "none":
-        return profile.with_cameras([])
-    if text in ("", "all"):
-        return profile
-    return profile.with_cameras([c.strip() for c in cameras.split(",") if c.strip()])
-
-
-def _move_cameras(model: mujoco.MjModel, ids: list[int], position: float, rotation: float, rng: np.random.Generator) -> None:
-    """Mount errors: each camera moved ``position`` m along a random direction and turned ``rotation`` rad."""
-    for cam in ids:
-        direction = rng.normal(size=3)
-        model.cam_pos[cam] += position * direction / np.linalg.norm(direction)
-        axis = rng.normal(size=3)
-        dq, out = np.zeros(4), np.zeros(4)
-        mujoco.mju_axisAngle2Quat(dq, axis / np.linalg.norm(axis), rotation)
-        mujoco.mju_mulQuat(out, model.cam_quat[cam].copy(), dq)
-        model.cam_quat[cam] = out
-
-
 class Cell:
     def __init__(self, config: CellConfig, *, cameras: str = "all", seed: int = 0):
         self.config = config
-        self.gap = gap = config.effective_gap
-        rng = np.random.default_rng(gap.seed)
-        self.profile = profile = cell_profile(config, cameras)
-        task = make_task(cell_task(config, gap), profile)
-        self.sim = SimRobot(profile, _DressedTask(task, gap.scene), seed=seed)  # type: ignore[arg-type]
-        self.task = task
+        scene = build_cell_scene(config, cameras, seed)
+        self.gap, self.profile, self.task, self.sim = scene.gap, scene.profile, scene.task, scene.sim
+        gap, profile = self.gap, self.profile
         self.model, self.data = self.sim.model, self.sim.data
-        _move_cameras(self.model, list(self.sim.camera_ids.values()), gap.camera.position_cm / 100,
-                      np.radians(gap.camera.rotation_deg), rng)
-        self.arm = CellArm(self.sim, gap.arm, rng)
+        self.arm = CellArm(self.sim, gap.arm, scene.arm_rng)
         hw = profile.hardware
         if not hw.calibration:
             raise UserError(f"robot {profile.name!r} has no hardware.calibration: the cell's servos need one")
@@ -148,13 +64,12 @@ class Cell:
             arm = self.leader.arm  # back-drivable and light: it stays where the hand leaves it
             arm.model.dof_frictionloss[arm.dadr] = LEADER_FRICTION_NM
             arm.model.opt.gravity[:] = 0.0
-        self.cameras = CellCameras(self.model, profile, self.sim.camera_ids, gap.camera, rng)
+        self.cameras = CellCameras(config, cameras, seed, profile)
         self.clock = RealTimeClock(self.model.opt.timestep)
         self.seed = seed
         self.next_seed = seed
         self.episode_start = 0.0
         self.episodes = 0
-        self.mjpeg: MjpegServer | None = None
         self.harness: HarnessServer | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._physics, name="cell-physics", daemon=True)
@@ -164,7 +79,6 @@ class Cell:
              camera_port: int = 0, harness_port: int = 0) -> dict[str, Any]:
         """Start serving; returns where: ``arm`` (pty), ``leader``, ``cameras`` (name -> URL), ``harness`` (URL)."""
         try:
-            self.mjpeg = MjpegServer(self.cameras.channels, host, camera_port)
             self.harness = HarnessServer({"GET /harness/state": lambda _: self.state(),
                                           "POST /harness/clear": lambda _: self.clear(),
                                           "POST /harness/reset": lambda body: self.reset(body.get("seed")),
@@ -172,22 +86,21 @@ class Cell:
                                          host, harness_port)
         except OSError as err:
             raise UserError(f"cannot serve on {host} ({err.strerror}): choose other ports") from None
+        urls = self.cameras.start(host, camera_port)
         arm_port = self.bus.open(link)
         leader_port = self.leader.open(leader_link) if self.leader else ""
         self.clock.restart()
         self.episode_start = 0.0
-        self.cameras.start()
-        self.mjpeg.start()
         self.harness.start()
         self._thread.start()
-        return {"arm": link or arm_port, "leader": leader_link or leader_port,
-                "cameras": {n: self.mjpeg.url(n) for n in self.profile.camera_names}, "harness": self.harness.url}
+        return {"arm": link or arm_port, "leader": leader_link or leader_port, "cameras": urls,
+                "harness": self.harness.url}
 
     def close(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=2)
-        for part in (self.harness, self.mjpeg, self.cameras, self.bus, self.leader):
+        for part in (self.harness, self.cameras, self.bus, self.leader):
             if part is not None:
                 part.close()
 
@@ -221,8 +134,6 @@ class Cell:
                      "objects": self.task.object_poses(d).tolist(), "joints": self.arm.true_positions().tolist(),
                      "realtime_factor": round(self.clock.realtime_factor, 4), "overruns": self.clock.overruns}
         state["cameras"] = self.cameras.stats()
-        if self.cameras.error:
-            state["camera_error"] = self.cameras.error
         if self.leader is not None:
             with self.leader.lock:
                 state["leader"] = self.leader.arm.joint_state()[0].tolist()
