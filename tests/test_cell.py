@@ -41,12 +41,13 @@ def write_cell(tmp_path, **changes):
     ("gap.camera.white_balance", [1.0, 9.0, 1.0], "gap.camera: white_balance: 9 is outside [0.5, 2]"),
     ("gap.camera.drop_rate", "often", "gap.camera.drop_rate: expected a number"),
     ("streams.front.fps", 500, "streams.front: fps: 500 is outside [0, 120]"),
-    ("gap_scale", 3.0, "gap_scale 3: friction_scale: 0.1 is outside [0.2, 3]"),  # 3 x the default's 0.7 - 1
+    ("gap_scale", 3.0, "gap_scale 3: friction_scale: 0.1 is outside [0.2, 3]"),  # friction 1 + 3 x (0.7 - 1)
 ])
 def test_bad_cell_file_is_one_line_error(tmp_path, key, value, message):
     from robot_stack.sim.cell.config import load_cell
 
-    path = write_cell(tmp_path, **{key: value})
+    changes = {key: value, "gap.object.friction_scale": 0.7} if key == "gap_scale" else {key: value}
+    path = write_cell(tmp_path, **changes)
     with pytest.raises(UserError) as err:
         load_cell(str(path))
     assert message in str(err.value) and "\n" not in str(err.value), str(err.value)

@@ -22,6 +22,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from robot_stack.arm.kinematics import Kinematics
 from robot_stack.drivers.servo.calibration import load_calibration
 from robot_stack.drivers.servo.emulator import Faults, RealTimeClock, ServoBus, ServoBusEmulator
 from robot_stack.errors import UserError
@@ -50,6 +51,7 @@ class Cell:
         gap, profile = self.gap, self.profile
         self.model, self.data = self.sim.model, self.sim.data
         self.arm = CellArm(self.sim, gap.arm, scene.arm_rng)
+        self.kinematics = Kinematics(profile)
         hw = profile.hardware
         if not hw.calibration:
             raise UserError(f"robot {profile.name!r} has no hardware.calibration: the cell's servos need one")
@@ -131,13 +133,26 @@ class Cell:
             state = {"time": time.time(), "sim_time": self.clock.sim_time, "episode": self.episodes,
                      "episode_time": self.clock.sim_time - self.episode_start, "seed": self.seed,
                      "success": bool(self.task.success(d)), "progress": float(self.task.progress(d)),
-                     "objects": self.task.object_poses(d).tolist(), "joints": self.arm.true_positions().tolist(),
+                     "objects": self.task.object_poses(d).tolist(), "objects_seen": self._objects_seen().tolist(),
+                     "joints": self.arm.true_positions().tolist(),
                      "realtime_factor": round(self.clock.realtime_factor, 4), "overruns": self.clock.overruns}
         state["cameras"] = self.cameras.stats()
         if self.leader is not None:
             with self.leader.lock:
                 state["leader"] = self.leader.arm.joint_state()[0].tolist()
         return state
+
+    def _objects_seen(self) -> np.ndarray:
+        """Object poses as an operator who sees gripper and object places them for the arm: shifted by the
+        arm's own end-effector error (forward kinematics of the readings minus that of the true joints), so
+        that bringing the measured end effector to them brings the real gripper to the objects."""
+        n = len(self.profile.joints)
+        true = self.arm.true_positions()[:n]
+        believed, _ = self.kinematics.fk(true - self.arm.offset[:n])
+        actual, _ = self.kinematics.fk(true)
+        poses = self.task.object_poses(self.data)
+        poses[:, :3] += believed - actual
+        return poses
 
     def reset(self, seed: int | None = None) -> dict[str, Any]:
         """Put the task's objects somewhere new and start an episode; the arm stays where it is. Without a

@@ -6,7 +6,9 @@ cell answers HTTP/JSON on its own port under ``/harness/``. Only the evaluation 
 namespace) and tests use it; no policy or driver does.
 
 * ``GET /harness/state``: ground truth: ``success``, ``progress``, ``episode_time``, ``seed``, object
-  poses (x y z qx qy qz qw, base frame), true joint positions, the cell's real-time factor, camera stats;
+  poses (x y z qx qy qz qw, base frame), ``objects_seen`` (the same, shifted by the arm's own end-effector
+  error: where an operator who sees gripper and object would put them for the arm), true joint
+  positions, the cell's real-time factor, camera stats;
 * ``POST /harness/clear``: take the task's objects off the table (out of the gripper, say);
 * ``POST /harness/reset`` ``{"seed": n}`` (optional): put the task's objects somewhere new, at random
   as a person would (the arm is not touched: home it through the contract first), start a new episode;

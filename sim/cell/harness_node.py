@@ -9,7 +9,9 @@ the cell exactly as it does on the twin, by remapping ``reset``, ``task_success`
   contract as a person with a teach pendant would (joint commands to the profile's home pose until
   ``joint_states`` reach it), then put the objects somewhere new at random and start an episode;
 * ``/cell_harness/task_success`` (Trigger): the cell's judgement, ``success=... progress=...`` as the twin;
-* ``/cell_harness/object_poses`` (PoseArray): where the objects are (what the person sees).
+* ``/cell_harness/object_poses`` (PoseArray): where the objects are as the person sees them relative to
+  the gripper (``objects_seen``: in the arm's own frame, its calibration error included, as eye-hand
+  coordination places them).
 
 Parameters: ``robot``, ``harness`` (the cell's harness URL), ``home_tolerance`` (rad),
 ``home_timeout`` (s), ``object_rate_hz`` (0: no object_poses). The services appear once the cell answers.
@@ -134,7 +136,7 @@ class CellHarnessNode(Node):
         msg = PoseArray()
         msg.header.stamp = convert.to_stamp(state["time"])
         msg.header.frame_id = self.profile.frames.base
-        for row in state["objects"]:
+        for row in state["objects_seen"]:
             pose = Pose()
             pose.position.x, pose.position.y, pose.position.z = (float(v) for v in row[:3])
             pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (float(v) for v in row[3:])
