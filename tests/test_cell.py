@@ -115,6 +115,22 @@ def test_leader_arm_is_moved_by_hand(tmp_path):
         cell.close()
 
 
+def test_servo_driver_names_a_lost_bus(spawn):
+    """The bus's far end goes away (the cell, or a USB adapter, is gone): one ServoBusError, not a SerialException."""
+    from robot_stack.drivers.servo.backend import ServoBusBackend, ServoBusError
+    from robot_stack.drivers.servo.testing import start_emulator
+
+    emulator, port = start_emulator("so101", popen=spawn)
+    backend = ServoBusBackend(PROFILE, port=port)
+    backend.read()
+    emulator.kill()
+    emulator.wait()
+    with pytest.raises(ServoBusError, match=f"lost the serial port {port}|does not answer"):
+        for _ in range(5):
+            backend.write(backend.read().position)
+    backend.close()
+
+
 def test_optics_and_frame_delivery():
     from robot_stack.camera_info import Intrinsics
     from robot_stack.sim.cell.config import CameraGap

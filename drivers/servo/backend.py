@@ -64,7 +64,7 @@ class Bus:
             self.sdk = importlib.import_module("scservo_sdk")
             self.packets = self.sdk.PacketHandler(0)  # STS/SMS: little-endian words
         self.port_name = port
-        self.sdk_serial_errors = importlib.import_module("serial").SerialException
+        self.port_errors = (importlib.import_module("serial").SerialException, importlib.import_module("termios").error)
         if not Path(port).exists():
             raise ServoBusError(f"serial port {port} does not exist: check the USB cable and the port name "
                                 "(robot-stack servo scan --port PORT lists the servos on a port)")
@@ -99,7 +99,7 @@ class Bus:
             def guarded(*args, _method=method):  # noqa: ANN002, ANN202
                 try:
                     return _method(*args)
-                except (OSError, self.sdk_serial_errors) as err:
+                except (OSError, *self.port_errors) as err:
                     raise ServoBusError(f"lost the serial port {self.port_name} ({err}): "
                                         "is the adapter unplugged or the bus powered off?") from None
 
@@ -108,7 +108,7 @@ class Bus:
     def flush(self) -> None:
         try:
             self.port.ser.reset_input_buffer()  # drop late replies of an earlier, failed transaction
-        except (OSError, self.sdk_serial_errors) as err:
+        except (OSError, *self.port_errors) as err:
             raise ServoBusError(f"lost the serial port {self.port_name} ({err})") from None
 
     def close(self) -> None:
