@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import importlib
 import logging
+import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import serial
 
 from robot_stack.arm.backend import JointReading
 from robot_stack.drivers.servo import protocol as P
@@ -29,6 +31,8 @@ from robot_stack.profile import RobotProfile
 
 
 LOG = logging.getLogger("robot_stack.servo")
+PORT_ERRORS = (OSError, termios.error, serial.SerialException)
+"""What pyserial raises when the port's far end is gone (adapter unplugged, emulator stopped)."""
 
 
 class ServoBusError(UserError):
@@ -64,7 +68,6 @@ class Bus:
             self.sdk = importlib.import_module("scservo_sdk")
             self.packets = self.sdk.PacketHandler(0)  # STS/SMS: little-endian words
         self.port_name = port
-        self.port_errors = (importlib.import_module("serial").SerialException, importlib.import_module("termios").error)
         if not Path(port).exists():
             raise ServoBusError(f"serial port {port} does not exist: check the USB cable and the port name "
                                 "(robot-stack servo scan --port PORT lists the servos on a port)")
@@ -99,7 +102,7 @@ class Bus:
             def guarded(*args, _method=method):  # noqa: ANN002, ANN202
                 try:
                     return _method(*args)
-                except (OSError, *self.port_errors) as err:
+                except PORT_ERRORS as err:
                     raise ServoBusError(f"lost the serial port {self.port_name} ({err}): "
                                         "is the adapter unplugged or the bus powered off?") from None
 
@@ -108,7 +111,7 @@ class Bus:
     def flush(self) -> None:
         try:
             self.port.ser.reset_input_buffer()  # drop late replies of an earlier, failed transaction
-        except (OSError, *self.port_errors) as err:
+        except PORT_ERRORS as err:
             raise ServoBusError(f"lost the serial port {self.port_name} ({err})") from None
 
     def close(self) -> None:
