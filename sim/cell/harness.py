@@ -55,11 +55,14 @@ class HarnessServer:
 
             def _send(self, code: int, reply: dict[str, Any]) -> None:
                 data = json.dumps(reply).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting (a loaded host): it asks again
 
             def do_GET(self) -> None:  # noqa: N802
                 self._answer("GET")
