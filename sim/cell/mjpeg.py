@@ -112,14 +112,14 @@ class MjpegServer:
                     known = ", ".join(f"/{n}.mjpg" for n in server.channels) or "none"
                     self.send_error(404, f"no stream {self.path} (streams: {known})")
                     return
-                self.send_response(200)
-                self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-                self.send_header("Cache-Control", "no-cache")
-                self.end_headers()
                 last = channel.seq  # a new viewer starts with the next frame
                 with channel.cond:
                     channel.viewers += 1
                 try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+                    self.send_header("Cache-Control", "no-cache")
+                    self.end_headers()
                     while not server.closing.is_set():
                         frame = channel.next_frame(last, timeout=0.5)
                         if frame is None:
