@@ -54,6 +54,7 @@ NODES = {
     "opencv_camera_node": "robot_stack.drivers.camera.opencv_node:main",
     "servo_arm_node": "robot_stack.drivers.servo.node:main",
     "servo_bus_emulator": "robot_stack.drivers.servo.emulator:main",
+    "cell_harness": "robot_stack.sim.cell.harness_node:main",
     "teleop_node": "robot_stack.drivers.teleop.node:main",
     "policy_server": "robot_stack.policies.server:main",
     "hil_actor": "robot_stack.policies.hil.actor_node:main",

@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "to sim time (--inference-latency). --ros N also runs N episodes through the deploy\n"
         "launch file (twin + policy_server over DDS), on sim time in lock-step (--ros-realtime: real time).\n"
         "A passing in-process run (success rate >= --gate) writes <policy>/sim_validation.json with the\n"
-        "runtime configuration it validated, which deploying with sim:=false requires.",
+        "runtime configuration it validated, which deploying with sim:=false requires.\n"
+        "--target cell runs --episodes episodes through deploy.launch.xml sim:=false against the emulated\n"
+        "robot cell instead (robot-stack cell, docs/cell.md), judged from the cell's ground truth; no sign-off.",
     )
     p.add_argument("--policy", required=True, help="checkpoint folder (robot-stack train ... --out)")
     p.add_argument("--task", default="pick_cube", help="task name (config/tasks) or YAML path")
@@ -38,6 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--plan-log", action="store_true",
                    help="write every plan (observations, actions) to <out>/plans_in_process.jsonl and plans_ros.jsonl")
     p.add_argument("--out", type=Path, default=None, help="report folder (default: <policy>/eval_<task>)")
+    p.add_argument("--target", choices=("twin", "cell"), default="twin",
+                   help="twin: in-process (+ --ros) on the twin; cell: the hardware path on the emulated cell")
+    p.add_argument("--cell", default="default", help="--target cell: cell name (config/cells) or YAML path")
+    p.add_argument("--allow-unvalidated", action="store_true",
+                   help="--target cell: deploy without a passing sim sign-off (as allow_unvalidated:=true)")
     p.set_defaults(handler=run)
 
 
@@ -52,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.gate <= 1.0:
         raise UserError("--gate must be a success rate between 0 and 1")
     console = Console()
+    if args.target == "cell":
+        return run_on_cell(args, console)
     out = args.out or Path(args.policy) / f"eval_{Path(args.task).stem}"
     runtime = RuntimeConfig(inference_latency=args.inference_latency)
     passed = True
@@ -73,3 +82,19 @@ def run(args: argparse.Namespace) -> int:
         console.print(report.summary() + f" ({report.wall_seconds:.0f} s)")
         passed = passed and report.passed
     return 0 if passed else 1
+
+
+def run_on_cell(args: argparse.Namespace, console) -> int:  # noqa: ANN001
+    from robot_stack.errors import UserError
+    from robot_stack.sim.cell.config import load_cell
+    from robot_stack.sim.cell.evaluate import evaluate_on_cell
+
+    cell = load_cell(args.cell)
+    if args.episodes <= 0 or args.ros:
+        raise UserError("--target cell runs --episodes N (> 0) episodes on the cell; --ros is for the twin")
+    out = args.out or Path(args.policy) / f"eval_cell_{cell.name}"
+    report = evaluate_on_cell(args.policy, args.cell, args.episodes, seed=args.seed, gate=args.gate,
+                              allow_unvalidated=args.allow_unvalidated, log=out / "cell_launch.log")
+    report.save(out, "cell")
+    console.print(report.summary())
+    return 0 if report.passed else 1

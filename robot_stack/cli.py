@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = [
     "robot_stack.launcher.cli",
     "robot_stack.profile_cli",
     "robot_stack.sim.cli",
+    "robot_stack.sim.cell.cli",
     "robot_stack.policies.eval_cli",
     "robot_stack.demo",
     "robot_stack.data.cli",

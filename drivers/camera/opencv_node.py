@@ -5,7 +5,8 @@
 frame rate, with a one-line warning when the device gives less than asked; frames are stamped
 with the driver's capture time (V4L2 buffer timestamp) when it is meaningful, else the host time
 at grab. Files replay paced at their own frame rate, stamped start time + media time, and restart
-with ``loop:=true``. A live camera that stops delivering is reopened every ``reconnect_period`` s.
+with ``loop:=true``. A live camera or stream that stops delivering is reopened every
+``reconnect_period`` s; a stream URL that does not answer at start is reported and retried the same way.
 
     opencv_camera_node --ros-args -p robot:=so101 -p camera:=wrist -p device:=/dev/video2 -p fourcc:=MJPG
 """
@@ -30,6 +31,8 @@ from robot_stack.errors import UserError
 from robot_stack.node import declare, run_node
 
 FOURCCS = ("MJPG", "YUYV")
+URL_TIMEOUTS = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 3000]
+"""A stream that stalls (network, camera) fails a read after 3 s instead of blocking the node forever."""
 
 
 def video_devices() -> str:
@@ -56,7 +59,9 @@ def open_capture(device: str) -> tuple[cv2.VideoCapture, str]:
         cap = cv2.VideoCapture(int(device) if device.isdigit() else path, cv2.CAP_V4L2)
         kind = "live"
     elif "://" in device:
-        cap, kind = cv2.VideoCapture(device), "url"
+        cap, kind = cv2.VideoCapture(device, cv2.CAP_FFMPEG, URL_TIMEOUTS), "url"
+        if not cap.isOpened():
+            raise UserError(f"stream {device} does not answer (is the camera on and the URL right?)")
     else:
         if not Path(device).expanduser().is_file():
             raise UserError(f"device: {device!r} is neither a camera (video devices: {video_devices()}) nor a video file")
@@ -78,7 +83,14 @@ class OpenCvCameraNode(Node):
         self.reconnect_period = declare(self, "reconnect_period", 1.0, "seconds between reopening attempts of a live camera")
         if self.fourcc and self.fourcc not in FOURCCS:
             raise UserError(f"fourcc: {self.fourcc!r} is not one of {', '.join(FOURCCS)}")
-        self.cap, self.kind = open_capture(self.device)
+        self.state = "streaming"
+        try:
+            self.cap, self.kind = open_capture(self.device)
+        except UserError as err:
+            if "://" not in self.device:
+                raise
+            self.get_logger().warning(f"{self.settings.spec.name}: {err}; retrying every {self.reconnect_period:g} s")
+            self.cap, self.kind, self.state = None, "url", "reconnecting"
         spec = self.settings.spec
         intrinsics = Intrinsics.load(self.settings.intrinsics) if self.settings.intrinsics else None
         if intrinsics is None:
@@ -90,10 +102,10 @@ class OpenCvCameraNode(Node):
         contract = Contract(self.settings.profile)
         self.diagnostics = contract.publisher(self, contract.diagnostics)
 
-        self.state = "streaming"
         self.reconnects = 0
         self.file_fps = 0.0
-        self._configure()
+        if self.cap is not None:
+            self._configure()
         self._stop = threading.Event()
         self.create_timer(1.0, self._publish_diagnostics)
         self._thread = threading.Thread(target=self._run, name="opencv_capture", daemon=True)
@@ -124,6 +136,8 @@ class OpenCvCameraNode(Node):
         if self.kind == "file":
             self._replay()
             return
+        if self.cap is None:
+            self._reopen(announce=False)
         while not self._stop.is_set():
             if not self.cap.grab():
                 self._reopen()
@@ -132,7 +146,15 @@ class OpenCvCameraNode(Node):
             stamp = self._driver_stamp(host) if self.kind == "live" else host
             ok, frame = self.cap.retrieve()
             if ok:
-                self.publisher.publish_color(frame, stamp, "bgr8")
+                self._publish(frame, stamp)
+
+    def _publish(self, frame, stamp: float) -> None:  # noqa: ANN001
+        try:
+            self.publisher.publish_color(frame, stamp, "bgr8")
+        except Exception:
+            if self.context.ok():
+                raise
+            self._stop.set()  # the node is shutting down under the capture thread: stop capturing
 
     def _driver_stamp(self, host: float) -> float:
         """V4L2 buffer timestamp (CLOCK_MONOTONIC, ms) as wall time, if it is plausible; else host time."""
@@ -160,13 +182,14 @@ class OpenCvCameraNode(Node):
                 return
             ok, frame = self.cap.retrieve()
             if ok:
-                self.publisher.publish_color(frame, stamp, "bgr8")
+                self._publish(frame, stamp)
 
-    def _reopen(self) -> None:
+    def _reopen(self, announce: bool = True) -> None:
         name = self.settings.spec.name
-        self.get_logger().warning(f"{name}: {self.device} stopped delivering frames; reopening every {self.reconnect_period:g} s")
+        if announce:
+            self.get_logger().warning(f"{name}: {self.device} stopped delivering frames; reopening every {self.reconnect_period:g} s")
+            self.cap.release()
         self.state = "reconnecting"
-        self.cap.release()
         while not self._stop.wait(self.reconnect_period):
             try:
                 self.cap, self.kind = open_capture(self.device)
@@ -176,6 +199,7 @@ class OpenCvCameraNode(Node):
             self._configure()
             self.reconnects += 1
             self.state = "streaming"
+            self.get_logger().info(f"{name}: {self.device} is back")
             return
 
     def _publish_diagnostics(self) -> None:
@@ -191,8 +215,9 @@ class OpenCvCameraNode(Node):
     def close(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=3.0)
-        self.cap.release()
+            self._thread.join(timeout=6.0)
+        if self.cap is not None:
+            self.cap.release()
 
 
 def main() -> None:

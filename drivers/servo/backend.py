@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import importlib
 import logging
+import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import serial
 
 from robot_stack.arm.backend import JointReading
 from robot_stack.drivers.servo import protocol as P
@@ -29,6 +31,8 @@ from robot_stack.profile import RobotProfile
 
 
 LOG = logging.getLogger("robot_stack.servo")
+PORT_ERRORS = (OSError, termios.error, serial.SerialException)
+"""What pyserial raises when the port's far end is gone (adapter unplugged, emulator stopped)."""
 
 
 class ServoBusError(UserError):
@@ -76,6 +80,7 @@ class Bus:
             self.port.packet_timeout = max(self.port.packet_timeout, timeout_ms)
 
         self.port.setPacketTimeout = set_packet_timeout
+        self._guard_io()
         try:
             opened = self.port.openPort() and self.port.setBaudRate(baudrate)
         except Exception as err:  # noqa: BLE001 - pyserial raises SerialException/OSError variants
@@ -88,8 +93,26 @@ class Bus:
         self.ok = self.sdk.COMM_SUCCESS
         self.timeout = self.sdk.COMM_RX_TIMEOUT
 
+    def _guard_io(self) -> None:
+        """A port that goes away (adapter unplugged, emulator gone) is a one-line ServoBusError, not a traceback."""
+        port = self.port
+        for name in ("readPort", "writePort"):
+            method = getattr(port, name)
+
+            def guarded(*args, _method=method):  # noqa: ANN002, ANN202
+                try:
+                    return _method(*args)
+                except PORT_ERRORS as err:
+                    raise ServoBusError(f"lost the serial port {self.port_name} ({err}): "
+                                        "is the adapter unplugged or the bus powered off?") from None
+
+            setattr(port, name, guarded)
+
     def flush(self) -> None:
-        self.port.ser.reset_input_buffer()  # drop late replies of an earlier, failed transaction
+        try:
+            self.port.ser.reset_input_buffer()  # drop late replies of an earlier, failed transaction
+        except PORT_ERRORS as err:
+            raise ServoBusError(f"lost the serial port {self.port_name} ({err})") from None
 
     def close(self) -> None:
         self.port.closePort()
@@ -286,7 +309,10 @@ class ServoBusBackend:
             for attempt in range(self.retries + 1):
                 self.stats.retries += attempt > 0
                 bus.flush()
-                number, result, error = bus.packets.ping(bus.port, sid)
+                try:
+                    number, result, error = bus.packets.ping(bus.port, sid)
+                except IndexError:  # a late reply to an earlier ping taken for this one: the SDK misparses it
+                    result = -1
                 if result == bus.ok:
                     break
                 self._count(result)

@@ -14,12 +14,17 @@ Fault injection: ``--silent 3`` (servo 3 never answers, or only after ``--silent
 
 Counters (packets, corrupted replies, goal writes, goal writes outside the joint limits, ...) are
 written as JSON to ``--status-file`` every 0.2 s and on exit, for tests and monitoring.
+
+``ServoBus`` (the control tables and the packet protocol on the pty) serves any ``Plant`` (what the
+servos move): ``MujocoArm`` here (the arm alone), the emulated robot cell's arm in its task scene
+(``robot_stack.sim.cell``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import select
@@ -30,6 +35,7 @@ import tty
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -73,29 +79,63 @@ class _Servo:
         self.mem[reg.address: reg.address + reg.size] = reg.encode(value)
 
 
-class ServoBusEmulator:
-    def __init__(self, profile: RobotProfile, calibration: CalibrationFile, faults: Faults = Faults(),
-                 status_file: str | Path | None = None):
+class Plant(Protocol):
+    """What a servo bus moves: joints in profile order (arm joints then gripper), SI units."""
+
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Position (rad), velocity (rad/s) and torque (N·m) of every joint, as the servos' sensors see them."""
+
+    def actuate(self, joint: int, torque_on: bool, goal: float, effort_limit: float) -> None:
+        """Servo ``joint`` changed: torque enable, goal angle (rad), torque limit (N·m)."""
+
+
+class RealTimeClock:
+    """Paces a fixed-step simulation on the wall clock.
+
+    ``due()`` says how many steps of ``dt`` bring simulated time up to elapsed wall time (at most
+    ``burst`` at once); a backlog beyond ``max_lag`` s (an overloaded host) is dropped and counted,
+    so the simulation never runs fast to catch up."""
+
+    def __init__(self, dt: float, *, max_lag: float = 0.1, burst: int = 50):
+        self.dt, self.max_lag, self.burst = dt, max_lag, burst
+        self.start = time.monotonic()
+        self.sim_time = 0.0
+        self.overruns = 0
+        self.skipped = 0.0
+        """Wall seconds not simulated (dropped backlogs)."""
+
+    def restart(self) -> None:
+        self.start, self.sim_time, self.skipped = time.monotonic(), 0.0, 0.0
+
+    def _lag(self) -> float:
+        return time.monotonic() - self.start - self.skipped - self.sim_time
+
+    def due(self) -> int:
+        lag = self._lag()
+        return min(self.burst, math.ceil(lag / self.dt)) if lag > 0 else 0
+
+    def advance(self, steps: int) -> None:
+        self.sim_time += steps * self.dt
+        lag = self._lag()
+        if lag > self.max_lag:
+            self.overruns += 1
+            self.skipped += lag
+
+    @property
+    def realtime_factor(self) -> float:
+        """Simulated over wall seconds since the start."""
+        wall = time.monotonic() - self.start
+        return self.sim_time / wall if wall > 0 else 1.0
+
+
+class MujocoArm:
+    """Plant: the profile's MJCF alone (no scene), position actuators driven by the servos' goals."""
+
+    def __init__(self, profile: RobotProfile):
         import mujoco
 
-        hw = profile.hardware
-        names = profile.all_joint_names
-        if len(hw.ids) != len(names) or len(hw.models) != len(names):
-            raise UserError(f"robot {profile.name!r}: hardware.ids and hardware.models need one entry per joint "
-                            f"({', '.join(names)})")
-        models = [P.get_model(m) for m in hw.models]
-        protocols = {m.protocol for m in models}
-        if len(protocols) != 1:
-            raise UserError(f"robot {profile.name!r}: one bus cannot mix Dynamixel and Feetech servos")
-        self.protocol = protocols.pop()
         if profile.sim is None:
             raise UserError(f"robot {profile.name!r} has no sim.mjcf: the emulator needs the MuJoCo model")
-        self.profile, self.faults = profile, faults
-        self.status_file = Path(status_file) if status_file else None
-        self.ticks = TickMap(calibration, profile, [m.resolution for m in models])
-        self.lower, self.upper = joint_limits(profile)
-        self.tolerance = 1.5 * self.ticks.rad_per_tick
-
         path = profile.resolve(profile.sim.mjcf)
         try:
             self.model = mujoco.MjModel.from_xml_path(str(path))
@@ -104,7 +144,7 @@ class ServoBusEmulator:
         self.data = mujoco.MjData(self.model)
         self._mj_step = mujoco.mj_step
         self.qadr, self.dadr, self.act = [], [], []
-        for name in names:
+        for name in profile.all_joint_names:
             jid = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, name)
             if jid < 0:
                 raise UserError(f"{path}: no joint {name!r} (profile {profile.name!r})")
@@ -117,9 +157,47 @@ class ServoBusEmulator:
         self.gain = self.model.actuator_gainprm[self.act, 0].copy()
         self.bias = self.model.actuator_biasprm[self.act, 1:3].copy()
         self.force_range = self.model.actuator_forcerange[self.act].copy()
-        home = np.array(profile.sim.home if profile.sim.home else np.zeros(len(names)))
+        home = np.array(profile.sim.home if profile.sim.home else np.zeros(len(self.act)))
         self.data.qpos[self.qadr] = home
         self.data.ctrl[self.act] = home
+
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        d = self.data
+        return d.qpos[self.qadr].copy(), d.qvel[self.dadr].copy(), d.actuator_force[self.act].copy()
+
+    def actuate(self, joint: int, torque_on: bool, goal: float, effort_limit: float) -> None:
+        j, a = joint, self.act[joint]
+        self.model.actuator_gainprm[a, 0] = self.gain[j] if torque_on else 0.0
+        self.model.actuator_biasprm[a, 1:3] = self.bias[j] if torque_on else 0.0
+        limit = min(effort_limit, float(self.force_range[j, 1]))
+        self.model.actuator_forcerange[a] = (-limit, limit)
+        self.data.ctrl[a] = goal
+
+    def step(self) -> None:
+        self._mj_step(self.model, self.data)
+
+
+class ServoBus:
+    """The servos of ``profile.hardware`` on a pseudo-terminal: control tables and the packet protocol,
+    in front of a ``Plant``. Whoever steps the plant calls ``update_present()`` (holding ``lock``)."""
+
+    def __init__(self, profile: RobotProfile, calibration: CalibrationFile, plant: Plant, faults: Faults = Faults(),
+                 status_file: str | Path | None = None):
+        hw = profile.hardware
+        names = profile.all_joint_names
+        if len(hw.ids) != len(names) or len(hw.models) != len(names):
+            raise UserError(f"robot {profile.name!r}: hardware.ids and hardware.models need one entry per joint "
+                            f"({', '.join(names)})")
+        models = [P.get_model(m) for m in hw.models]
+        protocols = {m.protocol for m in models}
+        if len(protocols) != 1:
+            raise UserError(f"robot {profile.name!r}: one bus cannot mix Dynamixel and Feetech servos")
+        self.protocol = protocols.pop()
+        self.profile, self.plant, self.faults = profile, plant, faults
+        self.status_file = Path(status_file) if status_file else None
+        self.ticks = TickMap(calibration, profile, [m.resolution for m in models])
+        self.lower, self.upper = joint_limits(profile)
+        self.tolerance = 1.5 * self.ticks.rad_per_tick
 
         self.servos: dict[int, _Servo] = {}
         for j, (sid, model) in enumerate(zip(hw.ids, models)):
@@ -135,8 +213,8 @@ class ServoBusEmulator:
             s.set("present_voltage", 50 if model.protocol == "dynamixel" else 74)
             s.set("present_temperature", 35)
             self.servos[sid] = s
-        self._lock = threading.Lock()
-        self._update_present()
+        self.lock = threading.Lock()
+        self.update_present()
         for s in self.servos.values():
             s.set("goal_position", s.get("present_position"))
             self._apply(s)
@@ -150,38 +228,48 @@ class ServoBusEmulator:
         """(monotonic time, goal ticks in profile order) after every sync write: the bus-side command history."""
         self.master = self.slave = -1
         self.port = ""
+        self.link: Path | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._t0 = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    def open(self) -> str:
-        """Create the pty and start serving; returns the port path drivers open."""
+    def open(self, link: str | Path | None = None) -> str:
+        """Create the pty (and ``link``, a stable symlink to it) and start serving; returns the port path."""
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)  # no echo, no line discipline: a raw byte pipe like a USB adapter
         self.port = os.ttyname(self.slave)
+        self.link = Path(link) if link else None
+        if self.link is not None:
+            if self.link.is_symlink():
+                self.link.unlink()
+            self.link.symlink_to(self.port)
         self._t0 = time.monotonic()
-        for target in (self._serve, self._physics):
-            t = threading.Thread(target=target, daemon=True)
-            t.start()
-            self._threads.append(t)
+        self._start(self._serve)
         return self.port
+
+    def _start(self, target) -> None:  # noqa: ANN001
+        t = threading.Thread(target=target, daemon=True)
+        t.start()
+        self._threads.append(t)
 
     def close(self) -> None:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=2)
         self.write_status()
+        if self.link is not None and self.link.is_symlink():
+            self.link.unlink()
         for fd in (self.master, self.slave):
             if fd >= 0:
                 os.close(fd)
         self.master = self.slave = -1
 
     def status(self) -> dict:
-        with self._lock:
+        with self.lock:
             goals = {sid: s.get("goal_position") for sid, s in self.servos.items()}
             torque = {sid: s.get("torque_enable") for sid, s in self.servos.items()}
-            q = self.data.qpos[self.qadr].tolist()
+            q = self.plant.joint_state()[0].tolist()
             log = list(self.goal_log)
         return {"port": self.port, "protocol": self.protocol, "time": time.monotonic() - self._t0,
                 **self.counters, "goal_ticks": goals, "torque": torque, "joint_positions": q, "goal_log": log}
@@ -193,31 +281,10 @@ class ServoBusEmulator:
         tmp.write_text(json.dumps(self.status()))
         os.replace(tmp, self.status_file)
 
-    # -- physics -------------------------------------------------------------------------------------
-    def _physics(self) -> None:
-        dt = self.model.opt.timestep
-        start, next_status = time.monotonic(), 0.0
-        sim_time = 0.0
-        while not self._stop.is_set():
-            elapsed = time.monotonic() - start
-            with self._lock:
-                steps = 0
-                while sim_time < elapsed and steps < 50:
-                    self._mj_step(self.model, self.data)
-                    sim_time += dt
-                    steps += 1
-                if sim_time < elapsed - 0.1:  # fell far behind (machine overloaded): drop the backlog
-                    sim_time = elapsed
-                self._update_present()
-            if elapsed >= next_status:
-                self.write_status()
-                next_status = elapsed + 0.2
-            time.sleep(dt)
-
-    def _update_present(self) -> None:
-        q = self.data.qpos[self.qadr]
-        qd = self.data.qvel[self.dadr]
-        force = self.data.actuator_force[self.act]
+    # -- plant -------------------------------------------------------------------------------------
+    def update_present(self) -> None:
+        """Present position/velocity/current/load registers from the plant (call holding ``lock``)."""
+        q, qd, force = self.plant.joint_state()
         raw_ticks = self.ticks.zero + self.ticks.direction * q / self.ticks.rad_per_tick
         for s in self.servos.values():
             j, m = s.joint, s.model
@@ -230,14 +297,9 @@ class ServoBusEmulator:
                 s.set("present_load", int(np.clip(round(1000 * d * force[j] / m.stall_torque), -1000, 1000)))
 
     def _apply(self, s: _Servo) -> None:
-        """Push a servo's torque, goal and effort limit into the MuJoCo actuator."""
-        j, a = s.joint, self.act[s.joint]
-        on = s.get("torque_enable") == 1
-        self.model.actuator_gainprm[a, 0] = self.gain[j] if on else 0.0
-        self.model.actuator_biasprm[a, 1:3] = self.bias[j] if on else 0.0
-        limit = min(s.model.effort_limit_nm(s.get("effort_limit")), float(self.force_range[j, 1]))
-        self.model.actuator_forcerange[a] = (-limit, limit)
-        self.data.ctrl[a] = self._goal_angle(s)
+        """Hand a servo's torque, goal and effort limit to the plant."""
+        self.plant.actuate(s.joint, s.get("torque_enable") == 1, self._goal_angle(s),
+                           s.model.effort_limit_nm(s.get("effort_limit")))
 
     def _goal_angle(self, s: _Servo) -> float:
         j = s.joint
@@ -258,7 +320,7 @@ class ServoBusEmulator:
             replies: list[bytes] = []
             for packet in parser.feed(data):
                 self.counters["rx_packets"] += 1
-                with self._lock:
+                with self.lock:
                     replies += self._handle(packet)
             if replies:
                 if self.faults.latency_ms > 0:
@@ -394,6 +456,36 @@ class ServoBusEmulator:
         return bool(self.lower[j] - self.tolerance[j] <= angle <= self.upper[j] + self.tolerance[j])
 
 
+
+class ServoBusEmulator(ServoBus):
+    """``servo_bus_emulator``: a ``ServoBus`` in front of ``MujocoArm``, stepped in real time."""
+
+    def __init__(self, profile: RobotProfile, calibration: CalibrationFile, faults: Faults = Faults(),
+                 status_file: str | Path | None = None):
+        self.arm = MujocoArm(profile)
+        super().__init__(profile, calibration, self.arm, faults, status_file)
+
+    def open(self, link: str | Path | None = None) -> str:
+        port = super().open(link)
+        self._start(self._physics)
+        return port
+
+    def _physics(self) -> None:
+        clock = RealTimeClock(self.arm.model.opt.timestep)
+        next_status = 0.0
+        while not self._stop.is_set():
+            with self.lock:
+                steps = clock.due()
+                for _ in range(steps):
+                    self.arm.step()
+                clock.advance(steps)
+                self.update_present()
+            if clock.sim_time >= next_status:
+                self.write_status()
+                next_status = clock.sim_time + 0.2
+            time.sleep(clock.dt)
+
+
 # --------------------------------------------------------------------------------------------------
 def _ids(text: str) -> tuple[int, ...]:
     try:
@@ -443,19 +535,12 @@ def run(args: argparse.Namespace) -> int:
     except UserError as err:
         print(f"servo_bus_emulator: error: {err}", file=sys.stderr)
         return 2
-    port = emulator.open()
-    if args.link:
-        link = Path(args.link)
-        if link.is_symlink():
-            link.unlink()
-        link.symlink_to(port)
+    port = emulator.open(args.link)
     print(json.dumps({"port": port, "protocol": emulator.protocol, "ids": list(emulator.servos)}), flush=True)
     try:
         stop.wait()
     finally:
         emulator.close()
-        if args.link and Path(args.link).is_symlink():
-            Path(args.link).unlink()
         stop.ignore_rest()
     return 0
 
