@@ -22,11 +22,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import zarr
-from tqdm import tqdm
 
 from robot_stack.errors import UserError
 from robot_stack.policies.diffusion.config import DiffusionConfig, ShapeMeta
-from robot_stack.policies.diffusion.vision import resize_images
+from robot_stack.policies.diffusion.image_cache import load_images
 
 if TYPE_CHECKING:
     from robot_stack.policies.diffusion.ee_actions import EndEffectorActions
@@ -95,7 +94,8 @@ def load_store(path: str | Path, cfg: DiffusionConfig, weight: float | None = No
         if key in cfg.obs.image_keys:
             if arr.dtype != np.uint8 or len(arr.shape) != 4 or arr.shape[-1] != 3:
                 raise UserError(f"{path}: data/{key} must be uint8 (T, H, W, 3), got {arr.dtype} {arr.shape}")
-            data[key] = _load_images(arr, total, cfg.obs.image_size, f"{path.name}:{key}")
+            camera = key.removesuffix("_image")
+            data[key] = load_images(arr, total, cfg.obs.image_size, cfg.obs.rois.get(camera), f"{path.name}:{key}", camera)
         else:
             x = np.asarray(arr[:total])
             data[key] = x.astype(bool) if key == "intervention" else x.reshape(total, -1).astype(np.float32)
@@ -103,15 +103,6 @@ def load_store(path: str | Path, cfg: DiffusionConfig, weight: float | None = No
                 raise UserError(f"{path}: data/{key} contains NaN or Inf; fix or drop those episodes")
     step_weight = np.ones(total, np.float32) if weight is None else data.pop("intervention") * np.float32(weight)
     return Buffer(data, ends, step_weight, store_robot(root), store_task(root))
-
-
-def _load_images(arr, total: int, size: tuple[int, int], label: str, chunk: int = 256) -> np.ndarray:
-    out = np.empty((total, *size, 3), np.uint8)
-    for start in tqdm(range(0, total, chunk), desc=f"loading {label}", unit="chunk", leave=False,
-                      disable=total <= chunk):
-        frames = torch.from_numpy(np.asarray(arr[start:min(start + chunk, total)]))
-        out[start:start + len(frames)] = resize_images(frames, size).numpy()
-    return out
 
 
 def concat(buffers: list[Buffer]) -> Buffer:
