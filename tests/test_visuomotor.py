@@ -151,3 +151,33 @@ def test_a_camera_the_store_lacks_or_the_robot_lacks_is_one_line(tmp_path, capsy
                      "--obs-keys", "joint_pos,front_image"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "does not lie inside its 32x24 image" in err and "cameras[].roi" in err, err
+
+
+def test_visual_randomisation_changes_the_view_not_the_scene():
+    """pick_cube_visual: the cube poses of pick_cube's seeds, seen under other cameras, lights and colours."""
+    from robot_stack.sim.robot import SimRobot
+    from robot_stack.sim.tasks import load_task_config
+
+    profile = load_profile("so101").with_cameras(["front"])
+    plain, visual = SimRobot(profile, "pick_cube", seed=0), SimRobot(profile, "pick_cube_visual", seed=0)
+    r = load_task_config("pick_cube_visual").randomization
+    table, cube = visual.model.geom("table").id, visual.model.geom("cube").id
+    front = visual.camera_ids["front"]
+    colours, lights = set(), set()
+    for seed in range(1000, 1006):
+        plain.reset(seed)
+        visual.reset(seed)
+        np.testing.assert_array_equal(plain.object_state(), visual.object_state())
+        np.testing.assert_array_equal(plain.data.qpos, visual.data.qpos)
+        for geom, shift in ((table, r.table_color_shift), (cube, r.object_color_shift)):
+            delta = visual.model.geom_rgba[geom, :3] - plain.model.geom_rgba[geom, :3]
+            assert 0 < np.abs(delta).max() <= shift + 1e-6
+        assert np.abs(visual.model.cam_pos[front] - plain.model.cam_pos[front]).max() <= r.camera_pos_jitter + 1e-9
+        scale = visual.model.vis.headlight.diffuse[0] / plain.model.vis.headlight.diffuse[0]
+        assert r.light_scale[0] - 1e-6 <= scale <= r.light_scale[1] + 1e-6
+        colours.add(round(float(visual.model.geom_rgba[table, 0]), 6))
+        lights.add(round(float(scale), 6))
+    assert len(colours) == 6 and len(lights) == 6
+    plain.reset(1000)  # nominal again after a randomised reset
+    visual_nominal = SimRobot(profile, "pick_cube", seed=1000)
+    np.testing.assert_array_equal(plain.model.geom_rgba, visual_nominal.model.geom_rgba)
