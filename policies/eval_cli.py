@@ -39,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ros-realtime", action="store_true", help="run the --ros episodes in real time, not on sim time")
     p.add_argument("--plan-log", action="store_true",
                    help="write every plan (observations, actions) to <out>/plans_in_process.jsonl and plans_ros.jsonl")
+    p.add_argument("--device", default="auto", help="in-process inference device: auto (CUDA when torch sees a GPU), cpu, cuda")
     p.add_argument("--out", type=Path, default=None, help="report folder (default: <policy>/eval_<task>)")
     p.add_argument("--target", choices=("twin", "cell"), default="twin",
                    help="twin: in-process (+ --ros) on the twin; cell: the hardware path on the emulated cell")
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes > 0:
         report = evaluate_in_process(args.policy, args.task, args.robot, args.episodes, seed=args.seed, gate=args.gate,
                                      videos=args.videos, out_dir=out, inference_steps=args.inference_steps or None,
-                                     runtime=runtime, plan_log=out / "plans_in_process.jsonl" if args.plan_log else None)
+                                     runtime=runtime, plan_log=out / "plans_in_process.jsonl" if args.plan_log else None,
+                                     device=args.device)
         report.save(out, "in_process")
         record = report.sign_off(args.policy)
         console.print(report.summary())

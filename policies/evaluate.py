@@ -98,13 +98,14 @@ def _progress(total: int, description: str, enabled: bool = True):  # noqa: ANN2
 def evaluate_in_process(checkpoint: str | Path, task: str, robot: str, episodes: int, *, seed: int = 1000,
                         gate: float = 0.8, videos: int = 2, out_dir: Path | None = None,
                         inference_steps: int | None = None, runtime: RuntimeConfig = RuntimeConfig(),
-                        plan_log: Path | None = None) -> EvalReport:
-    """Roll the checkpoint's policy out on the in-process twin (no ROS), ``episodes`` seeds from ``seed``."""
+                        plan_log: Path | None = None, device: str = "auto") -> EvalReport:
+    """Roll the checkpoint's policy out on the in-process twin (no ROS), ``episodes`` seeds from ``seed``;
+    ``device``: auto (CUDA when torch sees a GPU), cpu, cuda[:n]."""
     from robot_stack.policies.diffusion.checkpoint import load_policy
     from robot_stack.profile import load_profile
 
     profile = load_profile(robot)
-    policy = load_policy(checkpoint, profile)
+    policy = load_policy(checkpoint, profile, device=device)
     if inference_steps:
         policy.inference_steps = inference_steps
     return evaluate_policy(policy, profile, task, episodes, seed=seed, gate=gate, videos=videos, out_dir=out_dir,

@@ -67,6 +67,10 @@ class CameraSpec:
     """Name of the MJCF camera the twin renders for this camera (defaults to ``name``)."""
     extrinsics: str | None = None
     """Hand-eye calibration YAML (``robot-stack calibrate handeye``): the twin mounts its camera there."""
+    roi: tuple[int, int, int, int] | None = None
+    """Region of interest ``[x, y, width, height]`` (pixels of this camera's image) that image policies
+    see: cropped before resizing, identically in training and at deployment (a checkpoint records it
+    and refuses a profile whose region differs). None: the whole image."""
 
     def __post_init__(self) -> None:
         if self.encoding not in IMAGE_ENCODINGS:
@@ -80,6 +84,12 @@ class CameraSpec:
             )
         if self.width <= 0 or self.height <= 0 or not self.fps > 0:
             raise ValueError(f"camera {self.name!r}: width, height and fps must be positive")
+        if self.roi is not None:
+            x, y, w, h = self.roi
+            if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > self.width or y + h > self.height:
+                raise ValueError(f"camera {self.name!r}: roi [x, y, width, height] = {list(self.roi)} must have a positive "
+                                 f"size and lie inside the {self.width}x{self.height} image (x + width <= {self.width}, "
+                                 f"y + height <= {self.height})")
         if not self.frame_id:
             object.__setattr__(self, "frame_id", f"{self.name}_color_optical_frame")
         if not self.sim_camera:

@@ -50,6 +50,11 @@ class Randomization:
     camera_rot_jitter: float = 0.0
     """Max fixed-camera rotation, rad."""
     light_scale: tuple[float, float] = (1.0, 1.0)
+    """Scale of every light's intensity (scene lights and the headlight)."""
+    table_color_shift: float = 0.0
+    """Max shift of each of the table's R, G, B values (0-1 scale)."""
+    object_color_shift: float = 0.0
+    """Max shift of each of the task objects' R, G, B values (0-1 scale)."""
     action_latency: tuple[int, int] = (0, 0)
     """Delay of position targets, control ticks (integers, inclusive)."""
     joint_noise: float = 0.0

@@ -20,6 +20,9 @@ from robot_stack.sim.actuation import JointActuation
 from robot_stack.sim.scene import build_scene
 from robot_stack.sim.tasks import Task, TaskConfig, make_task
 
+VISUAL_STREAM = 7
+"""Second entropy word of the random stream visual randomisation draws from (the first is the reset seed)."""
+
 
 class SimRobot:
     """Physics of one robot in one task scene; implements ``robot_stack.arm.backend.ArmBackend``."""
@@ -56,7 +59,11 @@ class SimRobot:
             "cam_pos": self.model.cam_pos.copy(),
             "cam_quat": self.model.cam_quat.copy(),
             "light_diffuse": self.model.light_diffuse.copy(),
+            "light_ambient": self.model.light_ambient.copy(),
+            "geom_rgba": self.model.geom_rgba.copy(),
         }
+        self._headlight = (self.model.vis.headlight.ambient.copy(), self.model.vis.headlight.diffuse.copy())
+        self._table_geom = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, "table")
         self._pending: deque[np.ndarray] = deque()
         self.latency = 0
         self.seed = seed
@@ -150,6 +157,7 @@ class SimRobot:
         m, nominal = self.model, self._nominal
         for key, value in nominal.items():
             getattr(m, key)[:] = value
+        m.vis.headlight.ambient[:], m.vis.headlight.diffuse[:] = self._headlight
         if self.task is None:
             return
         r = self.task.config.randomization
@@ -158,6 +166,14 @@ class SimRobot:
         scale = rng.uniform(*r.mass_scale) if r.mass_scale[1] > r.mass_scale[0] else r.mass_scale[0]
         m.body_mass[bodies] *= scale
         m.body_inertia[bodies] *= scale
+        self._randomize_visuals(r, np.random.default_rng([self.seed, VISUAL_STREAM]), geoms)
+        lo, hi = r.action_latency
+        self.latency = int(rng.integers(lo, hi + 1)) if hi > lo else int(lo)
+
+    def _randomize_visuals(self, r, rng: np.random.Generator, object_geoms: list[int]) -> None:  # noqa: ANN001
+        """Camera poses, lights and colours, from a stream of their own: visual randomisation never changes the
+        physical scene a seed gives (the same cube poses with and without it)."""
+        m, nominal = self.model, self._nominal
         for cam in range(m.ncam):
             if m.cam_bodyid[cam] != 0:
                 continue  # only fixed scene cameras are jittered
@@ -169,10 +185,18 @@ class SimRobot:
                 out = np.zeros(4)
                 mujoco.mju_mulQuat(out, dq, m.cam_quat[cam].copy())
                 m.cam_quat[cam] = out
-        if r.light_scale[1] > r.light_scale[0]:
-            m.light_diffuse[:] = np.clip(nominal["light_diffuse"] * rng.uniform(*r.light_scale), 0, 1)
-        lo, hi = r.action_latency
-        self.latency = int(rng.integers(lo, hi + 1)) if hi > lo else int(lo)
+        if r.light_scale[1] > r.light_scale[0] or r.light_scale[0] != 1.0:
+            scale = rng.uniform(*r.light_scale) if r.light_scale[1] > r.light_scale[0] else r.light_scale[0]
+            ambient, diffuse = self._headlight
+            m.light_diffuse[:] = np.clip(nominal["light_diffuse"] * scale, 0, 1)
+            m.light_ambient[:] = np.clip(nominal["light_ambient"] * scale, 0, 1)
+            m.vis.headlight.ambient[:] = np.clip(ambient * scale, 0, 1)
+            m.vis.headlight.diffuse[:] = np.clip(diffuse * scale, 0, 1)
+        for geoms, shift in (([self._table_geom] if self._table_geom >= 0 else [], r.table_color_shift),
+                             (object_geoms, r.object_color_shift)):
+            if shift > 0:
+                for g in geoms:
+                    m.geom_rgba[g, :3] = np.clip(nominal["geom_rgba"][g, :3] + rng.uniform(-shift, shift, 3), 0, 1)
 
     # -- task and state ---------------------------------------------------------------------------
     @property

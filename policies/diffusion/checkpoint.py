@@ -95,9 +95,29 @@ def expected_signature(shape: ShapeMeta, profile: Any = None, obs_keys: Iterable
     return sig
 
 
-def check_compatible(shape: ShapeMeta, where: str, profile: Any = None, obs_keys: Iterable[str] | None = None) -> None:
-    """Raise a one-line UserError listing every key on which the checkpoint and the target differ."""
-    diff = signature_diff(shape.signature(), expected_signature(shape, profile, obs_keys))
+def roi_signature(shape: ShapeMeta, rois: dict[str, Any], profile: Any = None) -> dict[str, object]:
+    """``obs.<camera>_image.roi`` per observed camera: the checkpoint's region of interest (``rois``), or with
+    ``profile`` the profile's (``cameras[].roi``); 'none' for the whole image."""
+    sig: dict[str, object] = {}
+    for key in shape.image_keys:
+        cam = key.removesuffix("_image")
+        if profile is not None:
+            roi = next((c.roi for c in profile.cameras if c.name == cam), None)
+        else:
+            roi = rois.get(cam)
+        sig[f"obs.{key}.roi"] = list(roi) if roi is not None else "none"
+    return sig
+
+
+def check_compatible(shape: ShapeMeta, where: str, profile: Any = None, obs_keys: Iterable[str] | None = None,
+                     rois: dict[str, Any] | None = None) -> None:
+    """Raise a one-line UserError listing every key on which the checkpoint and the target differ.
+
+    ``rois``: the checkpoint's regions of interest (``obs.rois``), compared with the profile's cameras."""
+    have, want = shape.signature(), expected_signature(shape, profile, obs_keys)
+    if profile is not None:
+        have, want = {**have, **roi_signature(shape, rois or {})}, {**want, **roi_signature(shape, {}, profile)}
+    diff = signature_diff(have, want)
     if diff:
         target = f"robot {profile.name!r}" if profile is not None else "this environment"
         raise UserError(f"{where} does not fit {target}: differing keys: {diff}")
@@ -126,7 +146,7 @@ def load_policy(folder: str | Path, profile: Any = None, obs_keys: Iterable[str]
     folder = Path(folder)
     device = resolve_device(device)
     cfg, shape, meta = read_config(folder)
-    check_compatible(shape, f"checkpoint {folder}", profile, obs_keys)
+    check_compatible(shape, f"checkpoint {folder}", profile, obs_keys, cfg.obs.rois)
     policy = DiffusionPolicy(cfg, shape)
     policy.load_state_dict(load_weights(folder, meta))
     if cfg.obs.action_space == "ee" and profile is not None:  # the deployment's own kinematic model

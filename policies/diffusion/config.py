@@ -29,6 +29,15 @@ class ObsConfig:
     crop_size: tuple[int, int] = (84, 84)
     """(height, width) of the crop: random while training, centred at inference."""
     random_crop: bool = True
+    rois: dict[str, tuple[int, int, int, int]] = dataclasses.field(default_factory=dict)
+    """Per camera, the region of interest ``[x, y, width, height]`` cropped before resizing: the robot profile's
+    ``cameras[].roi``, copied in by ``train`` and checked against the profile wherever the policy is loaded."""
+    image_steps: int = 0
+    """Observation steps at which images are encoded: the last ``image_steps`` of the To steps (0: all To).
+    1 halves the image encoders' work at To=2; low-dim keys keep all To steps."""
+    color_jitter: float = 0.0
+    """Training augmentation: brightness, contrast, saturation and a gain per colour channel, each drawn from
+    [1 - x, 1 + x] per image (one draw for a sample's steps of one camera); 0: off."""
     lowdim_noise: float = 0.0
     """Std of Gaussian noise added to the normalised ([-1, 1]) low-dim observations in training: a policy
     that has seen slightly perturbed states generalises to new object poses and recovers from small errors."""
@@ -55,6 +64,13 @@ class ObsConfig:
             raise ValueError(f"crop_size {self.crop_size} must fit in image_size {self.image_size}")
         if self.lowdim_noise < 0:
             raise ValueError("lowdim_noise must be >= 0")
+        if not 0.0 <= self.color_jitter < 1.0:
+            raise ValueError("color_jitter must be in [0, 1)")
+        if self.image_steps < 0:
+            raise ValueError("image_steps must be >= 0 (0: every observation step)")
+        unknown = sorted(set(self.rois) - set(self.cameras))
+        if unknown:
+            raise ValueError(f"rois: camera {unknown[0]!r} is not observed (image_keys: {', '.join(self.image_keys) or 'none'})")
 
     @property
     def cameras(self) -> tuple[str, ...]:
@@ -213,9 +229,17 @@ class DiffusionConfig:
 
     def __post_init__(self) -> None:
         levels = len(self.unet.down_dims) - 1
+        if self.obs.image_steps > self.horizon.n_obs_steps:
+            raise ValueError(f"obs.image_steps ({self.obs.image_steps}) must be at most horizon.n_obs_steps "
+                             f"({self.horizon.n_obs_steps})")
         if self.horizon.horizon % (2**levels):
             raise ValueError(f"horizon.horizon ({self.horizon.horizon}) must be divisible by 2**{levels} "
                              f"(one halving per extra unet.down_dims level)")
+
+    @property
+    def image_steps(self) -> int:
+        """Observation steps whose images are encoded (the last ones of To)."""
+        return self.obs.image_steps or self.horizon.n_obs_steps
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import zarr
-from tqdm import tqdm
 
 from robot_stack.errors import UserError
 from robot_stack.policies.diffusion.config import DiffusionConfig, ShapeMeta
-from robot_stack.policies.diffusion.vision import resize_images
+from robot_stack.policies.diffusion.image_cache import load_images
 
 if TYPE_CHECKING:
     from robot_stack.data.integrity import Report
@@ -136,7 +135,8 @@ def load_store(path: str | Path, cfg: DiffusionConfig, weight: float | None = No
         if key in cfg.obs.image_keys:
             if arr.dtype != np.uint8 or len(arr.shape) != 4 or arr.shape[-1] != 3:
                 raise UserError(f"{path}: data/{key} must be uint8 (T, H, W, 3), got {arr.dtype} {arr.shape}")
-            data[key] = np.concatenate([_load_images(arr, a, b, cfg.obs.image_size, f"{path.name}:{key}") for a, b in runs])
+            camera = key.removesuffix("_image")
+            data[key] = load_images(arr, runs, cfg.obs.image_size, cfg.obs.rois.get(camera), f"{path.name}:{key}", camera)
         else:
             x = np.concatenate([np.asarray(arr[a:b]) for a, b in runs])
             data[key] = x.astype(bool) if key == "intervention" else x.reshape(total, -1).astype(np.float32)
@@ -145,15 +145,6 @@ def load_store(path: str | Path, cfg: DiffusionConfig, weight: float | None = No
     lengths = np.diff(np.concatenate([[0], ends]))[episodes]
     step_weight = np.ones(total, np.float32) if weight is None else data.pop("intervention") * np.float32(weight)
     return Buffer(data, np.cumsum(lengths).astype(np.int64), step_weight, store_robot(root), store_task(root))
-
-
-def _load_images(arr, start: int, stop: int, size: tuple[int, int], label: str, chunk: int = 256) -> np.ndarray:
-    out = np.empty((stop - start, *size, 3), np.uint8)
-    for a in tqdm(range(start, stop, chunk), desc=f"loading {label}", unit="chunk", leave=False,
-                  disable=stop - start <= chunk):
-        frames = torch.from_numpy(np.asarray(arr[a:min(a + chunk, stop)]))
-        out[a - start:a - start + len(frames)] = resize_images(frames, size).numpy()
-    return out
 
 
 def concat(buffers: list[Buffer]) -> Buffer:

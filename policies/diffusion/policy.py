@@ -25,7 +25,9 @@ from robot_stack.policies.diffusion.config import DiffusionConfig, ShapeMeta
 from robot_stack.policies.diffusion.normalizer import Normalizer
 from robot_stack.policies.diffusion.runtime import Compiled, choose_runtime
 from robot_stack.policies.diffusion.unet import ConditionalUnet1D, FilmStep
-from robot_stack.policies.diffusion.vision import ImageEncoder, crop, random_crop_offsets, resize_images
+from robot_stack.policies.diffusion.image_cache import prepare_images
+from robot_stack.policies.diffusion.vision import (ImageEncoder, color_jitter, crop, jitter_factors, random_crop_offsets,
+                                                   resize_images)
 
 
 class NonFiniteError(UserError):
@@ -42,8 +44,9 @@ class DiffusionPolicy(nn.Module):
         self.normalizer = Normalizer({**{k: shape.lowdim_dims[k] for k in self.lowdim_keys},
                                       self.action_key: shape.model_action_dim})
         self.encoders = nn.ModuleDict({k: ImageEncoder(cfg.vision) for k in self.image_keys})
-        obs_dim = sum(shape.lowdim_dims[k] for k in self.lowdim_keys) + len(self.image_keys) * cfg.vision.feature_dim
-        self.unet = ConditionalUnet1D(shape.model_action_dim, obs_dim * cfg.horizon.n_obs_steps, cfg.unet)
+        cond_dim = (sum(shape.lowdim_dims[k] for k in self.lowdim_keys) * cfg.horizon.n_obs_steps
+                    + len(self.image_keys) * cfg.vision.feature_dim * cfg.image_steps)
+        self.unet = ConditionalUnet1D(shape.model_action_dim, cond_dim, cfg.unet)
         sched = dict(num_train_timesteps=cfg.scheduler.train_steps, beta_schedule=cfg.scheduler.beta_schedule,
                      prediction_type=cfg.scheduler.prediction_type, clip_sample=cfg.scheduler.clip_sample)
         self.train_scheduler = DDPMScheduler(**sched)
@@ -68,22 +71,30 @@ class DiffusionPolicy(nn.Module):
 
     # -- observations ----------------------------------------------------------------------------
     def encode_obs(self, obs: dict[str, torch.Tensor], crop_offsets: dict[str, torch.Tensor] | None = None,
-                   lowdim_noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Raw obs (B, To, ...) (images uint8 HWC, any size) -> global condition (B, To * obs_dim).
+                   lowdim_noise: dict[str, torch.Tensor] | None = None, jitter: dict[str, torch.Tensor] | None = None,
+                   prepared: bool = False) -> torch.Tensor:
+        """Raw obs (B, To, ...) (images uint8 HWC camera frames) -> global condition (B, cond_dim).
 
-        Training passes random crop offsets and noise for the normalised low-dim observations."""
-        to = self.cfg.horizon.n_obs_steps
-        feats = []
+        Camera frames are cropped to the camera's region of interest and resized (``image_cache.prepare_images``);
+        ``prepared``: the images are the dataset's, prepared once at load. Training passes random crop offsets,
+        noise for the normalised low-dim observations and colour-jitter factors."""
+        to, ti = self.cfg.horizon.n_obs_steps, self.cfg.image_steps
+        steps, tail = [], []  # features per observation step (B, To, d); image features of fewer steps (B, ti, d)
         for key in self.lowdim_keys:
             x = self.normalizer.normalize(key, obs[key][:, :to].float())
-            feats.append(x if lowdim_noise is None else x + lowdim_noise[key].to(x.device))
+            steps.append(x if lowdim_noise is None else x + lowdim_noise[key].to(x.device))
         for key in self.image_keys:
-            img = resize_images(obs[key][:, :to], self.cfg.obs.image_size)
+            camera, size = key[: -len("_image")], self.cfg.obs.image_size
+            img = obs[key][:, to - ti:to]
+            img = resize_images(img, size) if prepared else prepare_images(img, self.cfg.obs.rois.get(camera), size, camera)
             b = img.shape[0]
-            x = img.reshape(b * to, *img.shape[2:]).permute(0, 3, 1, 2).float()
+            x = img.reshape(b * ti, *img.shape[2:]).permute(0, 3, 1, 2).float()  # channels-last memory
             x = crop(x, self.cfg.obs.crop_size, None if crop_offsets is None else crop_offsets[key].to(x.device))
-            feats.append(self._inference(key, self.encoders[key], x.device)(x).reshape(b, to, -1))
-        return torch.cat(feats, -1).reshape(feats[0].shape[0], -1)
+            if jitter is not None:
+                x = color_jitter(x, jitter[key].repeat_interleave(ti, 0))
+            (steps if ti == to else tail).append(self._inference(key, self.encoders[key], x.device)(x).reshape(b, ti, -1))
+        b = (steps or tail)[0].shape[0]
+        return torch.cat([torch.cat(f, -1).reshape(b, -1) for f in (steps, tail) if f], -1)
 
     def _as_tensors(self, obs: dict) -> dict[str, torch.Tensor]:
         device = self.device
@@ -134,15 +145,18 @@ class DiffusionPolicy(nn.Module):
         steps = steps[rank::world].to(actions.device)
         offsets = None
         if self.image_keys and self.cfg.obs.random_crop and self.training:
-            to = self.cfg.horizon.n_obs_steps
-            offsets = {k: random_crop_offsets(n * to, self.cfg.obs.image_size, self.cfg.obs.crop_size, generator)
-                       .reshape(n, to, 2)[rank::world].reshape(b * to, 2) for k in self.image_keys}
+            ti = self.cfg.image_steps
+            offsets = {k: random_crop_offsets(n * ti, self.cfg.obs.image_size, self.cfg.obs.crop_size, generator)
+                       .reshape(n, ti, 2)[rank::world].reshape(b * ti, 2) for k in self.image_keys}
         obs_noise = None
         if self.cfg.obs.lowdim_noise > 0 and self.training:
             to = self.cfg.horizon.n_obs_steps
             obs_noise = {k: self.cfg.obs.lowdim_noise * torch.randn((n, to, batch[k].shape[-1]), generator=generator)[rank::world]
                          for k in self.lowdim_keys}
-        cond = self.encode_obs(batch, offsets, obs_noise)
+        jitter = None
+        if self.image_keys and self.cfg.obs.color_jitter > 0 and self.training:
+            jitter = {k: jitter_factors(n, self.cfg.obs.color_jitter, generator)[rank::world] for k in self.image_keys}
+        cond = self.encode_obs(batch, offsets, obs_noise, jitter, prepared=True)
         noisy = self.train_scheduler.add_noise(actions, noise, steps)
         pred = self.unet(noisy, steps, cond)
         target = noise if self.cfg.scheduler.prediction_type == "epsilon" else actions

@@ -303,6 +303,35 @@ def _prepare(opts: RunOptions) -> tuple[DiffusionConfig, list[str], list[str], s
     return cfg, list(data), list(interventions), robot, (init if not opts.resume else {"finetune": finetune})
 
 
+def _stores_robot(paths: list[str]) -> str | None:
+    """The robot profile the stores name, if every readable one names the same (missing stores fail at load)."""
+    import zarr
+
+    names = set()
+    for path in paths:
+        try:
+            names.add(ds.store_robot(zarr.open_group(str(path), mode="r")))
+        except Exception:  # noqa: BLE001 - load_store reports a missing or corrupt store with one line
+            continue
+    names.discard(None)
+    return names.pop() if len(names) == 1 else None
+
+
+def with_profile_rois(cfg: DiffusionConfig, profile) -> DiffusionConfig:  # noqa: ANN001 - RobotProfile
+    """``cfg`` with each observed camera's region of interest from the robot profile (``cameras[].roi``).
+
+    A run that already has regions (resumed, fine-tuned) must agree with the profile: one line otherwise."""
+    rois = {cam: tuple(profile.camera(cam).roi) for cam in cfg.obs.cameras if profile.camera(cam).roi is not None}
+    if cfg.obs.rois and cfg.obs.rois != rois:
+        raise UserError(f"regions of interest: this run/checkpoint crops {_rois(cfg.obs.rois)}, robot profile "
+                        f"{profile.name!r} ({profile.source}) crops {_rois(rois)}; use the profile it was trained with")
+    return dataclasses.replace(cfg, obs=dataclasses.replace(cfg.obs, rois=rois))
+
+
+def _rois(rois: dict) -> str:
+    return ", ".join(f"{cam} {list(box)}" for cam, box in rois.items()) or "nothing"
+
+
 def train(opts: RunOptions) -> Path:
     """Train (or resume/fine-tune) a diffusion policy; returns the run folder."""
     from robot_stack.profile import load_profile
@@ -318,13 +347,14 @@ def train(opts: RunOptions) -> Path:
         raise UserError(f"train.batch_size ({tc.batch_size}) must be divisible by the number of processes ({world})")
     torch.manual_seed(tc.seed)
 
-    buffers = [ds.load_store(p, cfg, skip_damaged=opts.skip_damaged) for p in data]
-    buffers += [ds.load_store(p, cfg, weight=tc.intervention_weight, skip_damaged=opts.skip_damaged) for p in interventions]
-    buffer = ds.concat(buffers)
-    robot = robot or buffer.robot
+    robot = robot or _stores_robot(data + interventions)
     if not robot:
         raise UserError("the store does not name its robot profile; give --robot (e.g. so101)")
     profile = load_profile(robot)
+    cfg = with_profile_rois(cfg, profile)
+    buffers = [ds.load_store(p, cfg, skip_damaged=opts.skip_damaged) for p in data]
+    buffers += [ds.load_store(p, cfg, weight=tc.intervention_weight, skip_damaged=opts.skip_damaged) for p in interventions]
+    buffer = ds.concat(buffers)
     shape = ds.shape_meta(buffer, cfg, profile.name, tuple(profile.all_joint_names))
     if cfg.obs.action_space == "ee":
         buffer, shape = ds.to_ee_actions(buffer, shape, cfg.obs.action_key, EndEffectorActions(profile))

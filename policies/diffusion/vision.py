@@ -48,6 +48,23 @@ def random_crop_offsets(n: int, image_size: tuple[int, int], crop_size: tuple[in
     return torch.stack([top, left], 1)
 
 
+def jitter_factors(n: int, strength: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(n, 6) factors in [1 - strength, 1 + strength]: brightness, contrast, saturation, gains of R, G, B."""
+    return 1.0 + strength * (2.0 * torch.rand((n, 6), generator=generator) - 1.0)
+
+
+def color_jitter(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Float images (N, 3, H, W) in [0, 255] with per-image ``factors`` (N, 6) from ``jitter_factors`` applied:
+    the lighting and colour changes a camera sees (brighter, flatter, paler, tinted)."""
+    f = factors.to(images)[:, :, None, None]
+    x = images * f[:, 0:1]
+    grey = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - grey) * f[:, 1:2] + grey
+    luma = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    x = (x - luma) * f[:, 2:3] + luma
+    return (x * f[:, 3:6]).clamp(0.0, 255.0)
+
+
 def _norm(channels: int, group_size: int) -> nn.GroupNorm:
     return nn.GroupNorm(max(1, channels // group_size), channels)
 
