@@ -30,7 +30,7 @@ import numpy as np
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 
-def hostile_messages(contract, profile, rng: np.random.Generator, random_count: int):  # noqa: ANN001, ANN201
+def hostile_messages(contract, profile, rng: np.random.Generator, random_count: int):
     """(topic, message) pairs: the known hostile inputs, then random ones."""
     from geometry_msgs.msg import PoseStamped, TwistStamped
     from std_msgs.msg import Bool, Float64MultiArray
@@ -150,13 +150,13 @@ class Session:
                                 env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)
 
-    def publisher(self, topic):  # noqa: ANN001, ANN201
+    def publisher(self, topic):
         if topic.name not in self.pubs:
             self.pubs[topic.name] = self.contract.publisher(self.node, topic)
             self.wait(lambda: self.pubs[topic.name].get_subscription_count() > 0, 20, f"{topic.name} subscribed")
         return self.pubs[topic.name]
 
-    def wait(self, predicate, timeout: float, what: str) -> None:  # noqa: ANN001
+    def wait(self, predicate, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while not predicate():
             if time.monotonic() > deadline:
@@ -207,7 +207,7 @@ def go_home(session: Session) -> None:
     time.sleep(3.0)
 
 
-def estop_delay(session: Session, big) -> float:  # noqa: ANN001
+def estop_delay(session: Session, big) -> float:
     """Seconds from the e-stop message to the last goal change on the bus, when the e-stop follows ``big`` (a
     message the driver rejects unparsed) while a stream of valid commands moves the arm."""
     from std_msgs.msg import Bool, Float64MultiArray

@@ -29,7 +29,7 @@ import numpy as np
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 200)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
-from robot_stack.resources import apply_ros_environment, ros_environment  # noqa: E402
+from robot_stack.resources import apply_ros_environment, ros_environment
 
 BIN = Path(sys.executable).parent
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -71,7 +71,7 @@ def write_profile(folder: Path, depth: bool, depth_encoding: str = "16UC1") -> P
     return path
 
 
-def measure(node, executable: str, params: dict[str, str], seconds: float, depth: bool) -> dict:  # noqa: ANN001
+def measure(node, executable: str, params: dict[str, str], seconds: float, depth: bool) -> dict:
     from sensor_msgs.msg import Image
 
     from robot_stack.contract import IMAGE_QOS
@@ -80,7 +80,7 @@ def measure(node, executable: str, params: dict[str, str], seconds: float, depth
     latencies: dict[str, list[float]] = {"color": [], "depth": []}
     recording = threading.Event()
 
-    def on_image(kind: str):  # noqa: ANN202
+    def on_image(kind: str):
         def callback(msg: Image) -> None:
             if recording.is_set():
                 latencies[kind].append(time.time() - to_sec(msg.header.stamp))

@@ -52,7 +52,7 @@ def main() -> None:
         for name in names:
             topic = contract.camera(name).image
 
-            def on_image(msg, name=name):  # noqa: ANN001
+            def on_image(msg, name=name):
                 published[name].append((convert.to_sec(msg.header.stamp), centre_crop(convert.image_to_array(msg))))
 
             session.node.create_subscription(topic.type, topic.name, on_image, topic.qos)

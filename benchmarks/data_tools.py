@@ -27,7 +27,7 @@ import numpy as np
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
-def record(path: Path, episodes: int, width: int, height: int, codec: str):  # noqa: ANN201
+def record(path: Path, episodes: int, width: int, height: int, codec: str):
     from robot_stack.data.replay import nominal_task
     from robot_stack.data.store import EpisodeStore
     from robot_stack.profile import load_profile
@@ -74,7 +74,7 @@ print(1000 * best / arr.shape[0])
 ZARR3 = Path(__file__).resolve().parent.parent / ".venv-zarr3" / "bin" / "python"
 
 
-def image_reads(store, tmp: Path) -> list[tuple[str, float, float]]:  # noqa: ANN001
+def image_reads(store, tmp: Path) -> list[tuple[str, float, float]]:
     """(reader, ms per frame, MB per frame) of a JPEG and a blosc copy of the store's images."""
     from robot_stack.data.store import EpisodeStore
 

@@ -41,16 +41,16 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the robot-stack CLI and nodes run torch (docs/diffusion.md)
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from robot_stack.policies.diffusion.cli import merge_config  # noqa: E402
-from robot_stack.policies.diffusion.config import DiffusionConfig, ShapeMeta, preset, replace  # noqa: E402
-from robot_stack.policies.diffusion.policy import DiffusionPolicy  # noqa: E402
-from robot_stack.policies.diffusion.runtime import onnxruntime_available  # noqa: E402
-from robot_stack.policies.diffusion.train import EMA, LossWrapper, make_optimizer, train_step  # noqa: E402
-from robot_stack.resources import share_dir  # noqa: E402
-from robot_stack.typed_config import load_yaml  # noqa: E402
+from robot_stack.policies.diffusion.cli import merge_config
+from robot_stack.policies.diffusion.config import DiffusionConfig, ShapeMeta, preset, replace
+from robot_stack.policies.diffusion.policy import DiffusionPolicy
+from robot_stack.policies.diffusion.runtime import onnxruntime_available
+from robot_stack.policies.diffusion.train import EMA, LossWrapper, make_optimizer, train_step
+from robot_stack.resources import share_dir
+from robot_stack.typed_config import load_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
@@ -96,7 +96,7 @@ def _sync(device: torch.device) -> None:
 
 
 def latency(policy: DiffusionPolicy, obs: dict, steps: int, repeats: int, device: torch.device,
-            warmup: int = 3, samples: bool = False):  # noqa: ANN201
+            warmup: int = 3, samples: bool = False):
     """(median, p99) ms per chunk over ``repeats`` calls after ``warmup``; ``samples``: the lists of wall-clock
     and process CPU times (all threads: the work done, which the machine's other load does not inflate)."""
     times, cpu = [], []

@@ -45,11 +45,11 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import numpy as np  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import numpy as np
+from rich.console import Console
+from rich.table import Table
 
-from robot_stack.sim.tasks import load_task_config  # noqa: E402
+from robot_stack.sim.tasks import load_task_config
 
 RUNS = {
     "demos": {"demos": 10},

@@ -30,10 +30,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 # (measured 0.9 instead of 66 updates/s); set OMP_WAIT_POLICY=ACTIVE to measure the default.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
 
 
 def updates_per_s(device: str, threads: int, seconds: float) -> float:

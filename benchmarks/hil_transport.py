@@ -34,7 +34,7 @@ import numpy as np
 BATCH = 64
 
 
-def _space():  # noqa: ANN202
+def _space():
     from robot_stack.policies.hil.config import load_hil_config
     from robot_stack.policies.hil.spaces import RLSpace
 
@@ -42,7 +42,7 @@ def _space():  # noqa: ANN202
     return cfg, RLSpace(cfg.robot, "pick_cube", cfg)
 
 
-def _batch(space, first: int):  # noqa: ANN001, ANN202
+def _batch(space, first: int):
     from robot_stack.policies.hil.transport import Transition, TransitionBatch
 
     rng = np.random.default_rng(first)
@@ -53,7 +53,7 @@ def _batch(space, first: int):  # noqa: ANN001, ANN202
     return TransitionBatch("bench", "s0", 0, first, items)
 
 
-def _node(name: str):  # noqa: ANN202
+def _node(name: str):
     import rclpy
 
     rclpy.init()
@@ -138,7 +138,7 @@ def transitions_per_s(seconds: float) -> float:
     node = _node("bench_receiver")
     times: list[float] = []
 
-    def on_msg(msg) -> None:  # noqa: ANN001
+    def on_msg(msg) -> None:
         transport.decode(bytes(msg.data), "transitions", schema=schema)
         times.append(time.monotonic())
 
@@ -168,7 +168,7 @@ def weights_latency_ms(count: int) -> tuple[float, int]:
     lat: list[float] = []
     size = [0]
 
-    def on_msg(msg) -> None:  # noqa: ANN001
+    def on_msg(msg) -> None:
         payload = bytes(msg.data)
         w = transport.decode(payload, "weights", weights_layout=layout)
         lat.append((time.time() - w.stamp) * 1e3)

@@ -35,7 +35,7 @@ WARMUP = 15
 
 
 # -- roles (run in the launched processes) ---------------------------------------------------------
-def _image_topic():  # noqa: ANN202
+def _image_topic():
     from robot_stack.contract import Contract
     from robot_stack.profile import load_profile
 
@@ -47,7 +47,7 @@ def _frames(height: int, width: int) -> list[np.ndarray]:
     return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(4)]
 
 
-def publish(node, height: int, width: int, count: int, stop: threading.Event | None = None) -> int:  # noqa: ANN001
+def publish(node, height: int, width: int, count: int, stop: threading.Event | None = None) -> int:
     """Publish ``count`` frames at 30 Hz once a subscriber is matched; returns frames sent."""
     from robot_stack.convert import array_to_image, to_stamp
 
@@ -70,7 +70,7 @@ def publish(node, height: int, width: int, count: int, stop: threading.Event | N
 
 
 class Receiver:
-    def __init__(self, node, expected: int) -> None:  # noqa: ANN001
+    def __init__(self, node, expected: int) -> None:
         from robot_stack.convert import image_to_array, to_sec
 
         self._to_array, self._to_sec = image_to_array, to_sec
@@ -80,7 +80,7 @@ class Receiver:
         self.done = threading.Event()
         self.sub = node.create_subscription(topic.type, topic.name, self._on_image, topic.qos)
 
-    def _on_image(self, msg) -> None:  # noqa: ANN001
+    def _on_image(self, msg) -> None:
         array = self._to_array(msg)
         _ = int(array[0, 0, 0])  # touch the pixels
         self.latencies[int(msg.header.frame_id)] = (time.time() - self._to_sec(msg.header.stamp)) * 1e3

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
-def build(spec: dict):  # noqa: ANN201
+def build(spec: dict):
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
     from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy

@@ -33,7 +33,7 @@ import yaml
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 200)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
-from robot_stack.resources import apply_ros_environment, find_config, ros_environment  # noqa: E402
+from robot_stack.resources import apply_ros_environment, find_config, ros_environment
 
 BIN = Path(sys.executable).parent
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -93,7 +93,7 @@ def make_profile(folder: Path) -> Path:
     return path
 
 
-def call(node, srv_type, name: str, timeout: float = 60.0):  # noqa: ANN001, ANN201
+def call(node, srv_type, name: str, timeout: float = 60.0):
     import rclpy
 
     client = node.create_client(srv_type, name)
@@ -104,7 +104,7 @@ def call(node, srv_type, name: str, timeout: float = 60.0):  # noqa: ANN001, ANN
     return future.result()
 
 
-def run_codec(codec: str, profile: Path, folder: Path, args: argparse.Namespace, node) -> dict:  # noqa: ANN001
+def run_codec(codec: str, profile: Path, folder: Path, args: argparse.Namespace, node) -> dict:
     from std_srvs.srv import Trigger
 
     store_path = folder / f"bench_{codec}.zarr"
@@ -164,7 +164,7 @@ def run_codec(codec: str, profile: Path, folder: Path, args: argparse.Namespace,
     }
 
 
-def load_speed(store, window: int = 16, batches: int = 10, batch: int = 16) -> dict:  # noqa: ANN001
+def load_speed(store, window: int = 16, batches: int = 10, batch: int = 16) -> dict:
     starts = store.windows(window)
     rng = np.random.default_rng(0)
     out = {}

@@ -46,7 +46,7 @@ import yaml
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 200)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
-from robot_stack.resources import apply_ros_environment, find_config, ros_environment  # noqa: E402
+from robot_stack.resources import apply_ros_environment, find_config, ros_environment
 
 BIN = Path(sys.executable).parent
 RATE = 10.0
@@ -91,7 +91,7 @@ class Book:
         self.acks = {i: s for i, s in self.acks.items() if i not in self.acked_lost}
 
 
-def fingerprints(store) -> dict[int, str]:  # noqa: ANN001
+def fingerprints(store) -> dict[int, str]:
     """Per committed episode: a hash of its low-dim data and of its frame chunk files."""
     from robot_stack.data.store import chunk_file
 
@@ -187,10 +187,10 @@ class Driver:
         self.clients = {n: self.node.create_client(Trigger, f"episode/{n}") for n in ("start", "save")}
         self.Trigger = Trigger
 
-    def call(self, name: str):  # noqa: ANN201 - a future
+    def call(self, name: str):  # a future
         return self.clients[name].call_async(self.Trigger.Request())
 
-    def spin_until(self, done, deadline: float) -> bool:  # noqa: ANN001
+    def spin_until(self, done, deadline: float) -> bool:
         while time.monotonic() < deadline:
             if done():
                 return True

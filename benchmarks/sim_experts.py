@@ -14,13 +14,13 @@ import time
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import numpy as np  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from tqdm import tqdm
 
-from robot_stack.sim.experts import make_expert  # noqa: E402
-from robot_stack.sim.gym_env import TwinEnv  # noqa: E402
+from robot_stack.sim.experts import make_expert
+from robot_stack.sim.gym_env import TwinEnv
 
 
 def run(robot: str, task: str, seeds: int) -> dict:

@@ -39,7 +39,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 CAMERA_SETS = ("none", "front", "front,wrist")
@@ -62,7 +62,7 @@ def use_code(rev: str) -> None:
         module = types.ModuleType(f"robot_stack.sim.{name}")
         module.__file__ = str(REPO / "sim" / f"{name}.py")
         sys.modules[module.__name__] = module
-        exec(compile(source, f"{rev}:sim/{name}.py", "exec"), module.__dict__)  # noqa: S102 - our own git history
+        exec(compile(source, f"{rev}:sim/{name}.py", "exec"), module.__dict__)  # our own git history
 
 
 # -- 1. profile ------------------------------------------------------------------------------------
@@ -94,7 +94,7 @@ def profile_frames(robot: str, frames: int) -> dict[str, dict[str, float]]:
             tick.append(time.process_time() - c)
         results[f"physics tick ({label})"] = {"all": 1000 * float(np.median(tick))}
         rig = CameraRig(sim.model, profile, sim.camera_ids)
-        context = rig._make_current()  # noqa: SLF001 - the GL context, to time the stages one by one
+        context = rig._make_current()  # the GL context, to time the stages one by one
         old = mujoco.Renderer(sim.model, 480, 640) if not simplify else None  # the old code: mujoco.Renderer
         for name in rig.names:
             spec = rig.specs[name]
@@ -106,12 +106,12 @@ def profile_frames(robot: str, frames: int) -> dict[str, dict[str, float]]:
                 t = [time.process_time()]
                 if old is not None:  # every geom, the MJCF's meshes, in model order (the floor first)
                     old.update_scene(sim.data, camera=rig.ids[name])
-                    scn, ctx = old.scene, old._mjr_context  # noqa: SLF001
-                    old._gl_context.make_current()  # noqa: SLF001
+                    scn, ctx = old.scene, old._mjr_context
+                    old._gl_context.make_current()
                 else:
                     rig.update_scene(name, sim.data)
-                    scn, ctx = rig._scene, context  # noqa: SLF001
-                    rig._make_current()  # noqa: SLF001
+                    scn, ctx = rig._scene, context
+                    rig._make_current()
                 t.append(time.process_time())
                 mujoco.mjr_render(rect, scn, ctx)
                 t.append(time.process_time())
@@ -134,7 +134,7 @@ def profile_frames(robot: str, frames: int) -> dict[str, dict[str, float]]:
     return results
 
 
-def publish_ms(profile, frames: int) -> float:  # noqa: ANN001
+def publish_ms(profile, frames: int) -> float:
     """Wall ms per CameraPublisher.publish_color of a 640x480 frame, a subscriber in this process."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -157,7 +157,7 @@ def publish_ms(profile, frames: int) -> float:  # noqa: ANN001
     spec = profile.camera(profile.camera_names[0])
     image = np.random.default_rng(0).integers(0, 255, (spec.height, spec.width, 3), np.uint8)
     try:
-        while publisher._image.get_subscription_count() == 0:  # noqa: SLF001
+        while publisher._image.get_subscription_count() == 0:
             time.sleep(0.01)
         times = []
         for k in range(frames):

@@ -98,7 +98,7 @@ class Board:
             grid = grid[::-1, ::-1]
         return np.ascontiguousarray(grid.reshape(-1, 2))
 
-    def _charuco(self):  # noqa: ANN202 - cv2 type
+    def _charuco(self):  # cv2 type
         aruco = cv2.aruco
         dictionary = aruco.getPredefinedDictionary(getattr(aruco, self.dictionary))
         return aruco.CharucoBoard((self.cols, self.rows), self.square, self.marker or 0.7 * self.square, dictionary)

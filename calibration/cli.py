@@ -108,7 +108,7 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def _make_board(args: argparse.Namespace):  # noqa: ANN202
+def _make_board(args: argparse.Namespace):
     from robot_stack.calibration.board import Board
 
     try:
@@ -118,7 +118,7 @@ def _make_board(args: argparse.Namespace):  # noqa: ANN202
         raise UserError(f"--board {args.board[0]}x{args.board[1]}: {err}") from None
 
 
-def _live_views(args: argparse.Namespace, profile, board, with_joints: bool):  # noqa: ANN001, ANN202
+def _live_views(args: argparse.Namespace, profile, board, with_joints: bool):
     from rich.console import Console
 
     from robot_stack.calibration.captures import save_capture
@@ -212,7 +212,7 @@ def _arm(args: argparse.Namespace) -> int:
     return _arm_interactive(args, profile)
 
 
-def _arm_interactive(args: argparse.Namespace, profile) -> int:  # noqa: ANN001
+def _arm_interactive(args: argparse.Namespace, profile) -> int:
     import threading
 
     import numpy as np

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 
-def transform(rotation: np.ndarray, translation) -> np.ndarray:  # noqa: ANN001 - any 3-vector
+def transform(rotation: np.ndarray, translation) -> np.ndarray:  # any 3-vector
     T = np.eye(4)
     T[:3, :3] = rotation
     T[:3, 3] = np.asarray(translation, dtype=float).ravel()

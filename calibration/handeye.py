@@ -212,7 +212,7 @@ class HandEyeResult:
                 f"methods agree within {self.disagreement_deg:.3f} deg / {self.disagreement_mm:.2f} mm")
 
 
-def _method_result(X: np.ndarray, pairs: list) -> MethodResult:  # noqa: ANN001
+def _method_result(X: np.ndarray, pairs: list) -> MethodResult:
     rot, trans = residual(pairs, X)
     return MethodResult(tuple(float(v) for v in X[:3, 3]), tuple(float(v) for v in xyzw(matrix_to_quat_wxyz(X[:3, :3]))),
                         round(rot, 5), round(trans * 1000, 4))
@@ -284,7 +284,7 @@ def mujoco_camera_pose(position: np.ndarray, quat_xyzw: np.ndarray) -> tuple[np.
     return np.asarray(position, float), matrix_to_quat_wxyz(R)
 
 
-def calibrate_views(profile, mode: Mode, images: Sequence[tuple[str, np.ndarray]], joints: np.ndarray,  # noqa: ANN001
+def calibrate_views(profile, mode: Mode, images: Sequence[tuple[str, np.ndarray]], joints: np.ndarray,
                     board, intrinsics: Intrinsics, camera_frame: str, *, method: str = "park",
                     max_view_rms: float = 2.0) -> tuple[HandEyeResult, list[str]]:
     """Hand-eye from named images and the arm joints at each (profile order); returns the result and the
@@ -311,7 +311,7 @@ def calibrate_views(profile, mode: Mode, images: Sequence[tuple[str, np.ndarray]
     return calibrate(ee, boards, mode, parent=parent, child=camera_frame, method=method), missing
 
 
-def twin_camera_mount(profile, model, path: str | Path) -> tuple[str, np.ndarray, np.ndarray]:  # noqa: ANN001
+def twin_camera_mount(profile, model, path: str | Path) -> tuple[str, np.ndarray, np.ndarray]:
     """Where the twin puts a calibrated camera: (MJCF body name, camera ``pos``, camera ``quat`` wxyz in that body).
 
     The file's parent frame must be one of the profile's frames: ``frames.end_effector`` (the body of

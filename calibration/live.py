@@ -57,7 +57,7 @@ class LiveStreams:
         self._thread.start()
 
     # -- callbacks -------------------------------------------------------------------------------------
-    def _on_image(self, msg) -> None:  # noqa: ANN001 - rclpy type
+    def _on_image(self, msg) -> None:  # rclpy type
         try:
             array = self._convert.image_rgb(msg)
         except Exception:  # noqa: BLE001 - a bad message is skipped, not fatal
@@ -68,7 +68,7 @@ class LiveStreams:
                 self.frames.append((stamp, self.frame_hook(array)))
             self.image, self.image_stamp = np.array(array), stamp
 
-    def _on_joints(self, msg) -> None:  # noqa: ANN001 - rclpy type
+    def _on_joints(self, msg) -> None:  # rclpy type
         try:
             position, _, _ = self._convert.joint_state_arrays(msg, self._names)
         except Exception:  # noqa: BLE001
@@ -112,7 +112,7 @@ class LiveStreams:
         self.context.try_shutdown()
 
 
-def capture_views(streams: LiveStreams, board, n: int, *, with_joints: bool, timeout: float = 300.0,  # noqa: ANN001
+def capture_views(streams: LiveStreams, board, n: int, *, with_joints: bool, timeout: float = 300.0,
                   min_motion_px: float = 25.0, min_joint_change: float = 0.05, still_for: float = 0.3,
                   on_view: Callable[[int], None] | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Keep a view whenever the board is seen somewhere new (and, for hand-eye, the arm has moved to a new

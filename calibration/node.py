@@ -61,8 +61,8 @@ class ArmCalibrationNode(Node):
         self.get_logger().info(f"{self.profile.name}: calibration services ready on {self.bus.port_name} "
                                f"(calibration/record_zero, ...); writes {self.output}")
 
-    def _handler(self, step):  # noqa: ANN001, ANN202
-        def call(_request, response):  # noqa: ANN001, ANN202
+    def _handler(self, step):
+        def call(_request, response):
             try:
                 response.message = step()
                 response.success = True
@@ -123,7 +123,7 @@ class ArmCalibrationNode(Node):
         self.bus.close()
 
 
-def make_node(**kwargs):  # noqa: ANN003, ANN201
+def make_node(**kwargs):
     return ArmCalibrationNode(**kwargs)
 
 

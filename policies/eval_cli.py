@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if passed else 1
 
 
-def run_on_cell(args: argparse.Namespace, console) -> int:  # noqa: ANN001
+def run_on_cell(args: argparse.Namespace, console) -> int:
     from robot_stack.errors import UserError
     from robot_stack.sim.cell.config import load_cell
     from robot_stack.sim.cell.evaluate import evaluate_on_cell

@@ -88,7 +88,7 @@ class EvalReport:
         return record.save(checkpoint)
 
 
-def _progress(total: int, description: str, enabled: bool = True):  # noqa: ANN202
+def _progress(total: int, description: str, enabled: bool = True):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
@@ -112,7 +112,7 @@ def evaluate_in_process(checkpoint: str | Path, task: str, robot: str, episodes:
                            name=str(checkpoint), runtime=runtime, plan_log=plan_log)
 
 
-def feed(runner: PolicyRunner, sensors, task_kind: str | None, render) -> None:  # noqa: ANN001 - Sensors, (name) -> image
+def feed(runner: PolicyRunner, sensors, task_kind: str | None, render) -> None:  # Sensors, (name) -> image
     """Give the runner what the robot published at ``sensors.stamp`` (the values the ROS feed computes)."""
     from robot_stack.policies.observations import LazyFrame, joint_values, object_values, pose_vector
 
@@ -134,7 +134,7 @@ def feed(runner: PolicyRunner, sensors, task_kind: str | None, render) -> None: 
             runner.observe(key, t, value, t)
 
 
-def run_episode(runtime, runner: PolicyRunner, seed: int, render, on_period=None) -> EpisodeResult:  # noqa: ANN001
+def run_episode(runtime, runner: PolicyRunner, seed: int, render, on_period=None) -> EpisodeResult:
     """One episode on the in-process twin, control period by control period, as ``twin_node`` + ``policy_server`` run it.
 
     Ends at the first control period the task succeeds or at the task's time limit; the length in
@@ -173,7 +173,7 @@ def episode_result(seed: int, success_time: float | None, episode_time: float, p
     return EpisodeResult(seed, success, steps, wall, progress)
 
 
-def evaluate_policy(policy, profile, task: str, episodes: int, *, seed: int = 1000, gate: float = 0.8,  # noqa: ANN001
+def evaluate_policy(policy, profile, task: str, episodes: int, *, seed: int = 1000, gate: float = 0.8,
                     videos: int = 2, out_dir: Path | None = None, name: str = "policy", video_prefix: str = "rollout_",
                     progress: bool = True, runtime: RuntimeConfig = RuntimeConfig(),
                     plan_log: Path | None = None) -> EvalReport:
@@ -213,7 +213,7 @@ def evaluate_policy(policy, profile, task: str, episodes: int, *, seed: int = 10
                 frames: list[np.ndarray] = []
                 record = out_dir is not None and i < videos and video_camera is not None
                 result = run_episode(twin, runner, seed + i, render,
-                                     (lambda: frames.append(render(video_camera))) if record else None)
+                                     (lambda frames=frames: frames.append(render(video_camera))) if record else None)
                 report.episodes.append(result)
                 if record and frames:
                     report.videos.append(str(write_video(frames, out_dir / f"{video_prefix}{i:02d}.mp4",
@@ -296,7 +296,7 @@ def evaluate_over_ros(checkpoint: str | Path, task: str, robot: str, episodes: i
     report = EvalReport("ros", str(checkpoint), task, profile.name, gate=gate)
     if log:
         log.parent.mkdir(parents=True, exist_ok=True)
-    stream = open(log, "w") if log else None  # noqa: SIM115 - closed below
+    stream = open(log, "w") if log else None  # closed below
     runner = LaunchRunner(share_dir() / "launch" / "deploy.launch.xml", args, stdout=stream, stderr=stream)
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -309,7 +309,7 @@ def evaluate_over_ros(checkpoint: str | Path, task: str, robot: str, episodes: i
     success = node.create_client(Trigger, contract.task_success_service.name)
     where = log or "the launch output"
 
-    def call(client, timeout: float = 10.0) -> Trigger.Response:  # noqa: ANN001
+    def call(client, timeout: float = 10.0) -> Trigger.Response:
         future = client.call_async(Trigger.Request())
         executor.spin_until_future_complete(future, timeout_sec=timeout)
         if not future.done():

@@ -166,7 +166,7 @@ class ObservationHistory:
 
 
 # -- the ROS feed ------------------------------------------------------------------------------------------
-def subscribe(node, contract, history: ObservationHistory, task_kind: str | None = None,  # noqa: ANN001
+def subscribe(node, contract, history: ObservationHistory, task_kind: str | None = None,
               now: Callable[[], float] | None = None) -> list:
     """Feed ``history`` from the contract topics its keys need (one subscription per topic); returns them."""
     from robot_stack import convert
@@ -188,7 +188,7 @@ def subscribe(node, contract, history: ObservationHistory, task_kind: str | None
             topic = contract.camera(key[: -len(IMAGE_SUFFIX)]).image
         topics.setdefault(topic.name, (topic, []))[1].append(key)
 
-    def extract(key: str, msg) -> Any:  # noqa: ANN001
+    def extract(key: str, msg) -> Any:
         if key in ("joint_pos", "joint_vel"):
             return joint_values(*convert.joint_state_arrays(msg, names)[:2])[key]
         if key == "ee_pose":
@@ -200,8 +200,8 @@ def subscribe(node, contract, history: ObservationHistory, task_kind: str | None
                                                           p.orientation.w)) for p in msg.poses])
         return convert.image_rgb(msg)
 
-    def handler(keys: list[str]):  # noqa: ANN202
-        def on_message(msg) -> None:  # noqa: ANN001
+    def handler(keys: list[str]):
+        def on_message(msg) -> None:
             stamp = convert.to_sec(msg.header.stamp)
             received = max(clock(), stamp)  # on sim time in lock-step the clock moves only at the gates
             for key in keys:

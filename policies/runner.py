@@ -68,7 +68,7 @@ class Chunk:
 
 
 class PolicyRunner:
-    def __init__(self, policy, profile, config: RuntimeConfig = RuntimeConfig(), *,  # noqa: ANN001
+    def __init__(self, policy, profile, config: RuntimeConfig = RuntimeConfig(), *,
                  clock: Callable[[], float] | None = None, log: Callable[[str, str], None] | None = None,
                  inference_steps: int | None = None, plan_log: str | None = None):
         """``policy``: a loaded policy (``cfg``, ``predict_action``); ``clock()``: the time now on the driving clock."""
@@ -102,7 +102,7 @@ class PolicyRunner:
     def keys(self) -> list[str]:
         return self.history.keys
 
-    def observe(self, key: str, stamp: float, value, received: float) -> None:  # noqa: ANN001
+    def observe(self, key: str, stamp: float, value, received: float) -> None:
         self.history.add(key, stamp, value, received)
 
     def restart(self, now: float) -> None:
@@ -189,14 +189,14 @@ class PolicyRunner:
                 f"p99 {np.percentile(lat, 99):.1f} ms, steps dropped as late {self.chunks.dropped}")
 
 
-def chunk_message(names: list[str], chunk: Chunk):  # noqa: ANN201 - trajectory_msgs/JointTrajectory
+def chunk_message(names: list[str], chunk: Chunk):  # trajectory_msgs/JointTrajectory
     """The chunk as the ``JointTrajectory`` sent to the arm (stamped with the instant it is available)."""
     from robot_stack import convert
 
     return convert.make_trajectory(names, chunk.times - chunk.stamp, chunk.actions, convert.to_stamp(chunk.stamp))
 
 
-def runtime_record(runner_config: RuntimeConfig, policy, profile) -> dict:  # noqa: ANN001
+def runtime_record(runner_config: RuntimeConfig, policy, profile) -> dict:
     """What a sim sign-off must match at deploy: the runtime configuration that produced it."""
     from robot_stack.arm.core import VERSION as CORE_VERSION
     from robot_stack.typed_config import to_dict

@@ -104,7 +104,7 @@ class PolicyServer(Node):
             return self.sim_now
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _on_clock(self, msg) -> None:  # noqa: ANN001 - lock-step: the twin waits at this time
+    def _on_clock(self, msg) -> None:  # lock-step: the twin waits at this time
         self.sim_now = max(self.sim_now, convert.to_sec(msg.clock))
         observations.drain(self.observation_subs)
         self.tick(self.sim_now)

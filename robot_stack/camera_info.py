@@ -65,7 +65,7 @@ class Intrinsics:
     def cy(self) -> float:
         return float(self.K[1, 2])
 
-    def to_msg(self, frame_id: str = "", stamp=None):  # noqa: ANN001, ANN201 - rclpy types
+    def to_msg(self, frame_id: str = "", stamp=None):  # rclpy types
         from sensor_msgs.msg import CameraInfo
 
         msg = CameraInfo()
@@ -81,7 +81,7 @@ class Intrinsics:
         return msg
 
     @classmethod
-    def from_msg(cls, msg) -> Intrinsics:  # noqa: ANN001 - rclpy type
+    def from_msg(cls, msg) -> Intrinsics:  # rclpy type
         return cls(msg.width, msg.height, np.array(msg.k), np.array(msg.d), msg.distortion_model, np.array(msg.r), np.array(msg.p))
 
     def to_yaml_dict(self) -> dict:

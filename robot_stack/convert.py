@@ -171,7 +171,7 @@ def trajectory_arrays(msg: JointTrajectory, names: Sequence[str]) -> tuple[np.nd
         raise MessageError("trajectory names a joint twice")
     if not msg.points:
         raise MessageError("trajectory has no points")
-    column = {n: i for i, n in enumerate(msg.joint_names)}
+    columns = [names.index(n) for n in msg.joint_names]
     times = np.array([p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points])
     positions = np.full((len(msg.points), len(names)), np.nan)
     for k, point in enumerate(msg.points):
@@ -180,8 +180,7 @@ def trajectory_arrays(msg: JointTrajectory, names: Sequence[str]) -> tuple[np.nd
         values = np.asarray(point.positions, dtype=float)
         if not np.all(np.isfinite(values)):
             raise MessageError(f"trajectory point {k} contains NaN or inf")
-        for name, value in zip(msg.joint_names, values):
-            positions[k, names.index(name)] = value
+        positions[k, columns] = values
     if np.any(np.diff(times) <= 0):
         raise MessageError("trajectory time_from_start must increase strictly")
     return times, positions

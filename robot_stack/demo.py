@@ -40,12 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def _say(console, step: str, command: list[str]) -> None:  # noqa: ANN001
+def _say(console, step: str, command: list[str]) -> None:
     console.rule(f"[bold]{step}")
     console.print(f"[dim]$ {shlex.join(command)}")
 
 
-def record(args: argparse.Namespace, store: Path, console) -> float:  # noqa: ANN001
+def record(args: argparse.Namespace, store: Path, console) -> float:
     """Record ``args.demos`` successful expert episodes through the ROS teleop path; returns seconds."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -160,6 +160,6 @@ def parity(in_process: dict, ros: dict) -> str:
     return f"{same}/{len(pairs)} seeds give the same result in-process and over ROS (success, length within 1 step)"
 
 
-def _rows(table) -> list[str]:  # noqa: ANN001
+def _rows(table) -> list[str]:
     columns = [list(c.cells) for c in table.columns]
     return [f"{k}: {v}" for k, v in zip(*columns)]

@@ -22,7 +22,7 @@ def check_device_name(name: Any) -> str:
     return name
 
 
-def resolve_device(name: Any, local_rank: int = 0, what: str = "--device", cpu: str = "--device cpu"):  # noqa: ANN201
+def resolve_device(name: Any, local_rank: int = 0, what: str = "--device", cpu: str = "--device cpu"):
     """A torch.device; ``what`` names the option in errors, ``cpu`` says how to ask for the CPU instead."""
     import torch
 

@@ -92,6 +92,10 @@ def _quat_yaw(wxyz: np.ndarray) -> float:
     return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
 
 
+OBJECT_DIMS = {"reach": 3, "pick_cube": 7, "push": 6}
+"""Length of ``object_state`` per task kind."""
+
+
 def object_state_from_poses(kind: str, poses: np.ndarray) -> np.ndarray:
     """``object_state`` of a task from its ``object_poses`` rows (x, y, z, qx, qy, qz, qw).
 

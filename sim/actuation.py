@@ -51,7 +51,7 @@ class JointActuation:
             act, scale = self._find_actuator(jid)
             if act < 0:
                 raise UserError(f"{where}: joint {name!r} has no actuator (add a <position> or <motor> for it)")
-            gain0, bias0, bias1 = model.actuator_gainprm[act, 0], model.actuator_biasprm[act, 0], model.actuator_biasprm[act, 1]
+            gain0, bias1 = model.actuator_gainprm[act, 0], model.actuator_biasprm[act, 1]
             if model.actuator_biastype[act] == mujoco.mjtBias.mjBIAS_AFFINE and bias1 < 0 and gain0 > 0:
                 self.servos[i] = _Servo(act, scale)
             elif model.actuator_biastype[act] == mujoco.mjtBias.mjBIAS_NONE and model.actuator_trntype[act] == mujoco.mjtTrn.mjTRN_JOINT:

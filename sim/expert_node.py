@@ -43,13 +43,13 @@ START_TRIES = 50
 again while the recorder refuses (e.g. until its cameras stream), before acting unrecorded."""
 
 
-def rclpy_steady_clock():  # noqa: ANN201
+def rclpy_steady_clock():
     from rclpy.clock import Clock, ClockType
 
     return Clock(clock_type=ClockType.STEADY_TIME)
 
 
-def pose_rows(msg) -> np.ndarray:  # noqa: ANN001 - geometry_msgs/PoseArray
+def pose_rows(msg) -> np.ndarray:  # geometry_msgs/PoseArray
     """PoseArray -> (k, 7) rows of x, y, z, qx, qy, qz, qw."""
     return np.array([[p.position.x, p.position.y, p.position.z, p.orientation.x, p.orientation.y,
                       p.orientation.z, p.orientation.w] for p in msg.poses]).reshape(-1, 7)
@@ -120,7 +120,7 @@ class ExpertNode(Node):
             self.create_timer(self.half_period, self._tick)
 
     # -- lock-step: the twin waits at every half period until the expert has acted ------------------
-    def _on_clock(self, msg) -> None:  # noqa: ANN001
+    def _on_clock(self, msg) -> None:
         from robot_stack.policies.observations import drain
 
         self.sim_now = convert.to_sec(msg.clock)
@@ -147,7 +147,7 @@ class ExpertNode(Node):
         """A reset or an episode button in flight: the scene holds until it is answered."""
         return self.pending is not None and not self.pending.done()
 
-    def _on_joints(self, msg) -> None:  # noqa: ANN001
+    def _on_joints(self, msg) -> None:
         try:
             pos, vel, _ = convert.joint_state_arrays(msg, self.names)
         except convert.MessageError as err:
@@ -155,20 +155,20 @@ class ExpertNode(Node):
             return
         self.joints = (pos, vel)
 
-    def _on_ee(self, msg) -> None:  # noqa: ANN001
+    def _on_ee(self, msg) -> None:
         pos, quat = convert.pose_arrays(msg)
         self.ee = np.concatenate([pos, quat])
 
-    def _on_objects(self, msg) -> None:  # noqa: ANN001
+    def _on_objects(self, msg) -> None:
         try:
             self.object_state = object_state_from_poses(self.kind, pose_rows(msg))
         except ValueError as err:
             self.get_logger().error(f"object_poses: {err}", throttle_duration_sec=2.0)
 
-    def _call(self, client) -> None:  # noqa: ANN001
+    def _call(self, client) -> None:
         self.pending = client.call_async(client.srv_type.Request())
 
-    def _recorder(self, name: str):  # noqa: ANN202
+    def _recorder(self, name: str):
         client = self.episode_clients[name]
         return client if client.service_is_ready() else None
 
@@ -228,7 +228,7 @@ class ExpertNode(Node):
             self.recording = False
             self._next_episode()
 
-    def _checked(self, result) -> None:  # noqa: ANN001 - std_srvs/Trigger response of task_success
+    def _checked(self, result) -> None:  # std_srvs/Trigger response of task_success
         self.check = None
         if self.state != "act" or not (result.success or self.steps >= self.max_steps):
             return

@@ -47,7 +47,7 @@ class TwinEnv(gym.Env):
         """The previous step's action (the joint target before this step)."""
 
     @property
-    def safety(self):  # noqa: ANN201 - the core's ArmSafety
+    def safety(self):  # the core's ArmSafety
         return self.core.safety
 
     @property
@@ -69,7 +69,7 @@ class TwinEnv(gym.Env):
         return {"success": self.sim.success_time is not None, "progress": self.sim.progress(),
                 "time": self.sim.episode_time, "success_time": self.sim.success_time, "seed": self.sim.seed}
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):  # noqa: ANN201
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         if seed is None:
             seed = int(self.np_random.integers(0, 2**31 - 1))
@@ -78,7 +78,7 @@ class TwinEnv(gym.Env):
         self.steps = 0
         return self._obs(), self._info()
 
-    def step(self, action: np.ndarray):  # noqa: ANN201
+    def step(self, action: np.ndarray):
         action = np.asarray(action, dtype=float)
         if action.shape != self.command.shape:
             raise ValueError(f"action must have shape {self.command.shape} (arm joints then gripper), got {action.shape}")
@@ -94,7 +94,7 @@ class TwinEnv(gym.Env):
         info = self._info()
         return self._obs(), float(info["success"]), bool(info["success"]), self.steps >= self.max_steps, info
 
-    def render(self):  # noqa: ANN201
+    def render(self):
         name = self.cameras[0] if self.cameras else self.profile.camera_names[0]
         return self.rig.render_rgb(name, self.sim.data)
 

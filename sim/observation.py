@@ -21,8 +21,7 @@ from gymnasium import spaces
 
 from robot_stack.arm.safety import ArmSafety
 from robot_stack.profile import RobotProfile
-
-OBJECT_DIMS = {"reach": 3, "pick_cube": 7, "push": 6}
+from robot_stack.tasks import OBJECT_DIMS
 
 
 def joint_bounds(profile: RobotProfile) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +51,7 @@ def action_space(profile: RobotProfile) -> spaces.Box:
     return spaces.Box(lower, upper, (lower.size,), np.float32)
 
 
-def make_observation(sensors, task_kind: str | None = None,  # noqa: ANN001 - runtime.Sensors
+def make_observation(sensors, task_kind: str | None = None,  # runtime.Sensors
                      images: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """The observation of what the robot publishes (``TwinRuntime.sense()``), with the ROS path's value functions."""
     from robot_stack.policies.observations import object_values, observation_dict, pose_vector

@@ -170,7 +170,7 @@ class SimRobot:
         lo, hi = r.action_latency
         self.latency = int(rng.integers(lo, hi + 1)) if hi > lo else int(lo)
 
-    def _randomize_visuals(self, r, rng: np.random.Generator, object_geoms: list[int]) -> None:  # noqa: ANN001
+    def _randomize_visuals(self, r, rng: np.random.Generator, object_geoms: list[int]) -> None:
         """Camera poses, lights and colours, from a stream of their own: visual randomisation never changes the
         physical scene a seed gives (the same cube poses with and without it)."""
         m, nominal = self.model, self._nominal

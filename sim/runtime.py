@@ -107,7 +107,7 @@ class TwinRuntime:
         return self.sim.now()
 
     @property
-    def task(self):  # noqa: ANN201
+    def task(self):
         return self.sim.task
 
     def reset(self, seed: int | None = None) -> None:

@@ -99,28 +99,28 @@ class ReachTask(Task):
         super().bind(model)
         self.mocap = int(model.body_mocapid[model.body("reach_target").id])
 
-    def reset(self, model, data, rng) -> None:  # noqa: ANN001
+    def reset(self, model, data, rng) -> None:
         r = self.config.randomization
         xy = self.sample_xy(rng, r.target_x, r.target_y)
         z = self.lower[2] + _uniform(rng, r.target_z) * (self.upper[2] - self.lower[2])
         data.mocap_pos[self.mocap] = [xy[0], xy[1], z]
 
-    def _distance(self, data) -> float:  # noqa: ANN001
+    def _distance(self, data) -> float:
         return float(np.linalg.norm(self.ee_position(data) - data.mocap_pos[self.mocap]))
 
-    def start(self, data) -> None:  # noqa: ANN001
+    def start(self, data) -> None:
         self.start_distance = max(self._distance(data), 1e-6)
 
-    def object_poses(self, data):  # noqa: ANN001, ANN201
+    def object_poses(self, data):
         return np.array([[*data.mocap_pos[self.mocap], 0.0, 0.0, 0.0, 1.0]])
 
-    def set_object_poses(self, data, poses) -> None:  # noqa: ANN001
+    def set_object_poses(self, data, poses) -> None:
         data.mocap_pos[self.mocap] = np.asarray(poses, dtype=float).reshape(-1, 7)[0, :3]
 
-    def success(self, data) -> bool:  # noqa: ANN001
+    def success(self, data) -> bool:
         return self._distance(data) < self.config.success_distance
 
-    def progress(self, data) -> float:  # noqa: ANN001
+    def progress(self, data) -> float:
         return float(np.clip(1 - self._distance(data) / self.start_distance, 0, 1))
 
 
@@ -147,19 +147,19 @@ class _BoxObjectTask(Task):
     def object_bodies(self, model: mujoco.MjModel) -> list[int]:
         return [self.body]
 
-    def place(self, data, xy: np.ndarray, yaw: float) -> None:  # noqa: ANN001
+    def place(self, data, xy: np.ndarray, yaw: float) -> None:
         data.qpos[self.qadr: self.qadr + 3] = [xy[0], xy[1], self.config.object.half_size[2]]
         data.qpos[self.qadr + 3: self.qadr + 7] = _yaw_quat(yaw)
         data.qvel[self.dadr: self.dadr + 6] = 0
 
-    def object_pos(self, data) -> np.ndarray:  # noqa: ANN001
+    def object_pos(self, data) -> np.ndarray:
         return data.qpos[self.qadr: self.qadr + 3].copy()
 
-    def body_pose(self, data) -> np.ndarray:  # noqa: ANN001
+    def body_pose(self, data) -> np.ndarray:
         q = data.qpos[self.qadr + 3: self.qadr + 7]
         return np.array([*self.object_pos(data), q[1], q[2], q[3], q[0]])
 
-    def set_object_poses(self, data, poses) -> None:  # noqa: ANN001
+    def set_object_poses(self, data, poses) -> None:
         row = np.asarray(poses, dtype=float).reshape(-1, 7)[0]
         data.qpos[self.qadr: self.qadr + 3] = row[:3]
         data.qpos[self.qadr + 3: self.qadr + 7] = [row[6], row[3], row[4], row[5]]
@@ -169,24 +169,24 @@ class _BoxObjectTask(Task):
 class PickCubeTask(_BoxObjectTask):
     object_dim = 7
 
-    def reset(self, model, data, rng) -> None:  # noqa: ANN001
+    def reset(self, model, data, rng) -> None:
         r = self.config.randomization
         self.place(data, self.sample_xy(rng, r.object_x, r.object_y), _uniform(rng, r.object_yaw))
 
-    def start(self, data) -> None:  # noqa: ANN001
+    def start(self, data) -> None:
         self.rest_z = float(self.object_pos(data)[2])
         self.start_distance = max(float(np.linalg.norm(self.ee_position(data) - self.object_pos(data))), 1e-6)
 
-    def object_poses(self, data):  # noqa: ANN001, ANN201
+    def object_poses(self, data):
         return np.array([self.body_pose(data)])
 
-    def lift(self, data) -> float:  # noqa: ANN001
+    def lift(self, data) -> float:
         return float(self.object_pos(data)[2] - self.rest_z)
 
-    def success(self, data) -> bool:  # noqa: ANN001
+    def success(self, data) -> bool:
         return self.lift(data) > self.config.lift_height
 
-    def progress(self, data) -> float:  # noqa: ANN001
+    def progress(self, data) -> float:
         reach = np.clip(1 - np.linalg.norm(self.ee_position(data) - self.object_pos(data)) / self.start_distance, 0, 1)
         lift = np.clip(self.lift(data) / self.config.lift_height, 0, 1)
         return float(0.5 * reach + 0.5 * lift)
@@ -207,7 +207,7 @@ class PushTask(_BoxObjectTask):
         super().bind(model)
         self.mocap = int(model.body_mocapid[model.body("push_target").id])
 
-    def reset(self, model, data, rng) -> None:  # noqa: ANN001
+    def reset(self, model, data, rng) -> None:
         r = self.config.randomization
         xy = self.sample_xy(rng, r.object_x, r.object_y)
         for _ in range(100):
@@ -218,34 +218,34 @@ class PushTask(_BoxObjectTask):
         data.mocap_pos[self.mocap] = [goal[0], goal[1], 0.0005]
         data.mocap_quat[self.mocap] = _yaw_quat(_uniform(rng, r.target_yaw))
 
-    def start(self, data) -> None:  # noqa: ANN001
+    def start(self, data) -> None:
         self.start_distance = max(self.errors(data)[0], 1e-6)
 
-    def block_pose(self, data) -> np.ndarray:  # noqa: ANN001
+    def block_pose(self, data) -> np.ndarray:
         return np.array([*self.object_pos(data)[:2], _quat_yaw(data.qpos[self.qadr + 3: self.qadr + 7])])
 
-    def target_pose(self, data) -> np.ndarray:  # noqa: ANN001
+    def target_pose(self, data) -> np.ndarray:
         return np.array([*data.mocap_pos[self.mocap][:2], _quat_yaw(data.mocap_quat[self.mocap])])
 
-    def errors(self, data) -> tuple[float, float]:  # noqa: ANN001
+    def errors(self, data) -> tuple[float, float]:
         block, target = self.block_pose(data), self.target_pose(data)
         return float(np.linalg.norm(block[:2] - target[:2])), abs(_wrap(block[2] - target[2], np.pi / 2))
 
-    def object_poses(self, data):  # noqa: ANN001, ANN201
+    def object_poses(self, data):
         q = data.mocap_quat[self.mocap]
         return np.array([self.body_pose(data), [*data.mocap_pos[self.mocap], q[1], q[2], q[3], q[0]]])
 
-    def set_object_poses(self, data, poses) -> None:  # noqa: ANN001
+    def set_object_poses(self, data, poses) -> None:
         poses = np.asarray(poses, dtype=float).reshape(-1, 7)
         super().set_object_poses(data, poses[:1])
         data.mocap_pos[self.mocap] = poses[1, :3]
         data.mocap_quat[self.mocap] = [poses[1, 6], *poses[1, 3:6]]
 
-    def success(self, data) -> bool:  # noqa: ANN001
+    def success(self, data) -> bool:
         dist, yaw = self.errors(data)
         return dist < self.config.success_distance and yaw < self.config.yaw_tolerance
 
-    def progress(self, data) -> float:  # noqa: ANN001
+    def progress(self, data) -> float:
         return float(np.clip(1 - self.errors(data)[0] / self.start_distance, 0, 1))
 
 

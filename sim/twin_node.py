@@ -29,7 +29,6 @@ from rclpy.node import Node
 from robot_stack import convert
 from robot_stack.arm.node import ArmInterface, LoopStats
 from robot_stack.node_log import node_log
-from robot_stack.errors import UserError
 from robot_stack.node import run_node
 from robot_stack.node_options import declare_options, read_options_before
 from robot_stack.profile import RobotProfile, load_profile
@@ -180,7 +179,7 @@ class TwinNode(Node):
             del self.gates[key]
         return min((t for t, _ in self.gates.values()), default=None)
 
-    def _on_gate(self, msg, info) -> None:  # noqa: ANN001
+    def _on_gate(self, msg, info) -> None:
         publisher = repr(info.get("publisher_gid"))
         self.gates[publisher] = (convert.to_sec(msg.clock), time.monotonic())
         gate = self.gate
@@ -225,7 +224,7 @@ class TwinNode(Node):
 
             self.clock_pub.publish(Clock(clock=convert.to_stamp(self.runtime.now)))
 
-    def _object_poses(self, sensors: Sensors):  # noqa: ANN202
+    def _object_poses(self, sensors: Sensors):
         from geometry_msgs.msg import Pose, PoseArray
 
         msg = PoseArray()
@@ -245,7 +244,7 @@ class TwinNode(Node):
         self.runtime.reset(seed)
         self.interface.publish_estop()
 
-    def _on_reset(self, request, response):  # noqa: ANN001, ANN201
+    def _on_reset(self, request, response):
         from rclpy.parameter import Parameter
 
         seed = int(self.get_parameter("seed").value)
@@ -255,12 +254,12 @@ class TwinNode(Node):
         response.message = f"reset with seed {seed}"
         return response
 
-    def _on_task_success(self, request, response):  # noqa: ANN001, ANN201
+    def _on_task_success(self, request, response):
         state = TaskState.of(self.sim)
         response.success, response.message = state.success, state.message()
         return response
 
-    def _on_pause(self, request, response):  # noqa: ANN001, ANN201
+    def _on_pause(self, request, response):
         if request.data and not self.paused:
             self._paused_at = time.monotonic()
         elif not request.data and self.paused:

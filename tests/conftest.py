@@ -45,13 +45,13 @@ class RosHarness:
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
         self._thread.start()
 
-    def collect(self, msg_type, topic: str, qos=10) -> list:  # noqa: ANN001
+    def collect(self, msg_type, topic: str, qos=10) -> list:
         """Subscribe and return a list that fills with (receive_time, msg)."""
         received: list = []
         self.node.create_subscription(msg_type, topic, lambda m: received.append((time.monotonic(), m)), qos)
         return received
 
-    def call(self, srv_type, name: str, request=None, timeout: float = 10.0):  # noqa: ANN001, ANN201
+    def call(self, srv_type, name: str, request=None, timeout: float = 10.0):
         client = self.node.create_client(srv_type, name)
         if not client.wait_for_service(timeout_sec=timeout):
             raise TimeoutError(f"service {name} not available within {timeout} s")
@@ -92,7 +92,7 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen]]:
     """Start processes (own process group) that are stopped with SIGINT, then SIGKILL, at teardown."""
     procs: list[subprocess.Popen] = []
 
-    def start(args: list[str], **kwargs) -> subprocess.Popen:  # noqa: ANN003
+    def start(args: list[str], **kwargs) -> subprocess.Popen:
         kwargs.setdefault("stdout", subprocess.PIPE)
         kwargs.setdefault("stderr", subprocess.STDOUT)
         kwargs.setdefault("text", True)

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import wait_for
-from geometry_msgs.msg import PoseStamped, TwistStamped
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool
 

@@ -58,14 +58,14 @@ def profile_with(tmp_path: Path, **camera) -> Path:
     return path
 
 
-def start(spawn, **params):  # noqa: ANN001, ANN201
+def start(spawn, **params):
     args = [NODE, "--ros-args"]
     for key, value in params.items():
         args += ["-p", f"{key}:={value}"]
     return spawn(args, env=ros_environment())
 
 
-def stop(proc) -> str:  # noqa: ANN001
+def stop(proc) -> str:
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=10)
     return out

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import wait_for
-from robot_stack.contract import IMAGE_QOS, qos
+from robot_stack.contract import qos
 from robot_stack.convert import image_to_array, to_sec
 from robot_stack.drivers.camera.emulated import EmulatedIntrinsics, EmulatedRealSense, record_bag
 from robot_stack.errors import UserError
@@ -37,7 +37,7 @@ def profile_with(tmp_path: Path, **camera) -> Path:
     return path
 
 
-def collect_camera(ros):  # noqa: ANN001, ANN201
+def collect_camera(ros):
     """Collect the camera's topics with a deep reader queue: the tests check what the node publishes,
     not whether the Python test subscriber keeps up with 30 fps of full-size images on a loaded machine."""
     from sensor_msgs.msg import CameraInfo, Image
@@ -51,7 +51,7 @@ def collect_camera(ros):  # noqa: ANN001, ANN201
     }
 
 
-def in_process_node(ros, emulated: EmulatedRealSense, **params):  # noqa: ANN001, ANN201
+def in_process_node(ros, emulated: EmulatedRealSense, **params):
     from rclpy.parameter import Parameter
 
     from robot_stack.drivers.camera.realsense_node import RealSenseNode
@@ -62,19 +62,19 @@ def in_process_node(ros, emulated: EmulatedRealSense, **params):  # noqa: ANN001
     return node
 
 
-def close_node(ros, node) -> None:  # noqa: ANN001
+def close_node(ros, node) -> None:
     node.close()
     ros.executor.remove_node(node)
     node.destroy_node()
 
 
-def color_k(msg) -> int:  # noqa: ANN001
+def color_k(msg) -> int:
     r, g, b = (int(v) for v in image_to_array(msg)[100, 100])
     assert r + g == 255 and b == 7, (r, g, b)
     return r
 
 
-def check_stamps(ks, stamps, camera: EmulatedRealSense) -> None:  # noqa: ANN001
+def check_stamps(ks, stamps, camera: EmulatedRealSense) -> None:
     """Stamps are device times + a host-clock offset that only ever improves (a running minimum)."""
     offsets = np.asarray(stamps) - np.array([camera.timestamp_ms(k) / 1000 for k in ks])
     assert np.all(np.diff(offsets) <= 1e-6), "the offset estimate never grows within a run"
@@ -82,7 +82,7 @@ def check_stamps(ks, stamps, camera: EmulatedRealSense) -> None:  # noqa: ANN001
     assert abs(stamps[-1] - time.time()) < 5.0, "stamps are in host (ROS) time"
 
 
-def check_intrinsics(info, expected: EmulatedIntrinsics, frame_id: str) -> None:  # noqa: ANN001
+def check_intrinsics(info, expected: EmulatedIntrinsics, frame_id: str) -> None:
     assert (info.width, info.height, info.header.frame_id) == (640, 480, frame_id)
     assert info.distortion_model == "plumb_bob"
     assert np.allclose(info.k, [expected.fx, 0, expected.ppx, 0, expected.fy, expected.ppy, 0, 0, 1])
@@ -197,7 +197,7 @@ def test_missing_serial_lists_connected_devices():
         find_device([], "")
 
 
-def start(spawn, **params):  # noqa: ANN001, ANN201
+def start(spawn, **params):
     args = [NODE, "--ros-args"]
     for key, value in params.items():
         args += ["-p", f"{key}:={value}"]

@@ -51,7 +51,7 @@ def installed_runner(tmp: Path) -> str:
     return str(tmp / "install" / "robot_stack" / "lib" / "robot_stack" / "robot-stack")
 
 
-def run_until(spawn, argv: list[str], env: dict[str, str], ready: re.Pattern[str], cwd: Path) -> str:  # noqa: ANN001
+def run_until(spawn, argv: list[str], env: dict[str, str], ready: re.Pattern[str], cwd: Path) -> str:
     """Start a launch, wait for ``ready`` in its output, Ctrl-C it; its output (exit code 0 asserted)."""
     proc = spawn(argv, env=env, cwd=cwd)
     out = Output(proc.stdout)
@@ -62,7 +62,7 @@ def run_until(spawn, argv: list[str], env: dict[str, str], ready: re.Pattern[str
     return out.text()
 
 
-def test_plain_install_has_every_data_file_and_runs_every_launch_file(tmp_path: Path, spawn) -> None:  # noqa: ANN001
+def test_plain_install_has_every_data_file_and_runs_every_launch_file(tmp_path: Path, spawn) -> None:
     env = build(tmp_path)
     share = tmp_path / "install" / "robot_stack" / "share" / "robot_stack"
     tracked = subprocess.run(["git", "ls-files", "launch", "config", "calibration"], cwd=REPO, capture_output=True,
@@ -81,7 +81,7 @@ def test_plain_install_has_every_data_file_and_runs_every_launch_file(tmp_path: 
     assert str(share / "calibration") not in text  # the calibration file was found (no "file not found")
 
 
-def test_symlink_install_runs_from_the_source_tree(tmp_path: Path, spawn) -> None:  # noqa: ANN001
+def test_symlink_install_runs_from_the_source_tree(tmp_path: Path, spawn) -> None:
     env = build(tmp_path, "--symlink-install")
     runner = installed_runner(tmp_path)
     probe = subprocess.run([sys.executable, "-c", "import robot_stack.drivers.servo.node as m, robot_stack.resources as r;"
@@ -93,7 +93,7 @@ def test_symlink_install_runs_from_the_source_tree(tmp_path: Path, spawn) -> Non
 
 
 @pytest.mark.skipif(shutil.which("ros2") is None, reason="the real ros2 launch is not installed (a full ROS 2 install)")
-def test_ros2_launch_runs_the_installed_files(tmp_path: Path, spawn) -> None:  # noqa: ANN001
+def test_ros2_launch_runs_the_installed_files(tmp_path: Path, spawn) -> None:
     env = build(tmp_path)
     env["PATH"] = os.environ["PATH"]
     run_until(spawn, ["ros2", "launch", "robot_stack", "hardware.launch.xml", "emulate:=true", "cameras:=none"], env,

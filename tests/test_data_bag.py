@@ -16,7 +16,7 @@ from robot_stack.typed_config import to_dict
 RATE = 10.0
 
 
-def small_profile():  # noqa: ANN201
+def small_profile():
     """so101 with one small 15 fps camera (slower than... no: faster than the 10 Hz recording)."""
     p = load_profile("so101")
     front = dataclasses.replace(p.camera("front"), width=32, height=24, fps=15)

@@ -54,7 +54,7 @@ def healthy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _cfg():  # noqa: ANN202
+def _cfg():
     return replace(preset("tiny"), obs={"lowdim_keys": ("joint_pos",), "image_keys": ("front_image",)})
 
 
@@ -137,7 +137,7 @@ def test_failed_mcap_export_leaves_nothing_behind(healthy: Path, tmp_path: Path,
         store.append_episode(recorded_episode(i, 12, 1.7e9 + 10 * i), profile=to_dict(small_profile()), task="pick_cube")
     real, calls = export._write_bag, []
 
-    def failing(store, episode, bag, typestore):  # noqa: ANN001, ANN202 - the disk fills up in the third bag
+    def failing(store, episode, bag, typestore):  # the disk fills up in the third bag
         calls.append(episode)
         if episode == 2:
             bag.mkdir()

@@ -19,7 +19,7 @@ from test_data_store import assert_episode_equal, make_episode
 META = {"profile": {"name": "so101"}, "info": {"task": "pick", "operator": "ci", "extra": {"record_rate_hz": 10.0}}}
 
 
-def crash_while_recording(path: Path, steps: int, then=None, seed: int = 1) -> None:  # noqa: ANN001
+def crash_while_recording(path: Path, steps: int, then=None, seed: int = 1) -> None:
     """A child process records ``steps`` steps one by one into a journaled episode, runs ``then(writer)``,
     and is SIGKILLed."""
     pid = os.fork()
@@ -100,7 +100,7 @@ def test_discarded_and_committed_episodes_leave_no_journal(store: Path) -> None:
 
 
 def test_journal_of_a_committed_episode_is_removed_not_recovered_twice(store: Path) -> None:
-    def commit_then_die(writer) -> None:  # noqa: ANN001 - killed after the commit, before the journal went away
+    def commit_then_die(writer) -> None:  # killed after the commit, before the journal went away
         writer._journal.close(remove=False)
         writer._journal = None
         writer.commit(task="pick")

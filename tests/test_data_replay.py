@@ -26,7 +26,7 @@ from robot_stack.typed_config import to_dict
 T0 = 1.7634e9
 
 
-def small_camera_profile():  # noqa: ANN201
+def small_camera_profile():
     p = load_profile("so101")
     return dataclasses.replace(p, cameras=(dataclasses.replace(p.camera("front"), width=64, height=48, fps=10),))
 
@@ -127,7 +127,7 @@ def test_replayer_restores_objects_and_state(tmp_path: Path) -> None:
         replayer.close()
 
 
-def test_ros_replay_is_recorded_back_by_the_recorder(spawn, ros, tmp_path: Path) -> None:  # noqa: ANN001
+def test_ros_replay_is_recorded_back_by_the_recorder(spawn, ros, tmp_path: Path) -> None:
     """The episode published on the contract and re-recorded by recorder_node (lossless): same steps and frames."""
     import yaml
     from std_srvs.srv import Trigger

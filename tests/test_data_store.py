@@ -175,7 +175,7 @@ def test_full_disk_fails_the_episode_and_keeps_earlier_ones(tmp_path: Path, monk
     if not mounted:  # no tmpfs: make the write path fail like a full disk after a few files
         real_put, calls = store_module._durable_put, {"n": 0}
 
-        def put(path, data, exclusive, fsync):  # noqa: ANN001, ANN202
+        def put(path, data, exclusive, fsync):
             calls["n"] += 1
             if calls["n"] > 40 and len(data) > 10_000:
                 raise OSError(errno.ENOSPC, "No space left on device")
@@ -240,7 +240,7 @@ def test_jpeg_codec_round_trip_with_plain_zarr(tmp_path: Path) -> None:
     store = EpisodeStore(tmp_path / "j", "a", image_codec="jpeg")
     store.append_episode({"timestamp": np.arange(6) * 0.1, "front_image": frames})
     store.append_episode({"timestamp": np.arange(3) * 0.1, "front_image": frames[:3]})
-    import robot_stack.data  # noqa: F401  (registers the codec, as any reader of such a store must)
+    import robot_stack.data  # noqa: F401 - (registers the codec, as any reader of such a store must)
 
     got = zarr.open_group(tmp_path / "j", mode="r")["data/front_image"][:]
     assert got.shape == (9, 96, 128, 3) and got.dtype == np.uint8
@@ -272,7 +272,7 @@ def test_kill_at_every_write_of_an_episode(tmp_path: Path) -> None:
             try:
                 real_put, lock, count = store_module._durable_put, threading.Lock(), [0]
 
-                def put(target, data, exclusive, fsync):  # noqa: ANN001, ANN202
+                def put(target, data, exclusive, fsync):
                     with lock:
                         count[0] += 1
                         last = count[0] == kill_at

@@ -71,7 +71,7 @@ def test_leading_spacing_keeps_the_previous_ddim_steps():
     assert policy.infer_scheduler.timesteps.tolist() == list(range(90, -1, -10))  # 10 steps, ending at 0
 
 
-def test_the_checkpoint_carries_its_sampler(tmp_path, few_step_checkpoint):
+def test_the_checkpoint_carries_its_sampler(tmp_path, few_step_checkpoint, capsys):
     cfg, _, meta = ckpt.read_config(few_step_checkpoint)
     assert (cfg.scheduler.inference_steps, cfg.scheduler.timestep_spacing) == (2, "trailing")
     source_meta = json.loads((few_step_checkpoint.parent / "ddim10" / "config.json").read_text())
@@ -86,9 +86,12 @@ def test_the_checkpoint_carries_its_sampler(tmp_path, few_step_checkpoint):
         ([str(source), "--out", str(few_step_checkpoint)], "already exists"),
         ([str(source), "--out", str(tmp_path / "x"), "--steps", "0"], "use 1 to 100"),
         ([str(source)], "nothing to do"),
-        ([str(tmp_path / "missing")], "missing"),
+        ([str(tmp_path / "missing"), "--out", str(tmp_path / "y")], "missing"),
     ):
+        capsys.readouterr()
         assert cli_main(["train", "sampler", *argv]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, (argv, err)
     assert cli_main(["train", "sampler", str(source), "--out", str(tmp_path / "one"), "--steps", "1"]) == 0
     assert ckpt.read_config(tmp_path / "one")[0].scheduler.inference_steps == 1
 

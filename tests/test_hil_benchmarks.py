@@ -11,7 +11,7 @@ import torch
 from conftest import REPO
 
 
-def load(name: str, monkeypatch):  # noqa: ANN001, ANN201
+def load(name: str, monkeypatch):
     for var in ("MUJOCO_GL", "OMP_WAIT_POLICY"):  # what the scripts set for themselves stays theirs
         monkeypatch.setenv(var, os.environ.get(var, "egl" if var == "MUJOCO_GL" else "PASSIVE"))
     spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")

@@ -16,7 +16,7 @@ import torch
 from robot_stack.errors import UserError
 from robot_stack.policies.hil.agent import SACAgent, resolve_device
 from robot_stack.policies.hil.buffer import ReplayBuffer, mixed_batch
-from robot_stack.policies.hil.config import AgentConfig, load_hil_config, replace
+from robot_stack.policies.hil.config import AgentConfig, load_hil_config
 from robot_stack.policies.hil.loop import Trainer
 from robot_stack.policies.hil.spaces import RLSpace
 
@@ -25,7 +25,7 @@ torch.set_num_threads(1)
 
 def filled(n: int, marker: float, obs_dim: int = 3, act_dim: int = 2) -> ReplayBuffer:
     buf = ReplayBuffer(max(n, 1), obs_dim, act_dim)
-    for i in range(n):
+    for _ in range(n):
         buf.add(np.full(obs_dim, marker), np.zeros(act_dim), 0.0, np.full(obs_dim, marker), False)
     return buf
 

@@ -42,7 +42,7 @@ def run_config(tmp_path):
 class Output:
     """Lines of a process's output, read in the background."""
 
-    def __init__(self, proc) -> None:  # noqa: ANN001
+    def __init__(self, proc) -> None:
         self.lines: list[str] = []
         threading.Thread(target=lambda: self.lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
 
@@ -53,7 +53,7 @@ class Output:
         return next((line for line in self.lines if text in line), "")
 
 
-def decoded(ros, kind: str) -> list:  # noqa: ANN001
+def decoded(ros, kind: str) -> list:
     """Decoded messages of a HIL topic, newest last."""
     out: list = []
     ros.node.create_subscription(UInt8MultiArray, transport.TOPICS[kind],
@@ -61,12 +61,12 @@ def decoded(ros, kind: str) -> list:  # noqa: ANN001
     return out
 
 
-def learner_cmd(run_dir, config) -> list[str]:  # noqa: ANN001
+def learner_cmd(run_dir, config) -> list[str]:
     return ["hil_learner", "--ros-args", "-p", f"run_dir:={run_dir}", "-p", f"config:={config}",
             "-p", "progress:=false", "-p", "checkpoint_period_s:=1.0"]
 
 
-def actor_cmd(config, *params: str) -> list[str]:  # noqa: ANN001
+def actor_cmd(config, *params: str) -> list[str]:
     cmd = ["hil_actor", "--ros-args", "-p", f"config:={config}", "-p", "episode_seconds:=2.0"]
     for p in params:
         cmd += ["-p", p]
@@ -74,10 +74,10 @@ def actor_cmd(config, *params: str) -> list[str]:  # noqa: ANN001
 
 
 class Exploit:
-    def __init__(self, marker) -> None:  # noqa: ANN001
+    def __init__(self, marker) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
 
 
@@ -336,7 +336,7 @@ def test_learner_device_parameter(tmp_path, run_config, monkeypatch):
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
 
-    def learner(run_dir, device: str) -> HilLearner:  # noqa: ANN001
+    def learner(run_dir, device: str) -> HilLearner:
         params = {"run_dir": str(run_dir), "config": str(config), "progress": False, "device": device}
         return HilLearner(context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
 

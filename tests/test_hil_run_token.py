@@ -28,13 +28,13 @@ def test_run_pin_follows_one_run() -> None:
     assert not given.accept("a") and given.accept("b") and given.run == "b"
 
 
-def test_run_token_is_kept_across_learner_restarts(tmp_path) -> None:  # noqa: ANN001
+def test_run_token_is_kept_across_learner_restarts(tmp_path) -> None:
     token = run_token(tmp_path / "run")
     assert token == run_token(tmp_path / "run") and transport.NAME.match(token)
     assert run_token(tmp_path / "other") != token
 
 
-def test_actor_drops_weights_of_another_learner(ros, spawn, tmp_path, run_config) -> None:  # noqa: ANN001, F811
+def test_actor_drops_weights_of_another_learner(ros, spawn, tmp_path, run_config) -> None:  # noqa: F811
     config, _ = run_config
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -89,7 +89,7 @@ def test_garbage_is_rejected_with_a_reason(payload, reason, capsys):
     assert "executed!" not in capsys.readouterr().out
 
 
-def mutate(path: list, value) -> bytes:  # noqa: ANN001
+def mutate(path: list, value) -> bytes:
     body = valid_body()
     node = body
     for key in path[:-1]:
@@ -191,7 +191,7 @@ class Clock:
 class Link:
     """An actor's outbox and a learner's inbox; ``deliver`` passes batches unless the learner is down."""
 
-    def __init__(self, **outbox) -> None:  # noqa: ANN003
+    def __init__(self, **outbox) -> None:
         self.clock = Clock()
         self.out = Outbox("robot", "s1", clock=self.clock, **outbox)
         self.inbox = Inbox()

@@ -31,7 +31,7 @@ def printed_argvs(path: Path, *args: str) -> dict[str, list[str]]:
     return out
 
 
-def test_launched_probes_have_the_names_topics_and_parameters_ros2_launch_gives(ros) -> None:  # noqa: ANN001
+def test_launched_probes_have_the_names_topics_and_parameters_ros2_launch_gives(ros) -> None:
     from rcl_interfaces.msg import ParameterType
     from rcl_interfaces.srv import GetParameters
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy

@@ -28,7 +28,7 @@ def started_pids(out: Output) -> list[int]:
     return [int(p) for p in re.findall(r"process started with pid \[(\d+)\]", out.text())]
 
 
-def test_a_node_stops_cleanly_under_any_burst_of_signals(spawn) -> None:  # noqa: ANN001
+def test_a_node_stops_cleanly_under_any_burst_of_signals(spawn) -> None:
     """Signal handlers that only record: never a deadlock in rclpy's context lock, never a
     KeyboardInterrupt traceback, never exit code -2/-15 (the twin hung or crashed in 6 of 9 before)."""
     twin = str(Path(sys.prefix) / "bin" / "twin_node")
@@ -44,7 +44,7 @@ def test_a_node_stops_cleanly_under_any_burst_of_signals(spawn) -> None:  # noqa
         assert "Traceback" not in out.text(), out.text()[-2000:]
 
 
-def test_a_runner_killed_with_sigkill_leaves_nothing_behind(spawn, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_runner_killed_with_sigkill_leaves_nothing_behind(spawn, tmp_path: Path) -> None:
     """A node, a shell's grandchild and a process that ignores SIGINT and SIGTERM: all gone after the
     runner's SIGKILL (its watchdog sends SIGTERM, then SIGKILL after the two grace periods)."""
     path = tmp_path / "kill.launch.xml"
@@ -75,7 +75,7 @@ def _pgid(pid: int) -> int | None:
         return None
 
 
-def test_a_dying_runner_leaves_the_arm_holding(spawn, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_dying_runner_leaves_the_arm_holding(spawn, tmp_path: Path) -> None:
     """The hardware launch on an emulated bus that outlives it: the runner's SIGKILL stops the driver
     (SIGTERM, a clean stop) and every servo keeps its torque and position (so101: on_stale hold)."""
     from robot_stack.drivers.servo.testing import read_status, start_emulator
@@ -100,7 +100,7 @@ def test_a_dying_runner_leaves_the_arm_holding(spawn, tmp_path: Path) -> None:  
     assert emulator.poll() is None
 
 
-def test_a_burst_of_signals_to_the_runner_is_one_clean_stop(spawn) -> None:  # noqa: ANN001
+def test_a_burst_of_signals_to_the_runner_is_one_clean_stop(spawn) -> None:
     """SIGINT, SIGTERM, SIGINT to the runner: one shutdown; the later signals are reported and ignored
     (as ros2 launch ignores a second Ctrl-C), so the nodes still stop cleanly with exit code 0."""
     runner = spawn([ROBOT_STACK, "launch", "robot_stack", "hardware.launch.xml", "emulate:=true", "cameras:=none"])

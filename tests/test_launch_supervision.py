@@ -48,7 +48,7 @@ class Output:
         return [int(m) for m in re.findall(rf"\[INFO\] \[{re.escape(label)}\]: process started with pid \[(\d+)\]", self.text())]
 
 
-def test_sigint_stops_children_and_grandchildren_and_respawn_restarts(spawn) -> None:  # noqa: ANN001
+def test_sigint_stops_children_and_grandchildren_and_respawn_restarts(spawn) -> None:
     runner = spawn([ROBOT_STACK, "launch", str(FILES / "supervision.launch.xml")])
     out = Output(runner.stdout)
     # The crashing node exits with code 3 after 0.3 s and is started again, repeatedly.
@@ -145,7 +145,7 @@ def test_a_process_that_cannot_start_stops_the_others() -> None:
     assert not alive(supervisor.pids()["sleep-1"][0])
 
 
-def test_a_busy_node_stopped_mid_spin_exits_0_without_a_traceback(spawn) -> None:  # noqa: ANN001
+def test_a_busy_node_stopped_mid_spin_exits_0_without_a_traceback(spawn) -> None:
     """Ctrl-C / SIGTERM while the twin's 100 Hz tick publishes: a clean stop, every time."""
     from robot_stack.resources import ros_environment
 

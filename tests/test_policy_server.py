@@ -71,7 +71,7 @@ def test_server_publishes_future_chunks_and_yields_to_the_operator(ros, spawn, c
     joints = JointStatePublisher(ros)
     try:
         wait_for(lambda: len(chunks) >= 3, 60, "three action chunks")
-        for received, msg in chunks:
+        for _, msg in chunks:
             stamp = convert.to_sec(msg.header.stamp)
             first = msg.points[0].time_from_start.sec + msg.points[0].time_from_start.nanosec * 1e-9
             assert first > 0 and stamp + first > stamp

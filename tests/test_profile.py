@@ -78,7 +78,7 @@ def test_cli_help_for_every_subcommand():
     from robot_stack.cli import build_parser
 
     parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001
+    commands = parser._subparsers._group_actions[0].choices
     assert "profile" in commands
     for name in commands:
         out = subprocess.run([sys.executable, "-m", "robot_stack.cli", name, "--help"], capture_output=True, text=True)

@@ -80,7 +80,7 @@ def frame_index(image: np.ndarray) -> int:
 
 
 @pytest.mark.parametrize("codec", ["blosc", "jpeg"])
-def test_records_episodes_from_a_publisher_process(ros, spawn, tmp_path: Path, codec: str) -> None:  # noqa: ANN001
+def test_records_episodes_from_a_publisher_process(ros, spawn, tmp_path: Path, codec: str) -> None:
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
     from rcl_interfaces.srv import SetParameters
     from std_srvs.srv import Trigger
@@ -197,7 +197,7 @@ def test_command_tracker_follows_trajectory_and_command_semantics() -> None:
     np.testing.assert_array_equal(tracker.at(2.2), [4, 5, 0.5])
 
 
-def test_bad_store_is_a_one_line_error(spawn, tmp_path: Path) -> None:  # noqa: ANN001
+def test_bad_store_is_a_one_line_error(spawn, tmp_path: Path) -> None:
     folder = tmp_path / "not_a_store"
     folder.mkdir()
     (folder / "notes.txt").write_text("hello")
@@ -209,7 +209,7 @@ def test_bad_store_is_a_one_line_error(spawn, tmp_path: Path) -> None:  # noqa: 
     assert "Traceback" not in out
 
 
-def test_start_is_refused_while_a_stream_the_store_holds_is_missing(ros, spawn, tmp_path: Path) -> None:  # noqa: ANN001
+def test_start_is_refused_while_a_stream_the_store_holds_is_missing(ros, spawn, tmp_path: Path) -> None:
     """The store's episodes have object_state; this recorder has no task (so no object_poses): it must not
     record object_state empty (its save would be answered and its commit refused)."""
     from std_srvs.srv import Trigger

@@ -125,7 +125,7 @@ def test_cluster_mesh_merges_within_a_cell():
 
 
 @contextlib.contextmanager
-def stream_of(sim: sim_robot.SimRobot, ros, camera: str, *, lossless: bool):  # noqa: ANN001
+def stream_of(sim: sim_robot.SimRobot, ros, camera: str, *, lossless: bool):
     """A CameraStream on the harness node, 20 ticks of both cameras submitted at once (0.0 ... 1.9 s),
     and the stamps of ``camera``'s frames a subscriber received."""
     from sensor_msgs.msg import Image
@@ -136,7 +136,7 @@ def stream_of(sim: sim_robot.SimRobot, ros, camera: str, *, lossless: bool):  # 
     received = ros.collect(Image, f"{camera}/color/image_raw", qos(100))
     stream = CameraStream(ros.node, sim.model, sim.profile, sim.camera_ids, lossless=lossless)
     try:
-        image_pub = stream.publishers[camera]._image  # noqa: SLF001 - matched before the first frame
+        image_pub = stream.publishers[camera]._image  # matched before the first frame
         wait_for(lambda: image_pub.get_subscription_count() > 0, 10, "the subscriber")
         for k in range(20):  # at once: far faster than two 640x480 renders each
             stream.submit(0.1 * k, sim.snapshot(), ["front", "wrist"])

@@ -21,7 +21,7 @@ BIN = Path(sys.executable).parent
 SEEDS = range(100, 110)
 
 
-def success_rate(robot: str, task: str, seeds) -> float:  # noqa: ANN001
+def success_rate(robot: str, task: str, seeds) -> float:
     env = TwinEnv(robot, task)
     expert = make_expert(env.profile, env.task_config)
     wins = 0

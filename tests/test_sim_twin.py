@@ -109,7 +109,7 @@ class Probe:
         wait_for(lambda: self.states and self.poses and self.objects, 30, "twin state topics")
 
     @staticmethod
-    def newest(received: list):  # noqa: ANN205
+    def newest(received: list):
         """The message with the latest stamp: the harness's two executor threads may append out of order."""
         return max(received, key=lambda r: convert.to_sec(r[1].header.stamp))[1]
 
@@ -129,7 +129,7 @@ class Probe:
     def stamp(self) -> float:
         return convert.to_sec(self.newest(self.states).header.stamp)
 
-    def publisher(self, topic):  # noqa: ANN001, ANN201
+    def publisher(self, topic):
         pub = self.h.node.create_publisher(topic.type, self.ns + topic.name, topic.qos)
         wait_for(lambda: pub.get_subscription_count() > 0, 20, f"subscriber on {topic.name}")
         return pub
@@ -146,7 +146,7 @@ class Probe:
         self.catch_up()
         return message
 
-    def _on_clock(self, msg) -> None:  # noqa: ANN001
+    def _on_clock(self, msg) -> None:
         self.sim_clock = convert.to_sec(msg.clock)
 
     def now(self) -> float:

@@ -25,7 +25,7 @@ EPISODES = 5
 RATE = 100.0  # the control rate: commands land on the grid within a control tick, so the twin replay is tight
 
 
-def test_expert_demonstrations_are_recorded_through_the_launch_file(ros, tmp_path: Path) -> None:  # noqa: ANN001
+def test_expert_demonstrations_are_recorded_through_the_launch_file(ros, tmp_path: Path) -> None:
     base = load_profile("so101")
     small = dataclasses.replace(base.camera("front"), width=64, height=48, fps=15)  # lean: 2 shared cores
     profile = dataclasses.replace(base, cameras=(small,))

@@ -148,7 +148,7 @@ class OpenCvCameraNode(Node):
             if ok:
                 self._publish(frame, stamp)
 
-    def _publish(self, frame, stamp: float) -> None:  # noqa: ANN001
+    def _publish(self, frame, stamp: float) -> None:
         try:
             self.publisher.publish_color(frame, stamp, "bgr8")
         except Exception:

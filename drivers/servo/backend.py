@@ -99,7 +99,7 @@ class Bus:
         for name in ("readPort", "writePort"):
             method = getattr(port, name)
 
-            def guarded(*args, _method=method):  # noqa: ANN002, ANN202
+            def guarded(*args, _method=method):
                 try:
                     return _method(*args)
                 except PORT_ERRORS as err:

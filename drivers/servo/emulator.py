@@ -248,7 +248,7 @@ class ServoBus:
         self._start(self._serve)
         return self.port
 
-    def _start(self, target) -> None:  # noqa: ANN001
+    def _start(self, target) -> None:
         t = threading.Thread(target=target, daemon=True)
         t.start()
         self._threads.append(t)

@@ -36,7 +36,7 @@ class ServoArmOptions:
                             "$XDG_STATE_HOME/robot_stack/estop, 'none' = not kept)", default="")
 
 
-def make_node():  # noqa: ANN201
+def make_node():
     from robot_stack.arm.estop_store import EStopStore, default_path
     from robot_stack.arm.node import ArmNode
     from robot_stack.drivers.servo.backend import ServoBusBackend

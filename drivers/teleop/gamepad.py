@@ -15,7 +15,7 @@ from robot_stack.drivers.teleop.device import TeleopInput, deadzone
 from robot_stack.errors import UserError
 
 
-def _ecodes():  # noqa: ANN202
+def _ecodes():
     try:
         from evdev import ecodes
     except ImportError:
@@ -39,7 +39,7 @@ class GamepadMapping:
         lo, hi = self.abs_info.get(code, (-32768, 32767))
         return float(np.clip(2.0 * (value - lo) / max(hi - lo, 1) - 1.0, -1.0, 1.0))
 
-    def feed(self, event) -> None:  # noqa: ANN001 - evdev.InputEvent
+    def feed(self, event) -> None:  # evdev.InputEvent
         e, p = self.e, self._pending
         if event.type == e.EV_ABS:
             if event.code == e.ABS_HAT0Y and event.value:

@@ -34,7 +34,7 @@ HELP = "w/s a/d r/f move  q/e t/g z/c rotate  space gripper  i control  n/y/x/u 
 class KeyboardDevice:
     name = "keyboard"
 
-    def __init__(self, path: str = "", hold_s: float = 0.6, clock=time.monotonic):  # noqa: ANN001
+    def __init__(self, path: str = "", hold_s: float = 0.6, clock=time.monotonic):
         """Read keys from the terminal ``path`` (default: this process's controlling terminal)."""
         try:
             self.fd = os.open(path or "/dev/tty", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)

@@ -115,7 +115,7 @@ def _train_overrides(args: argparse.Namespace) -> dict:
     return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg) is not None}
 
 
-def merge_config(cfg, user: dict, source: str):  # noqa: ANN001, ANN201
+def merge_config(cfg, user: dict, source: str):
     """``cfg`` with the sections of a ``--config`` mapping laid over it (fields of a section replace
     the preset's, other fields stay)."""
     from robot_stack.errors import UserError

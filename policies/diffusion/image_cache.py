@@ -41,7 +41,7 @@ def prepare_images(images: torch.Tensor, roi: Roi | None, size: tuple[int, int],
 
 
 def load_images(arr, runs: list[tuple[int, int]], size: tuple[int, int], roi: Roi | None, label: str, camera: str = "",
-                chunk: int = 64, threads: int | None = None) -> np.ndarray:  # noqa: ANN001 - a zarr array
+                chunk: int = 64, threads: int | None = None) -> np.ndarray:  # a zarr array
     """Frames ``[a, b)`` of ``arr`` (T, H, W, 3) for each (a, b) in ``runs``, prepared once: (n, h, w, 3) uint8.
 
     Chunks are decoded and prepared on ``threads`` threads (default: the CPU count, at most 4; the JPEG

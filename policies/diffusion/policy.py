@@ -210,7 +210,7 @@ class DiffusionPolicy(nn.Module):
         out = [self.ee_actions.decode(t, q[0]) for t, q in zip(ee_targets.cpu().numpy(), joints.cpu().numpy())]
         return torch.as_tensor(np.stack(out), device=ee_targets.device)
 
-    def _inference(self, part: str, module: nn.Module, device: torch.device):  # noqa: ANN202
+    def _inference(self, part: str, module: nn.Module, device: torch.device):
         """``module`` (an image encoder, or the U-Net step ``(x, films) -> output``) on the inference runtime;
         itself while training.
 

@@ -78,7 +78,7 @@ class Compiled:
         out = session.run(None, {n: t.detach().cpu().numpy() for n, t in zip(names, flat)})[0]
         return torch.from_numpy(out)
 
-    def _make(self, inputs: tuple, n_flat: int):  # noqa: ANN202
+    def _make(self, inputs: tuple, n_flat: int):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # GroupNorm's batch-size check, shape-only
             warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript and its ONNX exporter

@@ -62,7 +62,7 @@ class SamplerComparison:
                 f"(95% interval {lo:.0%}-{hi:.0%}): {'PASS' if self.within else 'FAIL'} (equal success)")
 
 
-def _label(policy) -> str:  # noqa: ANN001
+def _label(policy) -> str:
     s = policy.cfg.scheduler
     return f"DDIM {policy.inference_steps} {s.timestep_spacing}"
 

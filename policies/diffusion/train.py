@@ -136,7 +136,7 @@ def make_optimizer(policy: DiffusionPolicy, cfg: DiffusionConfig, device: torch.
                              weight_decay=cfg.optim.weight_decay, fused=fused)
 
 
-def autocast(cfg: DiffusionConfig, device: torch.device):  # noqa: ANN201
+def autocast(cfg: DiffusionConfig, device: torch.device):
     """bf16 autocast for ``train.precision: bf16`` (matmuls and convolutions in bf16, the rest in fp32)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16")
 
@@ -237,7 +237,7 @@ def plot_success(metrics: list[dict], path: Path) -> None:
     tmp.replace(path)
 
 
-def twin_evaluation(policy: DiffusionPolicy, profile, task: str, tc, step: int, out: Path) -> dict:  # noqa: ANN001
+def twin_evaluation(policy: DiffusionPolicy, profile, task: str, tc, step: int, out: Path) -> dict:
     """Roll ``policy`` out on the in-process twin (``robot_stack.policies.evaluate``); a metrics entry."""
     from robot_stack.policies.evaluate import evaluate_policy
 
@@ -251,7 +251,7 @@ def twin_evaluation(policy: DiffusionPolicy, profile, task: str, tc, step: int, 
             "eval_seconds": time.perf_counter() - start, "eval_videos": report.videos}
 
 
-def _eval_task(tc, buffer: ds.Buffer) -> str | None:  # noqa: ANN001
+def _eval_task(tc, buffer: ds.Buffer) -> str | None:
     if not tc.eval_every:
         return None
     task = tc.eval_task or buffer.task
@@ -317,7 +317,7 @@ def _stores_robot(paths: list[str]) -> str | None:
     return names.pop() if len(names) == 1 else None
 
 
-def with_profile_rois(cfg: DiffusionConfig, profile) -> DiffusionConfig:  # noqa: ANN001 - RobotProfile
+def with_profile_rois(cfg: DiffusionConfig, profile) -> DiffusionConfig:  # RobotProfile
     """``cfg`` with each observed camera's region of interest from the robot profile (``cameras[].roi``).
 
     A run that already has regions (resumed, fine-tuned) must agree with the profile: one line otherwise."""

@@ -88,7 +88,7 @@ class ActorOptions:
             raise ValueError(f"reward must be twin or classifier, not {self.reward!r}")
 
 
-def load_run_config(node: Node):  # noqa: ANN201 - (HILConfig, RLSpace, task config)
+def load_run_config(node: Node):  # (HILConfig, RLSpace, task config)
     """The HIL config, robot and task from a node's ``config``/``robot``/``task`` parameters."""
     from robot_stack.policies.hil.config import load_hil_config
     from robot_stack.policies.hil.spaces import RLSpace
@@ -189,7 +189,7 @@ class HilActor(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     # -- inputs ---------------------------------------------------------------------------------
-    def _on_intervention(self, msg) -> None:  # noqa: ANN001
+    def _on_intervention(self, msg) -> None:
         if msg.data and not self.intervening:
             self.commanded[:] = np.nan  # a new takeover: forget the previous one's commands
             self.took_over = True
@@ -198,13 +198,13 @@ class HilActor(Node):
             self.get_logger().info("control given back to the policy")
         self.intervening = bool(msg.data)
 
-    def _on_arm_command(self, msg) -> None:  # noqa: ANN001
+    def _on_arm_command(self, msg) -> None:
         try:
             self.commanded[: self.space.n_arm] = convert.command_array(msg.data, self.space.n_arm)
         except convert.MessageError as err:
             self.get_logger().warning(f"ignoring a joint command: {err}", throttle_duration_sec=2.0)
 
-    def _on_gripper_command(self, msg) -> None:  # noqa: ANN001
+    def _on_gripper_command(self, msg) -> None:
         try:
             self.commanded[self.space.n_arm] = convert.command_array(msg.data, 1)[0]
         except convert.MessageError as err:
@@ -237,7 +237,7 @@ class HilActor(Node):
         if self.session in status.acks:
             self.outbox.ack(status.acks[self.session], status.durable.get(self.session, -1))
 
-    def _on_episode_button(self, name: str, response):  # noqa: ANN001, ANN202
+    def _on_episode_button(self, name: str, response):
         if name == "start":
             response.success = self.state == "idle"
             if response.success:
@@ -298,21 +298,21 @@ class HilActor(Node):
                                    "every transition")
             self.context.try_shutdown()
 
-    def _call(self, client, then) -> None:  # noqa: ANN001
+    def _call(self, client, then) -> None:
         if not client.service_is_ready():
             self.get_logger().warning(f"service {client.srv_name} is not available", throttle_duration_sec=5.0)
             return
         self.busy = True
         future = client.call_async(client.srv_type.Request())
 
-        def done(f) -> None:  # noqa: ANN001
+        def done(f) -> None:
             self.busy = False
             if f.result() is not None:
                 then(f.result())
 
         future.add_done_callback(done)
 
-    def _on_reset(self, result) -> None:  # noqa: ANN001
+    def _on_reset(self, result) -> None:
         self.reset_at = self.now()
         self.state = "settle"
         self.get_logger().info(f"episode {self.episode}: {result.message}")

@@ -283,7 +283,7 @@ class SACAgent:
         self.steps += 1
         return dict(zip(info, torch.stack(list(info.values())).tolist()))  # one device sync per update
 
-    def _gripper_loss(self, feats, next_feats, target_feats, action, reward, done, t) -> torch.Tensor:  # noqa: ANN001
+    def _gripper_loss(self, feats, next_feats, target_feats, action, reward, done, t) -> torch.Tensor:
         assert self.gripper is not None and self.gripper_target is not None
         c = self.config
         index = (torch.round(action[:, -1]).clamp(-1, 1) + 1).long()

@@ -126,7 +126,7 @@ class ReplayBuffer:
         return buf
 
     @staticmethod
-    def _check_store(store, path: Path) -> None:  # noqa: ANN001
+    def _check_store(store, path: Path) -> None:
         if store.n_steps and set(store.keys) != set(FIELDS):
             raise UserError(f"{path}: not a replay buffer (keys {', '.join(store.keys)})")
 

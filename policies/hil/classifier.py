@@ -188,7 +188,7 @@ def resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 # -- training ----------------------------------------------------------------------------------------
-def frame_labels(store, cfg: ClassifierConfig) -> tuple[np.ndarray, np.ndarray, str]:  # noqa: ANN001
+def frame_labels(store, cfg: ClassifierConfig) -> tuple[np.ndarray, np.ndarray, str]:
     """Per-step labels (1/0) and a mask of the frames to use, from a label key or the success flags."""
     n = store.n_steps
     if cfg.label_key in store.keys:

@@ -21,8 +21,9 @@ import numpy as np
 
 from robot_stack.errors import UserError
 from robot_stack.policies.hil.config import HILConfig
+from robot_stack.arm.safety import ArmSafety
 from robot_stack.profile import RobotProfile, load_profile
-from robot_stack.sim.observation import OBJECT_DIMS, joint_bounds
+from robot_stack.tasks import OBJECT_DIMS
 
 RELATIVE_DIMS = {"reach": 3, "pick_cube": 3, "push": 2}
 """Leading object_state entries that are a position comparable with the end effector's."""
@@ -40,7 +41,8 @@ class RLSpace:
         self.obs_config = config.observation
         self.discrete_gripper = config.agent.gripper_critic
         self.n_arm = len(self.profile.joints)
-        self.lower, self.upper = (b.astype(np.float64) for b in joint_bounds(self.profile))
+        safety = ArmSafety(self.profile)
+        self.lower, self.upper = safety.lower.astype(np.float64), safety.upper.astype(np.float64)
         self.n_all = self.lower.size
         self.has_gripper = self.profile.gripper is not None
         if self.discrete_gripper and not self.has_gripper:

@@ -62,10 +62,10 @@ class _PendingTrajectory:
     positions: np.ndarray
 
 
-def _locked(method):  # noqa: ANN001, ANN202
+def _locked(method):
     """Run under the core's lock: the e-stop is served on a thread of its own."""
     @functools.wraps(method)
-    def run(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def run(self, *args, **kwargs):
         with self.lock:
             return method(self, *args, **kwargs)
     return run

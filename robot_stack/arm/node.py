@@ -29,7 +29,7 @@ from robot_stack.node_log import node_log
 from robot_stack.profile import RobotProfile
 
 
-def apply_trajectory(core: ArmCore, msg, names: list[str], now: float) -> None:  # noqa: ANN001
+def apply_trajectory(core: ArmCore, msg, names: list[str], now: float) -> None:
     """A JointTrajectory message into the core (stamp 0 = start now), as the interface does for the topic."""
     times, positions = convert.trajectory_arrays(msg, names)
     core.trajectory(convert.to_sec(msg.header.stamp) or now, times, positions, now)
@@ -89,11 +89,11 @@ class ArmInterface:
             self.estop_executor.spin()
         except (ExternalShutdownException, KeyboardInterrupt):
             pass
-        except Exception:  # noqa: BLE001 - a callback failing mid-shutdown is the shutdown
+        except Exception:
             if self.estop_context.ok() and self.node.context.ok():
                 raise
 
-    def _bounded(self, node: Node, topic, what: str, callback) -> None:  # noqa: ANN001
+    def _bounded(self, node: Node, topic, what: str, callback) -> None:
         """Subscribe to ``topic`` raw: messages over ``MAX_MESSAGE_BYTES[what]`` are dropped unparsed."""
         from rclpy.serialization import deserialize_message
 
@@ -158,32 +158,32 @@ class ArmInterface:
         self.core.rejected += 1
         self.log("error", f"rejected {what}: {err}")
 
-    def _command(self, what: str, action) -> None:  # noqa: ANN001 - () -> None, may raise
+    def _command(self, what: str, action) -> None:  # () -> None, may raise
         try:
             action()
         except (MessageError, CommandError) as err:
             self._reject(what, err)
 
-    def _on_trajectory(self, msg) -> None:  # noqa: ANN001
+    def _on_trajectory(self, msg) -> None:
         self._command("joint_trajectory", lambda: apply_trajectory(self.core, msg, self.names, self.now()))
 
-    def _on_commands(self, msg) -> None:  # noqa: ANN001
+    def _on_commands(self, msg) -> None:
         self._command("commands", lambda: self.core.positions(convert.command_array(msg.data, self.core.n_arm), self.now()))
 
-    def _on_gripper(self, msg) -> None:  # noqa: ANN001
+    def _on_gripper(self, msg) -> None:
         self._command("gripper command", lambda: self.core.gripper(convert.command_array(msg.data, 1)[0]))
 
     def _check_frame(self, frame_id: str) -> None:
         if frame_id and frame_id != self.profile.frames.base:
             raise MessageError(f"frame_id {frame_id!r} is not the base frame {self.profile.frames.base!r}")
 
-    def _on_pose(self, msg) -> None:  # noqa: ANN001
+    def _on_pose(self, msg) -> None:
         def run() -> None:
             self._check_frame(msg.header.frame_id)
             self.core.pose(*convert.pose_arrays(msg), self.now())
         self._command("target_pose", run)
 
-    def _on_twist(self, msg) -> None:  # noqa: ANN001
+    def _on_twist(self, msg) -> None:
         def run() -> None:
             self._check_frame(msg.header.frame_id)
             self.core.twist(*convert.twist_arrays(msg), self.now())
@@ -193,7 +193,7 @@ class ArmInterface:
         if self.core.set_estop(on, reason):
             self.publish_estop()
 
-    def _on_estop_service(self, request, response):  # noqa: ANN001, ANN201
+    def _on_estop_service(self, request, response):
         self.set_estop(bool(request.data), "estop/set service")
         response.success = True
         response.message = "e-stop engaged" if request.data else "e-stop released"
@@ -245,7 +245,7 @@ class ArmNode(Node):
         self.create_timer(1.0, lambda: self.interface.publish_diagnostics(self.loop_stats()))
 
     @property
-    def safety(self):  # noqa: ANN201
+    def safety(self):
         return self.core.safety
 
     def now(self) -> float:

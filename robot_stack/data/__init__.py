@@ -5,7 +5,7 @@ Importing this package registers the JPEG zarr codec (``imagecodecs_jpeg``, and 
 afterwards; without robot_stack, ``pip install imagecodecs-zarr`` does the same.
 """
 
-from robot_stack.data import jpeg  # noqa: F401  (registers the zarr codec)
+from robot_stack.data import jpeg  # noqa: F401 - (registers the zarr codec)
 from robot_stack.data.store import FORMAT_VERSION, EpisodeInfo, EpisodeStore, EpisodeWriter
 
 __all__ = ["FORMAT_VERSION", "EpisodeInfo", "EpisodeStore", "EpisodeWriter"]

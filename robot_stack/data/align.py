@@ -134,7 +134,7 @@ class Streams:
         return stamp
 
     def add_object_poses(self, msg: Any) -> float:
-        from robot_stack.sim.tasks import object_state_from_poses
+        from robot_stack.tasks import object_state_from_poses
 
         rows = np.array([[p.position.x, p.position.y, p.position.z, p.orientation.x, p.orientation.y,
                           p.orientation.z, p.orientation.w] for p in msg.poses]).reshape(-1, 7)
@@ -244,7 +244,7 @@ def task_kind(task: str) -> str | None:
     if not task:
         return None
     from robot_stack.errors import UserError
-    from robot_stack.sim.tasks import load_task_config
+    from robot_stack.tasks import load_task_config
 
     try:
         return load_task_config(task).kind

@@ -63,7 +63,7 @@ def _custom_data(bag: Path) -> dict[str, str]:
     return dict(meta.get("rosbag2_bagfile_information", {}).get("custom_data") or {})
 
 
-def _profile(config: BagImportConfig, custom: dict[str, str], bag: Path):  # noqa: ANN202
+def _profile(config: BagImportConfig, custom: dict[str, str], bag: Path):
     from robot_stack.profile import RobotProfile, load_profile
     from robot_stack.typed_config import from_dict
 
@@ -137,7 +137,7 @@ def import_bag(bag: Path, out: Any, config: BagImportConfig) -> int:
         bad: dict[str, int] = {}
         first_error: dict[str, str] = {}
 
-        def on_image(cam: str):  # noqa: ANN202
+        def on_image(cam: str):
             def add(now: float, msg: Any) -> None:
                 stamp = streams.add_image(cam, msg)
                 if cam in last_stamp and stamp != last_stamp[cam]:
@@ -145,7 +145,7 @@ def import_bag(bag: Path, out: Any, config: BagImportConfig) -> int:
                 last_stamp[cam] = stamp
             return add
 
-        def on_info(cam: str):  # noqa: ANN202
+        def on_info(cam: str):
             def add(now: float, msg: Any) -> None:
                 camera_info[cam] = {"width": msg.width, "height": msg.height, "frame_id": msg.header.frame_id,
                                     "distortion_model": msg.distortion_model, "d": list(msg.d), "k": list(msg.k),

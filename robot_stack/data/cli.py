@@ -161,13 +161,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.set_defaults(handler=_import)
 
 
-def _open(path: Path):  # noqa: ANN202
+def _open(path: Path):
     from robot_stack.data.store import EpisodeStore
 
     return EpisodeStore(path)
 
 
-def _index(store, episode: int) -> int:  # noqa: ANN001
+def _index(store, episode: int) -> int:
     store.episode_slice(episode)  # validates (one-line error)
     return episode % store.n_episodes
 

@@ -23,7 +23,7 @@ from robot_stack.data.store import EpisodeStore
 from robot_stack.errors import UserError
 
 
-def _profile(store: EpisodeStore, episode: int):  # noqa: ANN202
+def _profile(store: EpisodeStore, episode: int):
     from robot_stack.profile import RobotProfile
     from robot_stack.typed_config import from_dict
 
@@ -33,9 +33,9 @@ def _profile(store: EpisodeStore, episode: int):  # noqa: ANN202
     return from_dict(RobotProfile, data, f"{store.path} episode {episode} profile")
 
 
-def _task_config(task: str):  # noqa: ANN202
+def _task_config(task: str):
     from robot_stack.data.align import task_kind
-    from robot_stack.sim.tasks import load_task_config
+    from robot_stack.tasks import load_task_config
 
     return load_task_config(task) if task_kind(task) else None
 
@@ -121,7 +121,7 @@ def _write_bag(store: EpisodeStore, episode: int, bag: Path, typestore: Any) -> 
     from robot_stack.contract import Contract
     from robot_stack.data.bag import CUSTOM_EPISODE, CUSTOM_PROFILE
     from robot_stack.data.ops import camera_names
-    from robot_stack.sim.tasks import object_poses_from_state
+    from robot_stack.tasks import object_poses_from_state
 
     profile = _profile(store, episode)
     contract = Contract(profile)
@@ -136,7 +136,7 @@ def _write_bag(store: EpisodeStore, episode: int, bag: Path, typestore: Any) -> 
     writer.set_custom_data(CUSTOM_PROFILE, json.dumps(store.profile(episode)))
     writer.open()
     try:
-        def connection(topic):  # noqa: ANN001, ANN202
+        def connection(topic):
             msgtype = f"{topic.type.__module__.split('.')[0]}/msg/{topic.type.__name__}"
             return writer.add_connection("/" + topic.name.lstrip("/"), msgtype, typestore=typestore)  # fully qualified
 

@@ -60,7 +60,7 @@ def publish_episode(store: EpisodeStore, episode: int, *, speed: float = 1.0, wa
     from robot_stack.data.export import _pose_array, _profile, _task_config
     from robot_stack.data.ops import camera_names
     from robot_stack.resources import apply_ros_environment
-    from robot_stack.sim.tasks import object_poses_from_state
+    from robot_stack.tasks import object_poses_from_state
 
     if not np.isfinite(speed) or speed <= 0:
         raise UserError("--speed must be > 0 (1 = recorded timing, 2 = twice as fast)")

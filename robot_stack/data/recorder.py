@@ -84,7 +84,7 @@ LOCKSTEP_LEAD_S = 0.05
 (within the DDS history of every stream, so nothing is overwritten unread)."""
 
 
-def steady_clock():  # noqa: ANN201
+def steady_clock():
     from rclpy.clock import Clock, ClockType
 
     return Clock(clock_type=ClockType.STEADY_TIME)
@@ -113,7 +113,7 @@ class RecorderOptions:
             raise ValueError("latency_s and tolerance_s must be >= 0 and queue_s > 0")
 
 
-def make_recorder():  # noqa: ANN201 - rclpy node, imported lazily
+def make_recorder():  # rclpy node, imported lazily
     from rclpy.callback_groups import ReentrantCallbackGroup
     from rclpy.node import Node
 

@@ -83,7 +83,7 @@ class Comparison:
     """Shift (control ticks) -> score of that replay."""
 
 
-def episode_profile(store: EpisodeStore, episode: int):  # noqa: ANN201
+def episode_profile(store: EpisodeStore, episode: int):
     from robot_stack.data.export import _profile
 
     profile = _profile(store, episode)
@@ -92,10 +92,10 @@ def episode_profile(store: EpisodeStore, episode: int):  # noqa: ANN201
     return profile
 
 
-def nominal_task(task: str):  # noqa: ANN201
+def nominal_task(task: str):
     """The episode's task config without domain randomisation (None when the task is unknown)."""
     from robot_stack.data.align import task_kind
-    from robot_stack.sim.tasks import load_task_config
+    from robot_stack.tasks import load_task_config
 
     if not task_kind(task):
         return None
@@ -159,7 +159,7 @@ class TwinReplayer:
         d.qpos[sim.qpos_index] = q0
         d.qvel[sim.dof_index] = self.data["joint_vel"][0] if "joint_vel" in self.data else 0.0
         if "object_state" in self.data and self.task is not None and np.all(np.isfinite(self.data["object_state"][0])):
-            from robot_stack.sim.tasks import object_poses_from_state
+            from robot_stack.tasks import object_poses_from_state
 
             sim.task.set_object_poses(d, object_poses_from_state(self.task, self.data["object_state"][0]))
         sim.actuation.set_target(d, q0)
@@ -206,8 +206,8 @@ class TwinReplayer:
         self.env.close()
 
 
-def _no_task():  # noqa: ANN202
-    from robot_stack.sim.tasks import TaskConfig
+def _no_task():
+    from robot_stack.tasks import TaskConfig
 
     return TaskConfig(kind="reach", name="")  # a target marker only; it touches nothing
 

@@ -46,7 +46,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def make_probe(options: argparse.Namespace):  # noqa: ANN201 - rclpy node
+def make_probe(options: argparse.Namespace):  # rclpy node
     from rclpy.node import Node
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import String

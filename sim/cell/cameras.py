@@ -109,7 +109,7 @@ class CellCameras:
 class _Renderer:
     """The camera process's side: optics, channels and the render thread for one scene."""
 
-    def __init__(self, scene) -> None:  # noqa: ANN001 - a CellScene
+    def __init__(self, scene) -> None:  # a CellScene
         from robot_stack.sim.cameras import camera_intrinsics
         from robot_stack.sim.cell.optics import Optics
 
@@ -176,7 +176,7 @@ class _Renderer:
                 rig.close()
 
 
-def serve_cameras(conn, config: CellConfig, cameras: str, seed: int, host: str, port: int) -> None:  # noqa: ANN001
+def serve_cameras(conn, config: CellConfig, cameras: str, seed: int, host: str, port: int) -> None:
     """The camera process: render what the cell sends, serve MJPEG, report statistics; ends with the pipe."""
     from robot_stack.sim.cell.scene import build_cell_scene
 

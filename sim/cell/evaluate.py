@@ -126,7 +126,7 @@ class CellSession:
         self._tmp.cleanup()
 
     # -- the person's side ---------------------------------------------------------------------------
-    def call(self, client, timeout: float = 30.0):  # noqa: ANN001, ANN201
+    def call(self, client, timeout: float = 30.0):
         future = client.call_async(client.srv_type.Request())
         deadline = time.monotonic() + timeout
         while not future.done():
@@ -188,7 +188,7 @@ def evaluate_on_cell(checkpoint: str | Path, cell: str = "default", episodes: in
 
     if log:
         log.parent.mkdir(parents=True, exist_ok=True)
-    stream = open(log, "w") if log else None  # noqa: SIM115 - closed below
+    stream = open(log, "w") if log else None  # closed below
     try:
         with CellSession(checkpoint, cell, seed=seed, allow_unvalidated=allow_unvalidated, log=stream) as session:
             limit = load_task_config(session.config.task).episode_seconds

@@ -64,13 +64,13 @@ class HarnessServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up waiting (a loaded host): it asks again
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._answer("GET")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self._answer("POST")
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)

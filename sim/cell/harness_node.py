@@ -72,14 +72,14 @@ class CellHarnessNode(Node):
             self.create_timer(1.0 / rate, self._publish_objects)
         self.get_logger().info(f"harness of the cell at {url} on {NAMESPACE}/ (reset, task_success, object_poses)")
 
-    def _on_joints(self, msg) -> None:  # noqa: ANN001
+    def _on_joints(self, msg) -> None:
         try:
             self.position = convert.joint_state_arrays(msg, self.names)[0]
         except convert.MessageError:
             pass
 
     # -- reset: home through the contract, then place the objects -----------------------------------
-    async def _on_reset(self, request, response):  # noqa: ANN001, ANN201
+    async def _on_reset(self, request, response):
         try:
             self.harness.clear()
         except UserError as err:
@@ -114,7 +114,7 @@ class CellHarnessNode(Node):
             self.homing = None
 
     # -- ground truth -------------------------------------------------------------------------------
-    def _on_success(self, request, response):  # noqa: ANN001, ANN201
+    def _on_success(self, request, response):
         try:
             s = self.harness.state()
         except UserError as err:

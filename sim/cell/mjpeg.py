@@ -105,7 +105,7 @@ class MjpegServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.0"
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:  # http.server's name
                 name = self.path.split("?")[0].strip("/").removesuffix(".mjpg")
                 channel = server.channels.get(name)
                 if channel is None or not self.path.split("?")[0].endswith(".mjpg"):
@@ -135,7 +135,7 @@ class MjpegServer:
                     with channel.cond:
                         channel.viewers -= 1
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
+            def log_message(self, format: str, *args: object) -> None:  # quiet
                 pass
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)
