@@ -19,16 +19,14 @@ policy sees identical numbers in-process and over ROS.
 
 from __future__ import annotations
 
-import bisect
 import threading
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from robot_stack.errors import UserError
+from robot_stack.stamped import StampedStream
 
 IMAGE_SUFFIX = "_image"
 LOWDIM_KEYS = ("joint_pos", "joint_vel", "ee_pose", "object_state")
@@ -89,11 +87,8 @@ def _resolve(value: Any) -> np.ndarray:
     return value.array() if isinstance(value, LazyFrame) else value
 
 
-@dataclass
-class StreamHistory:
-    stamps: deque = field(default_factory=lambda: deque(maxlen=64))
-    values: deque = field(default_factory=lambda: deque(maxlen=64))
-    last_receive: float | None = None
+HISTORY_LENGTH = 64
+"""Samples kept per observation key: several policy horizons of a 100 Hz stream."""
 
 
 class ObservationHistory:
@@ -103,50 +98,43 @@ class ObservationHistory:
         for key in keys:
             check_key(key)
         self.keys = list(keys)
-        self.streams = {key: StreamHistory() for key in self.keys}
+        self.streams = {key: StampedStream(HISTORY_LENGTH) for key in self.keys}
+        self.last_receive: dict[str, float | None] = dict.fromkeys(self.keys)
         self.since = -np.inf  # samples captured at or before this are ignored (see ``restart``)
         self._lock = threading.Lock()
 
     def add(self, key: str, stamp: float, value: Any, received: float) -> None:
+        """A sample of ``key`` captured at ``stamp``; one older than the key's newest is dropped."""
         with self._lock:
-            s = self.streams[key]
-            if stamp <= self.since:
-                return
-            if s.stamps and stamp <= s.stamps[-1]:
-                if stamp < s.stamps[-1]:
-                    return  # out of order: keep the history monotonic
-                s.values[-1] = value
-            else:
-                s.stamps.append(stamp)
-                s.values.append(value)
-            s.last_receive = received
+            if stamp > self.since and self.streams[key].add(stamp, value):
+                self.last_receive[key] = received
 
     def silent(self, now: float, timeout: float) -> list[str]:
         """Keys with no sample received in the last ``timeout`` seconds (or never)."""
         with self._lock:
-            return sorted(k for k, s in self.streams.items() if s.last_receive is None or now - s.last_receive > timeout)
+            return sorted(k for k, t in self.last_receive.items() if t is None or now - t > timeout)
 
     def newest_common_stamp(self) -> float | None:
         """The latest instant every stream has reached (alignment to the slowest stream)."""
         with self._lock:
-            if any(not s.stamps for s in self.streams.values()):
-                return None
-            return min(s.stamps[-1] for s in self.streams.values())
+            newest = [s.newest_stamp() for s in self.streams.values()]
+            return None if None in newest else min(newest)
 
     def sample(self, times: list[float], tolerance: float) -> dict[str, np.ndarray] | None:
         """Each key at each time (nearest earlier sample, at most ``tolerance`` s older), stacked (T, ...)."""
         picked: dict[str, list[Any]] = {}
         with self._lock:
             for key, s in self.streams.items():
-                stamps = list(s.stamps)
                 rows = []
                 for t in times:
-                    i = bisect.bisect_right(stamps, t + 1e-9) - 1
-                    if i < 0:
-                        i = 0  # history shorter than the horizon: repeat the oldest (as at episode start)
-                    elif t - stamps[i] > tolerance:
+                    hit = s.at(t)
+                    if hit is None:
+                        hit = s.oldest()  # history shorter than the horizon: repeat the oldest (as at episode start)
+                        if hit is None:
+                            return None
+                    elif t - hit[0] > tolerance:
                         return None
-                    rows.append(s.values[i])
+                    rows.append(hit[1])
                 picked[key] = rows
         return {key: np.stack([_resolve(v) for v in rows]) for key, rows in picked.items()}
 
@@ -159,13 +147,11 @@ class ObservationHistory:
         """
         with self._lock:
             self.since = since
-            for s in self.streams.values():
-                s.stamps.clear()
-                s.values.clear()
-                s.last_receive = None
+            for key, s in self.streams.items():
+                s.clear()
+                self.last_receive[key] = None
 
 
-# -- the ROS feed ------------------------------------------------------------------------------------------
 def subscribe(node, contract, history: ObservationHistory, task_kind: str | None = None,
               now: Callable[[], float] | None = None) -> list:
     """Feed ``history`` from the contract topics its keys need (one subscription per topic); returns them."""

@@ -180,7 +180,7 @@ def test_records_episodes_from_a_publisher_process(ros, spawn, tmp_path: Path, c
 
 
 def test_command_tracker_follows_trajectory_and_command_semantics() -> None:
-    from robot_stack.data.recorder import CommandTracker
+    from robot_stack.data.align import CommandTracker
 
     tracker = CommandTracker(3)
     assert np.isnan(tracker.at(0.0)).all()

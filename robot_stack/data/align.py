@@ -13,35 +13,18 @@ used but reported as *late*. ``action`` follows :class:`CommandTracker`. A tick 
 from __future__ import annotations
 
 import threading
-from collections import deque
 from typing import Any
 
 import numpy as np
 
 from robot_stack import convert
+from robot_stack.stamped import StampedStream
 from robot_stack.profile import RobotProfile
 
 
-class History:
-    """Recent (stamp, value) pairs of one stream; nearest-earlier lookup by stamp."""
-
-    def __init__(self, seconds: float, rate_hz: float):
-        self.items: deque[tuple[float, Any]] = deque(maxlen=max(8, int(seconds * rate_hz * 1.5)))
-        self.lock = threading.Lock()
-
-    def add(self, stamp: float, value: Any) -> None:
-        with self.lock:
-            self.items.append((stamp, value))
-
-    def at(self, t: float) -> tuple[float, Any] | None:
-        with self.lock:
-            for stamp, value in reversed(self.items):
-                if stamp <= t:
-                    return stamp, value
-        return None
-
-    def __bool__(self) -> bool:
-        return bool(self.items)
+def history(seconds: float, rate_hz: float) -> StampedStream:
+    """``seconds`` of a stream at ``rate_hz`` (half as much again, for bursts)."""
+    return StampedStream(max(8, int(seconds * rate_hz * 1.5)))
 
 
 class CommandTracker:
@@ -111,11 +94,11 @@ class Streams:
         self.slack = slack_s
         rate = (rates or {}).get
         control = profile.control.rate_hz * 2
-        self.joints = History(keep_s, rate("joint_states", control))
-        self.ee = History(keep_s, rate("ee_pose", control))
-        self.objects = History(keep_s, rate("object_poses", control))
-        self.frames = {c.name: History(keep_s, rate(c.name, c.fps * 2)) for c in profile.cameras}
-        self.intervention = History(keep_s, rate("intervention", 100.0))
+        self.joints = history(keep_s, rate("joint_states", control))
+        self.ee = history(keep_s, rate("ee_pose", control))
+        self.objects = history(keep_s, rate("object_poses", control))
+        self.frames = {c.name: history(keep_s, rate(c.name, c.fps * 2)) for c in profile.cameras}
+        self.intervention = history(keep_s, rate("intervention", 100.0))
         self.commands = CommandTracker(self.n)
 
     # -- inputs --------------------------------------------------------------------------------
@@ -221,17 +204,8 @@ class Streams:
         return step, late, bool(nan.any())
 
 
-def to_rgb(array: np.ndarray, encoding: str) -> np.ndarray:
-    if encoding == "bgr8":
-        return np.ascontiguousarray(array[:, :, ::-1])
-    if encoding == "mono8":
-        return np.repeat(array[:, :, None], 3, axis=2)
-    return np.array(array, copy=True) if not array.flags.c_contiguous else array
-
-
-def image_array(msg: Any) -> np.ndarray:
-    """An image message of a step -> (H, W, 3) uint8 RGB."""
-    return to_rgb(convert.image_to_array(msg), msg.encoding)
+image_array = convert.image_rgb
+"""An image message of a step -> (H, W, 3) uint8 RGB."""
 
 
 def missed_frames(gap: float, fps: float) -> int:

@@ -176,7 +176,7 @@ def import_bag(bag: Path, out: Any, config: BagImportConfig) -> int:
         def tick(t: float) -> None:
             nonlocal object_dim
             if object_dim is None and kind and streams.objects:
-                object_dim = streams.objects.items[-1][1].size
+                object_dim = streams.objects.values[-1].size
             step, late_names, fallback = streams.sample(t, with_ee, object_dim)
             if step is None:
                 state["warmup" if state["steps"] == 0 else "dropped"] += 1

@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_stack.data.align import CommandTracker, History, Streams, image_array, missed_frames, task_kind, tolerances  # noqa: F401
+from robot_stack.data.align import CommandTracker, Streams, image_array, missed_frames, task_kind, tolerances  # noqa: F401
 from robot_stack.errors import UserError
 from robot_stack.typed_config import field
 
@@ -378,7 +378,7 @@ def make_recorder():  # rclpy node, imported lazily
             self.episode = {
                 "id": ep_id, "t0": now, "k": 0, "next": now, "end": None, "begun": False,
                 "steps": 0, "warmup": 0, "dropped": 0, "fallback": 0, "ee": with_ee,
-                "objects": (self.streams.objects.items[-1][1].size if self.streams.objects else 0) if with_obj else None,
+                "objects": (self.streams.objects.values[-1].size if self.streams.objects else 0) if with_obj else None,
                 "late": {n: 0 for n in self.stats}, "missing0": {n: self.stats[n].missing for n in self.frames},
                 "started": time.time(),
             }
