@@ -203,11 +203,12 @@ def _arm(args: argparse.Namespace) -> int:
 
     profile = load_profile(args.robot)
     if args.serve:
-        from robot_stack.calibration.node import ArmCalibrationNode
+        from robot_stack.calibration.node import ArmCalibrationNode, ArmCalibrationOptions
         from robot_stack.node import run_node
 
-        run_node(lambda: ArmCalibrationNode(robot=args.robot, port=args.port, output=args.output,
-                                            directions=args.directions, ranges=args.ranges))
+        defaults = ArmCalibrationOptions(robot=args.robot, port=args.port or "", output=args.output or "",
+                                         directions=args.directions, ranges=args.ranges)
+        run_node(lambda: ArmCalibrationNode(defaults))
         return 0
     return _arm_interactive(args, profile)
 

@@ -20,34 +20,48 @@ Each reply's ``message`` says what was recorded, or what is missing, on one line
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from rclpy.node import Node
 
 from robot_stack.calibration.arm import ArmCalibrator, RawBus, check_limits, default_output, profile_calibration
 from robot_stack.drivers.servo.calibration import save_calibration
 from robot_stack.errors import UserError
-from robot_stack.node import declare, run_node
+from robot_stack.node import run_node
+from robot_stack.node_options import read_options
+from robot_stack.typed_config import field
 from robot_stack.profile import load_profile
 
 NODE_NAME = "arm_calibration"
 SERVICES = ("release_torque", "record_zero", "record_reference", "record_moved", "start_sweep", "stop_sweep", "save")
 
 
+@dataclass(frozen=True)
+class ArmCalibrationOptions:
+    robot: str = field("robot profile name or YAML path", default="so101")
+    port: str = field("serial port (default: the profile's hardware.port)", default="")
+    output: str = field("calibration file to write (default: the profile's hardware.calibration)", default="")
+    directions: str = field("reference | moved | profile", default="reference")
+    ranges: str = field("profile | moved", default="profile")
+    reference_pose: list[float] = field("reference pose joint angles, rad (arm joints then gripper; "
+                                        "empty: the profile's sim.home)", default_factory=list)
+
+
 class ArmCalibrationNode(Node):
-    def __init__(self, robot: str = "so101", port: str = "", output: str = "", directions: str = "reference",
-                 ranges: str = "profile", **kwargs):
+    def __init__(self, defaults: ArmCalibrationOptions | None = None, **kwargs):
+        """``defaults``: option values that parameters may still override (the command line's)."""
         super().__init__(NODE_NAME, **kwargs)
         from std_srvs.srv import Trigger
 
-        self.profile = load_profile(declare(self, "robot", robot, "robot profile name or YAML path"))
-        port = declare(self, "port", port, "serial port (default: the profile's hardware.port)")
-        output = declare(self, "output", output, "calibration file to write (default: the profile's hardware.calibration)")
-        self.output = output or str(default_output(self.profile))
-        self.directions = declare(self, "directions", directions, "reference | moved | profile")
-        self.ranges = declare(self, "ranges", ranges, "profile | moved")
+        options = read_options(self, ArmCalibrationOptions, defaults)
+        self.profile = load_profile(options.robot)
+        port = options.port
+        self.output = options.output or str(default_output(self.profile))
+        self.directions, self.ranges = options.directions, options.ranges
         home = list(self.profile.sim.home) if self.profile.sim and self.profile.sim.home else []
-        self.reference_pose = np.array(declare(self, "reference_pose", home or [0.0] * len(self.profile.all_joint_names),
-                                               "reference pose joint angles, rad (arm joints then gripper)"), dtype=float)
+        reference = list(options.reference_pose) or home or [0.0] * len(self.profile.all_joint_names)
+        self.reference_pose = np.array(reference, dtype=float)
         if self.directions not in ("reference", "moved", "profile") or self.ranges not in ("profile", "moved"):
             raise UserError(f"directions must be reference|moved|profile and ranges profile|moved, "
                             f"got {self.directions!r} / {self.ranges!r}")

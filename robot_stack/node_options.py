@@ -18,14 +18,22 @@ from robot_stack.errors import UserError
 
 T = TypeVar("T")
 
+Quoted = typing.NewType("Quoted", str)
+"""A string option given as a string only: a bare number (``serial:=017322071``, which YAML turns into
+an integer without its leading zeros) is a one-line error asking for quotes."""
 
-def read_options(node: Any, cls: type[T]) -> T:
+
+def read_options(node: Any, cls: type[T], defaults: T | None = None) -> T:
+    """``defaults``: an instance whose values replace the class defaults (e.g. a command line's)."""
     from rcl_interfaces.msg import ParameterDescriptor
 
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if defaults is not None:
+            default = getattr(defaults, f.name)
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         descriptor = ParameterDescriptor(description=f.metadata.get("doc", ""), dynamic_typing=True)
         value = node.declare_parameter(f.name, default, descriptor).value
         values[f.name] = _coerce(hints[f.name], value, f"{node.get_name()}: parameter {f.name!r}")
@@ -46,6 +54,11 @@ def declare_options(node: Any, options: Any) -> None:
 
 def _coerce(kind: Any, value: Any, what: str) -> Any:
     """A parameter value as the field's type (launch files give numbers and strings loosely)."""
+    if kind is Quoted:
+        if isinstance(value, str):
+            return value
+        name = what.split("'")[1] if "'" in what else "it"
+        raise UserError(f"{what}: pass it as a string, e.g. {name}:=\"'{value}'\" (a bare number loses leading zeros)")
     if kind is str:
         return str(value)
     if kind is bool and isinstance(value, bool):

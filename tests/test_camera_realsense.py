@@ -216,7 +216,7 @@ def test_node_process_without_device_gives_one_line_error(spawn):
 def test_unquoted_serial_is_a_one_line_error(spawn):
     proc = start(spawn, robot="so101", serial="17322071")
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 2 and "serial: pass it as a string" in out and "Traceback" not in out, out
+    assert proc.returncode == 2 and "parameter 'serial': pass it as a string" in out and "Traceback" not in out, out
 
 
 def test_recording_playback_in_node_process(ros, spawn, tmp_path):

@@ -17,6 +17,7 @@ import glob
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,11 @@ from rclpy.node import Node
 from robot_stack.camera_info import Intrinsics
 from robot_stack.contract import Contract
 from robot_stack.drivers.camera.publisher import CameraPublisher
-from robot_stack.drivers.camera.settings import declare_camera_settings, declare_text
+from robot_stack.drivers.camera.settings import CameraOptions, camera_settings
 from robot_stack.errors import UserError
-from robot_stack.node import declare, run_node
+from robot_stack.node import run_node
+from robot_stack.node_options import read_options
+from robot_stack.typed_config import field
 
 FOURCCS = ("MJPG", "YUYV")
 URL_TIMEOUTS = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 3000]
@@ -71,16 +74,24 @@ def open_capture(device: str) -> tuple[cv2.VideoCapture, str]:
     return cap, kind
 
 
+@dataclass(frozen=True)
+class OpenCvOptions(CameraOptions):
+    device: str = field("V4L2 index or /dev/video path, video file, or stream URL", default="0")
+    fourcc: str = field(f"pixel format to request from a live camera: {' or '.join(FOURCCS)} (empty: driver default)",
+                        default="")
+    loop: bool = field("restart a video file when it ends", default=False)
+    reconnect_period: float = field("seconds between reopening attempts of a live camera", default=1.0)
+
+
 class OpenCvCameraNode(Node):
     """ROS node for one OpenCV camera or video replay."""
 
     def __init__(self, **node_kwargs: Any):
         super().__init__("opencv_camera_node", **node_kwargs)
-        self.settings = declare_camera_settings(self)
-        self.device = declare_text(self, "device", "0", "V4L2 index or /dev/video path, video file, or stream URL", numbers_ok=True)
-        self.fourcc = declare(self, "fourcc", "", f"pixel format to request from a live camera: {' or '.join(FOURCCS)} (empty: driver default)").upper()
-        self.loop = declare(self, "loop", False, "restart a video file when it ends")
-        self.reconnect_period = declare(self, "reconnect_period", 1.0, "seconds between reopening attempts of a live camera")
+        self.options = options = read_options(self, OpenCvOptions)
+        self.settings = camera_settings(options)
+        self.device, self.fourcc = options.device, options.fourcc.upper()
+        self.loop, self.reconnect_period = options.loop, options.reconnect_period
         if self.fourcc and self.fourcc not in FOURCCS:
             raise UserError(f"fourcc: {self.fourcc!r} is not one of {', '.join(FOURCCS)}")
         self.state = "streaming"

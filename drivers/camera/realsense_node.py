@@ -27,9 +27,11 @@ from robot_stack.camera_info import Intrinsics
 from robot_stack.contract import Contract
 from robot_stack.drivers.camera.clock import ClockOffset
 from robot_stack.drivers.camera.publisher import CameraPublisher
-from robot_stack.drivers.camera.settings import CameraSettings, declare_camera_settings, declare_text
+from robot_stack.drivers.camera.settings import CameraOptions, CameraSettings, camera_settings
 from robot_stack.errors import UserError
-from robot_stack.node import declare, run_node
+from robot_stack.node import run_node
+from robot_stack.node_options import Quoted, read_options
+from robot_stack.typed_config import field
 
 
 def import_realsense() -> Any:
@@ -138,21 +140,29 @@ class RealSenseStreams:
 FORMATS = {"rgb8": ("rgb8", "bgr8"), "bgr8": ("bgr8", "rgb8"), "mono8": ("y8", "rgb8")}
 
 
+@dataclass(frozen=True)
+class RealSenseOptions(CameraOptions):
+    serial: Quoted = field("device serial number, quoted (empty: the only connected device)", default="")
+    bag: str = field("play a RealSense recording (.bag / .db3) instead of a device", default="")
+    loop: bool = field("restart the recording when it ends", default=False)
+    align_depth: bool = field("align depth to the color image (depth then uses the color intrinsics)", default=True)
+    depth_width: int = field("depth width, px (0: the color width)", default=0)
+    depth_height: int = field("depth height, px (0: the color height)", default=0)
+    frame_timeout: float = field("seconds without frames before the device counts as lost", default=2.0)
+    reconnect_period: float = field("seconds between reconnection attempts", default=1.0)
+
+
 class RealSenseNode(Node):
     """ROS node for one RealSense camera. ``device`` bypasses discovery (tests: a software device)."""
 
     def __init__(self, *, device: Any = None, **node_kwargs: Any):
         super().__init__("realsense_node", **node_kwargs)
         self.rs = rs = import_realsense()
-        self.settings: CameraSettings = declare_camera_settings(self)
-        self.serial = declare_text(self, "serial", "", "device serial number, quoted (empty: the only connected device)")
-        self.bag = declare(self, "bag", "", "play a RealSense recording (.bag / .db3) instead of a device")
-        self.loop = declare(self, "loop", False, "restart the recording when it ends")
-        self.align_depth = declare(self, "align_depth", True, "align depth to the color image (depth then uses the color intrinsics)")
-        depth_width = declare(self, "depth_width", 0, "depth width, px (0: the color width)")
-        depth_height = declare(self, "depth_height", 0, "depth height, px (0: the color height)")
-        self.frame_timeout = declare(self, "frame_timeout", 2.0, "seconds without frames before the device counts as lost")
-        self.reconnect_period = declare(self, "reconnect_period", 1.0, "seconds between reconnection attempts")
+        self.options = options = read_options(self, RealSenseOptions)
+        self.settings: CameraSettings = camera_settings(options)
+        self.serial, self.bag, self.loop, self.align_depth = options.serial, options.bag, options.loop, options.align_depth
+        depth_width, depth_height = options.depth_width, options.depth_height
+        self.frame_timeout, self.reconnect_period = options.frame_timeout, options.reconnect_period
         if self.serial and self.bag:
             raise UserError("give either serial or bag, not both")
 

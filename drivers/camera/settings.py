@@ -11,13 +11,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from robot_stack.contract import IMAGE_QOS
 from robot_stack.errors import UserError
-from robot_stack.node import declare
+from robot_stack.typed_config import field
 from robot_stack.profile import CameraSpec, RobotProfile, load_profile
 
 
@@ -31,17 +30,24 @@ class CameraSettings:
     """Calibration YAML (camera_calibration_parsers format), or None."""
 
 
-def declare_camera_settings(node: Any) -> CameraSettings:
-    """Declare the shared camera parameters on ``node`` and resolve them against the profile."""
-    robot = declare(node, "robot", "so101", "robot profile name (config/robots/<name>.yaml) or path")
-    camera = declare(node, "camera", "", "profile camera this node serves (default: the profile's first camera)")
-    width = declare(node, "width", 0, "image width, px (0: the profile's)")
-    height = declare(node, "height", 0, "image height, px (0: the profile's)")
-    fps = declare(node, "fps", 0.0, "frame rate, Hz (0: the profile's)")
-    intrinsics = declare(node, "intrinsics", "", "calibration YAML overriding the profile's (camera_calibration_parsers format)")
-    qos_depth = declare(node, "qos_depth", 0, f"image QoS history depth (0: the contract's, {IMAGE_QOS.depth})")
-    reliability = declare(node, "qos_reliability", "", "image QoS reliability: reliable or best_effort (empty: the contract's)")
+@dataclass(frozen=True)
+class CameraOptions:
+    """The parameters every camera node shares (``read_options`` reads them, one parameter per field)."""
 
+    robot: str = field("robot profile name (config/robots/<name>.yaml) or path", default="so101")
+    camera: str = field("profile camera this node serves (default: the profile's first camera)", default="")
+    width: int = field("image width, px (0: the profile's)", default=0)
+    height: int = field("image height, px (0: the profile's)", default=0)
+    fps: float = field("frame rate, Hz (0: the profile's)", default=0.0)
+    intrinsics: str = field("calibration YAML overriding the profile's (camera_calibration_parsers format)", default="")
+    qos_depth: int = field(f"image QoS history depth (0: the contract's, {IMAGE_QOS.depth})", default=0)
+    qos_reliability: str = field("image QoS reliability: reliable or best_effort (empty: the contract's)", default="")
+
+
+def camera_settings(options: CameraOptions) -> CameraSettings:
+    """Resolve a camera node's options against its robot profile."""
+    robot, camera, width, height, fps = options.robot, options.camera, options.width, options.height, options.fps
+    intrinsics, qos_depth, reliability = options.intrinsics, options.qos_depth, options.qos_reliability
     profile = load_profile(robot)
     if not profile.cameras:
         raise UserError(f"robot profile {profile.name!r} has no cameras: add one under 'cameras:' in {profile.source}")
@@ -74,21 +80,3 @@ def declare_camera_settings(node: Any) -> CameraSettings:
     if calib is not None and not calib.is_file():
         raise UserError(f"camera {spec.name!r}: intrinsics file {calib} not found (fix the path or calibrate the camera)")
     return CameraSettings(profile=profile, spec=spec, qos=qos, intrinsics=calib)
-
-
-def declare_text(node: Any, name: str, default: str, description: str, *, numbers_ok: bool = False) -> str:
-    """A string parameter that also accepts a number from the command line (``device:=0``).
-
-    With ``numbers_ok=False`` a number is a one-line error instead: serial numbers must be quoted
-    (``serial:="'017322071'"``), or YAML turns them into integers and drops leading zeros.
-    """
-    from rcl_interfaces.msg import ParameterDescriptor
-
-    value = node.declare_parameter(name, default, ParameterDescriptor(description=description, dynamic_typing=True)).value
-    if value is None:
-        return default
-    if isinstance(value, str):
-        return value
-    if numbers_ok and isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise UserError(f"{name}: pass it as a string, e.g. {name}:=\"'{value}'\" (a bare number loses leading zeros)")

@@ -20,6 +20,7 @@ Parameters: ``robot``, ``harness`` (the cell's harness URL), ``home_tolerance`` 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -29,7 +30,9 @@ from rclpy.task import Future
 from robot_stack import convert
 from robot_stack.contract import Contract, Service, Topic
 from robot_stack.errors import UserError
-from robot_stack.node import declare, run_node
+from robot_stack.node import run_node
+from robot_stack.node_options import read_options
+from robot_stack.typed_config import field
 from robot_stack.profile import load_profile
 from robot_stack.sim.cell.harness import HarnessClient
 
@@ -39,14 +42,22 @@ CELL_WAIT_S = 60.0
 """How long to wait for the cell to answer at start (it may still be building its scene)."""
 
 
+@dataclass(frozen=True)
+class HarnessOptions:
+    robot: str = field("robot profile name or YAML path", default="so101")
+    harness: str = field("the cell's harness URL", default="http://127.0.0.1:8766/harness")
+    home_tolerance: float = field("rad: every joint this near home ends homing", default=0.05)
+    home_timeout: float = field("s: give up homing after this long", default=8.0)
+    object_rate_hz: float = field("object_poses rate, Hz (0: none)", default=30.0)
+
+
 class CellHarnessNode(Node):
     def __init__(self) -> None:
         super().__init__("cell_harness")
-        self.profile = load_profile(declare(self, "robot", "so101", "robot profile name or YAML path"))
-        url = declare(self, "harness", "http://127.0.0.1:8766/harness", "the cell's harness URL")
-        self.tolerance = float(declare(self, "home_tolerance", 0.05, "rad: every joint this near home ends homing"))
-        self.timeout = float(declare(self, "home_timeout", 8.0, "s: give up homing after this long"))
-        rate = float(declare(self, "object_rate_hz", 30.0, "object_poses rate, Hz (0: none)"))
+        options = read_options(self, HarnessOptions)
+        self.profile = load_profile(options.robot)
+        url, rate = options.harness, options.object_rate_hz
+        self.tolerance, self.timeout = options.home_tolerance, options.home_timeout
         if self.profile.sim is None or not self.profile.sim.home:
             raise UserError(f"robot {self.profile.name!r} has no sim.home: the harness homes the arm there")
         self.harness = HarnessClient(url)
