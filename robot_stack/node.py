@@ -114,9 +114,3 @@ def run_node(factory: Callable[[], Any]) -> None:
         stop.ignore_rest()
     sys.exit(code)
 
-
-def declare(node: Any, name: str, default: Any, description: str = "") -> Any:
-    """Declare a ROS parameter with a description and return its value."""
-    from rcl_interfaces.msg import ParameterDescriptor
-
-    return node.declare_parameter(name, default, ParameterDescriptor(description=description)).value
