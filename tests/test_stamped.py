@@ -18,3 +18,12 @@ def test_the_newest_sample_at_or_before_a_time():
     assert len(s) == 4 and s.oldest() == (2.0, "v2") and s.newest_stamp() == 5.0  # the last maxlen kept
     s.clear()
     assert not s and s.at(5.0) is None
+
+
+def test_missed_frames_counts_skipped_captures_not_clock_jumps():
+    from robot_stack.data.align import missed_frames
+
+    assert missed_frames(1 / 30, 30) == 0 and missed_frames(0.0, 30) == 0 and missed_frames(-5.0, 30) == 0
+    assert missed_frames(3 / 30, 30) == 2  # two frames skipped between captures three periods apart
+    assert missed_frames(2.0, 30) == 59
+    assert missed_frames(1.8e9, 30) == 0  # sim time against wall time: a clock jump, not 5e10 missing frames

@@ -208,9 +208,14 @@ image_array = convert.image_rgb
 """An image message of a step -> (H, W, 3) uint8 RGB."""
 
 
+CLOCK_JUMP_S = 10.0
+"""A gap between two frames of one camera longer than this is a clock jump (a restarted source, sim
+time against wall time), not frames the camera skipped."""
+
+
 def missed_frames(gap: float, fps: float) -> int:
-    """Frames a camera at ``fps`` skipped between two captures ``gap`` seconds apart."""
-    return max(0, int(round(gap * fps)) - 1) if gap > 1.5 / fps else 0
+    """Frames a camera at ``fps`` skipped between two captures ``gap`` seconds apart (0 across a clock jump)."""
+    return max(0, int(round(gap * fps)) - 1) if 1.5 / fps < gap <= CLOCK_JUMP_S else 0
 
 
 def task_kind(task: str) -> str | None:

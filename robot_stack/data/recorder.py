@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_stack.data.align import CommandTracker, Streams, image_array, missed_frames, task_kind, tolerances  # noqa: F401
+from robot_stack.data.align import CLOCK_JUMP_S, CommandTracker, Streams, image_array, missed_frames, task_kind, tolerances  # noqa: F401
 from robot_stack.errors import UserError
 from robot_stack.typed_config import field
 
@@ -239,7 +239,11 @@ def make_recorder():  # rclpy node, imported lazily
                 return
             s, fps = self.stats[name], self.profile.camera(name).fps
             if s.last_stamp is not None and self.episode is not None:
-                s.missing += missed_frames(stamp - s.last_stamp, fps)
+                gap = stamp - s.last_stamp
+                if gap > CLOCK_JUMP_S:
+                    self.get_logger().warning(f"{name}: capture stamps jumped by {gap:.0f} s (a restarted source or "
+                                              "another clock): not counted as missing frames")
+                s.missing += missed_frames(gap, fps)
             s.last_stamp = stamp
 
         def _sent(self, info: Any) -> float:
