@@ -114,3 +114,28 @@ def test_silent_servo_stops_the_node_with_one_line(spawn, tmp_path):
     lines = [line for line in out.splitlines() if "error" in line]
     assert lines and re.search(rf"servo 3 on {re.escape(port)} does not answer: check power, ID and baud rate", lines[-1])
     assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("on_stale", ["hold", "torque_off"])
+def test_a_stopped_driver_holds_or_relaxes_as_its_profile_says(ros, spawn, tmp_path, on_stale):
+    """SIGINT to servo_arm_node: ``on_stale: torque_off`` relaxes every servo on the way out, ``hold`` leaves
+    them holding their last goal."""
+    import signal
+
+    import yaml
+
+    profile_path = dynamixel_profile(tmp_path)
+    data = yaml.safe_load(profile_path.read_text())
+    data["control"]["on_stale"] = on_stale
+    profile_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    profile = load_profile(profile_path)
+    contract = Contract(profile)
+    received = ros.collect(contract.joint_states.type, contract.joint_states.name, contract.joint_states.qos)
+    node, _, status = start(spawn, str(profile_path), tmp_path)
+    latest_positions(ros, profile, received)
+    wait_for(lambda: all(v == 1 for v in read_status(status)["torque"].values()), 10, "torque on")
+    node.send_signal(signal.SIGINT)
+    assert node.wait(timeout=30) == 0
+    time.sleep(0.5)  # the emulator writes its status every 0.2 s
+    torque = set(read_status(status)["torque"].values())
+    assert torque == ({0} if on_stale == "torque_off" else {1}), torque

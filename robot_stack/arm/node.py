@@ -259,5 +259,12 @@ class ArmNode(Node):
         self.core.update(now)
 
     def close(self) -> None:
+        """Stop serving; a profile that relaxes on stale commands (``on_stale: torque_off``) relaxes now too:
+        a driver that stops is the stalest command source there is."""
         self.interface.close()
+        if self.profile.control.on_stale == "torque_off" and self.core.torque_on:
+            try:
+                self.backend.set_torque(False)
+            except Exception as err:  # noqa: BLE001 - the bus may be gone; closing goes on
+                self.get_logger().warning(f"could not relax the arm on exit: {err}")
         self.backend.close()
