@@ -114,3 +114,9 @@ def run_node(factory: Callable[[], Any]) -> None:
         stop.ignore_rest()
     sys.exit(code)
 
+
+def steady_clock():  # rclpy.clock.Clock, imported lazily
+    """A steady (monotonic) rclpy clock: timers on it keep running while sim time stands still."""
+    from rclpy.clock import Clock, ClockType
+
+    return Clock(clock_type=ClockType.STEADY_TIME)

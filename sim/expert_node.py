@@ -29,7 +29,7 @@ from rclpy.node import Node
 
 from robot_stack import convert
 from robot_stack.contract import Contract
-from robot_stack.node import run_node
+from robot_stack.node import run_node, steady_clock
 from robot_stack.node_options import read_options
 from robot_stack.profile import load_profile
 from robot_stack.typed_config import field
@@ -41,12 +41,6 @@ ACK_TIMEOUT = Duration(seconds=2.0)
 START_TRIES = 50
 """Policy periods to wait before the first episode for a recorder's episode/start service to appear, and to ask
 again while the recorder refuses (e.g. until its cameras stream), before acting unrecorded."""
-
-
-def rclpy_steady_clock():
-    from rclpy.clock import Clock, ClockType
-
-    return Clock(clock_type=ClockType.STEADY_TIME)
 
 
 def pose_rows(msg) -> np.ndarray:  # geometry_msgs/PoseArray
@@ -115,7 +109,7 @@ class ExpertNode(Node):
             self.sim_now, self.next_tick = None, None
             self.state_subs = list(self.subscriptions)
             self.create_subscription(Clock, "/clock", self._on_clock, 10)
-            self.create_timer(0.005, self._lockstep, clock=rclpy_steady_clock())  # service answers arrive any time
+            self.create_timer(0.005, self._lockstep, clock=steady_clock())  # service answers arrive any time
         else:
             self.create_timer(self.half_period, self._tick)
 

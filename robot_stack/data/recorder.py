@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_stack.data.align import CLOCK_JUMP_S, CommandTracker, Streams, image_array, missed_frames, task_kind, tolerances  # noqa: F401
+from robot_stack.data.align import CLOCK_JUMP_S, Streams, image_array, missed_frames, task_kind, tolerances
 from robot_stack.errors import UserError
 from robot_stack.typed_config import field
 
@@ -82,12 +82,6 @@ class StreamStats:
 LOCKSTEP_LEAD_S = 0.05
 """Lock-step: how far past the last time it announced the twin may run before the recorder has taken in its data
 (within the DDS history of every stream, so nothing is overwritten unread)."""
-
-
-def steady_clock():
-    from rclpy.clock import Clock, ClockType
-
-    return Clock(clock_type=ClockType.STEADY_TIME)
 
 
 @dataclass(frozen=True)
@@ -120,6 +114,7 @@ def make_recorder():  # rclpy node, imported lazily
     from robot_stack import convert
     from robot_stack.contract import Contract
     from robot_stack.data.store import EpisodeStore
+    from robot_stack.node import steady_clock
     from robot_stack.node_options import read_options
     from robot_stack.profile import load_profile
     from robot_stack.typed_config import to_dict
