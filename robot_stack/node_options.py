@@ -36,7 +36,7 @@ def read_options(node: Any, cls: type[T], defaults: T | None = None) -> T:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         descriptor = ParameterDescriptor(description=f.metadata.get("doc", ""), dynamic_typing=True)
         value = node.declare_parameter(f.name, default, descriptor).value
-        values[f.name] = _coerce(hints[f.name], value, f"{node.get_name()}: parameter {f.name!r}")
+        values[f.name] = _coerce(hints[f.name], value, node.get_name(), f.name)
     try:
         return cls(**values)
     except (ValueError, TypeError) as err:
@@ -52,12 +52,12 @@ def declare_options(node: Any, options: Any) -> None:
         node.declare_parameter(f.name, getattr(options, f.name), descriptor, ignore_override=True)
 
 
-def _coerce(kind: Any, value: Any, what: str) -> Any:
+def _coerce(kind: Any, value: Any, node_name: str, name: str) -> Any:
     """A parameter value as the field's type (launch files give numbers and strings loosely)."""
+    what = f"{node_name}: parameter {name!r}"
     if kind is Quoted:
         if isinstance(value, str):
             return value
-        name = what.split("'")[1] if "'" in what else "it"
         raise UserError(f"{what}: pass it as a string, e.g. {name}:=\"'{value}'\" (a bare number loses leading zeros)")
     if kind is str:
         return str(value)
