@@ -161,6 +161,18 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def describe_orphan(pid: int) -> None:
+    """Print what an orphan is and where it waits (its Python stacks, where py-spy is installed)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        cmdline = "?"
+    print(f"orphan {pid}: {cmdline}", file=sys.stderr, flush=True)
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if Path(spy).exists():
+        subprocess.run([spy, "dump", "--pid", str(pid)], stdout=sys.stderr, stderr=sys.stderr, timeout=30, check=False)
+
+
 def reap(pids: list[int], book: Book, wait_s: float = 15.0) -> None:
     """Processes of a killed run still alive after ``wait_s`` are orphans: count, then end them."""
     deadline = time.monotonic() + wait_s
@@ -169,6 +181,7 @@ def reap(pids: list[int], book: Book, wait_s: float = 15.0) -> None:
     for pid in pids:
         if alive(pid):
             book.orphans += 1
+            describe_orphan(pid)
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

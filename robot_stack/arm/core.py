@@ -311,12 +311,14 @@ class ArmCore:
         """Engage or release the latched e-stop; True when the state changed."""
         if on == self.safety.estopped:
             return False
-        if self.estop_store is not None:
-            self.estop_store.save(on, reason)  # durable before the stop is reported (and before a release acts)
+        if not on and self.estop_store is not None:
+            self.estop_store.save(False)  # durable before the release acts
         self.safety.set_estop(on, reason)
         self.hold_measured()
         if on and self.torque_on:
-            self._write(self.hold_target)  # now, not at the next control period
+            self._write(self.hold_target)  # the arm stops now, not at the next control period,
+        if on and self.estop_store is not None:
+            self.estop_store.save(True, reason)  # and the latch is durable (fsync) before the stop is reported
         self.log("error" if on else "info", f"E-STOP engaged ({reason}): holding position" if on else "e-stop released")
         return True
 
