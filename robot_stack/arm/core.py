@@ -33,11 +33,19 @@ from robot_stack.arm.kinematics import IKError, Kinematics
 from robot_stack.arm.safety import ArmSafety
 from robot_stack.profile import RobotProfile
 
-VERSION = "2"
+VERSION = "3"
 """Runtime-core behaviour version, recorded in sim sign-offs (bump when command execution changes)."""
 
-FLOOR_TOLERANCE = 5e-4
-"""m: outside a limit (an arm switched on below the floor, say), a step may move at most this much further out."""
+FLOOR_TOLERANCE = 1e-6
+"""m: outside a limit (an arm switched on below the floor, say), a step may move no further out (but this much,
+for rounding): it may move along or away from the limit."""
+
+MAX_SAG = 0.05
+"""m: the most by which the goals are kept above the floor for an arm that sits below them (gravity sag, lag)."""
+FLOOR_SPEED = 0.3
+"""m/s: the fastest the end effector's goal may approach the floor. The floor is checked on the goals; an arm
+that follows them late (fast motion, weak servos) overshoots by its speed times its lag, so the approach is
+capped well above what demonstrations use (the scripted experts descend at most 0.17 m/s)."""
 
 WORKSPACE_MARGIN = 0.005
 """m: Cartesian motions stop this far inside the workspace box."""
@@ -178,19 +186,25 @@ class ArmCore:
         """The workspace on the path (forward kinematics of every step): the end effector slows down towards
         the floor (any command) and, in a Cartesian motion, towards the workspace box (stopping
         ``WORKSPACE_MARGIN`` inside it): per control period it may close at most ``APPROACH_RATE`` of its
-        distance to them, and never move further out. The step is shortened to the longest part that keeps this."""
+        distance to them (and approach the floor at most ``FLOOR_SPEED``), and never move further out. The step is shortened to the longest part that keeps this."""
         ws = self.profile.workspace
         if self.kinematics is None or ws is None or np.array_equal(safe, self.command):
             return safe
         limits: list[Callable[[np.ndarray], float]] = []  # signed distances, > 0 on the allowed side
         if ws.floor is not None:
-            limits.append(lambda p: float(p[2] - ws.floor))
+            # the floor is kept by the measured arm, not only by its goals: an arm that sits below its goal
+            # (gravity sag, lag) has its goals kept that much higher
+            sag = float(np.clip(self._ee_at(self.command)[2] - self.kinematics.fk(self.reading.position[: self.n_arm])[0][2],
+                                0.0, MAX_SAG))
+            limits.append(lambda p: float(p[2] - ws.floor - sag))
         if isinstance(self.source, (PoseSource, TwistSource)):
             limits.append(lambda p: self.safety.inside_workspace(p, WORKSPACE_MARGIN))
         if not limits:
             return safe
         here = self._ee_at(self.command)
         bounds = [(1.0 - APPROACH_RATE) * d if d > 0 else d - FLOOR_TOLERANCE for d in (f(here) for f in limits)]
+        if ws.floor is not None and bounds[0] > 0:  # and towards the floor no faster than FLOOR_SPEED
+            bounds[0] = max(bounds[0], limits[0](here) - FLOOR_SPEED * self.profile.control_period)
 
         def fits(point: np.ndarray) -> bool:
             return all(f(point) >= b for f, b in zip(limits, bounds))
