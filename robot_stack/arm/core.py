@@ -186,7 +186,8 @@ class ArmCore:
         """The workspace on the path (forward kinematics of every step): the end effector slows down towards
         the floor (any command) and, in a Cartesian motion, towards the workspace box (stopping
         ``WORKSPACE_MARGIN`` inside it): per control period it may close at most ``APPROACH_RATE`` of its
-        distance to them (and approach the floor at most ``FLOOR_SPEED``), and never move further out. The step is shortened to the longest part that keeps this."""
+        distance to them (and approach the floor at most ``FLOOR_SPEED``), and never move further out. The step
+        is shortened to the longest part that keeps this."""
         ws = self.profile.workspace
         if self.kinematics is None or ws is None or np.array_equal(safe, self.command):
             return safe
@@ -194,17 +195,18 @@ class ArmCore:
         if ws.floor is not None:
             # the floor is kept by the measured arm, not only by its goals: an arm that sits below its goal
             # (gravity sag, lag) has its goals kept that much higher
-            sag = float(np.clip(self._ee_at(self.command)[2] - self.kinematics.fk(self.reading.position[: self.n_arm])[0][2],
-                                0.0, MAX_SAG))
+            measured = self.kinematics.fk(self.reading.position[: self.n_arm])[0]
+            sag = float(np.clip(self._ee_at(self.command)[2] - measured[2], 0.0, MAX_SAG))
             limits.append(lambda p: float(p[2] - ws.floor - sag))
         if isinstance(self.source, (PoseSource, TwistSource)):
             limits.append(lambda p: self.safety.inside_workspace(p, WORKSPACE_MARGIN))
         if not limits:
             return safe
-        here = self._ee_at(self.command)
-        bounds = [(1.0 - APPROACH_RATE) * d if d > 0 else d - FLOOR_TOLERANCE for d in (f(here) for f in limits)]
-        if ws.floor is not None and bounds[0] > 0:  # and towards the floor no faster than FLOOR_SPEED
-            bounds[0] = max(bounds[0], limits[0](here) - FLOOR_SPEED * self.profile.control_period)
+        here = self._ee_at(self.command)  # remembered: no second forward kinematics
+        distances = [f(here) for f in limits]
+        bounds = [(1.0 - APPROACH_RATE) * d if d > 0 else d - FLOOR_TOLERANCE for d in distances]
+        if ws.floor is not None and bounds[0] > 0:  # and towards the floor (limits[0]) no faster than FLOOR_SPEED
+            bounds[0] = max(bounds[0], distances[0] - FLOOR_SPEED * self.profile.control_period)
 
         def fits(point: np.ndarray) -> bool:
             return all(f(point) >= b for f, b in zip(limits, bounds))
