@@ -131,8 +131,9 @@ class _PlantBackend:
 
 def test_the_measured_arm_stays_above_the_floor_when_its_goals_dive_below_it():
     """Goals checked against the floor are not enough: a fast dive overshoots them and a stretched arm sags
-    below them (before: 24 mm below the floor at the median of these dives, 57 mm at worst; now 7 and 8 mm, what
-    a stretched arm held against a goal under the floor sags)."""
+    below them. Goals checked against the measured arm's height (24 mm below the floor at the median of these
+    dives, 57 mm at worst before) still let a servo that follows late coast on after its goal stops (7 and 8 mm);
+    with the arm's fall looked ahead and its goal raised while it is below: 0.2 mm above, 0.1 mm below."""
     from robot_stack.arm.core import ArmCore
     from robot_stack.arm.kinematics import Kinematics
     from robot_stack.drivers.servo.emulator import MujocoArm
@@ -163,7 +164,7 @@ def test_the_measured_arm_stays_above_the_floor_when_its_goals_dive_below_it():
         if heights[50] > 0.1:  # a start pose the servos can hold
             lowest.append(min(heights[50:]))
     floor = PROFILE.workspace.floor
-    assert np.median(lowest) > floor - 0.01 and min(lowest) > floor - 0.015, np.round(np.array(lowest) * 1000, 1)
+    assert np.median(lowest) > floor - 0.002 and min(lowest) > floor - 0.004, np.round(np.array(lowest) * 1000, 1)
 
 
 def test_a_stale_stream_holds_the_last_goal_without_a_jump(twin):

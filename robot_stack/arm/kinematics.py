@@ -64,8 +64,8 @@ class Kinematics:
         self.ee_site = profile.sim.ee_site
         joint_ids = [mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, n) for n in profile.joint_names]
         self.qpos_index = np.array([self.model.jnt_qposadr[j] for j in joint_ids])
-        arm_dofs = {int(self.model.jnt_dofadr[j]) for j in joint_ids}
-        self.frozen_dofs = [d for d in range(self.model.nv) if d not in arm_dofs]
+        self.arm_dofs = [int(self.model.jnt_dofadr[j]) for j in joint_ids]
+        self.frozen_dofs = [d for d in range(self.model.nv) if d not in self.arm_dofs]
         self.base_body = (
             mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, profile.sim.base_body) if profile.sim.base_body else 0
         )
@@ -95,6 +95,13 @@ class Kinematics:
         quat = np.zeros(4)
         mujoco.mju_mat2Quat(quat, rot.ravel())
         return pos, _xyzw(quat)
+
+    def jacobian(self, q_arm: np.ndarray) -> np.ndarray:
+        """Position Jacobian (3, n_arm) of the EE site in the base frame: d(position)/d(q_arm)."""
+        self._set_arm(np.asarray(q_arm, dtype=float))
+        jacp = np.zeros((3, self.model.nv))
+        mujoco.mj_jacSite(self.model, self.configuration.data, jacp, None, self.model.site(self.ee_site).id)
+        return self._base_pose()[1].T @ jacp[:, self.arm_dofs]
 
     def ik_step(self, q_arm: np.ndarray, position: np.ndarray, quat_xyzw: np.ndarray | None, dt: float) -> np.ndarray:
         """One differential-IK step of length ``dt`` from ``q_arm`` towards the base-frame pose."""

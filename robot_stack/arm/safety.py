@@ -28,6 +28,7 @@ class SafetyStats:
     rate_limited: int = 0
     clamped_workspace: int = 0
     slowed_at_workspace: int = 0
+    lifted_from_floor: int = 0
     ik_resets: int = 0
     stale_events: int = 0
 
