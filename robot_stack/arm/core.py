@@ -47,10 +47,10 @@ FLOOR_SPEED = 0.3
 that follows them late (fast motion, weak servos) overshoots by its speed times its lag, so the approach is
 capped well above what demonstrations use (the scripted experts descend at most 0.17 m/s)."""
 
-FALL_LOOKAHEAD = 0.08
-"""s: the floor is kept by where the measured arm will be this much later at its present downward speed: a
-servo that follows its goal late keeps going after the goal stops (12 dives to goals under the floor, the
-emulator's plant: 7 mm below the floor at the median without it, 0.1 mm with it)."""
+LOOKAHEAD = 0.08
+"""s: the floor and the workspace box are kept by where the measured arm will be this much later at its present
+speed: a servo that follows its goal late keeps going after the goal stops (12 dives to goals under the floor,
+the emulator's plant: 7 mm below the floor at the median without it, 0.1 mm with it)."""
 LIFT_GAIN = 0.1
 """Per control period, a measured arm below the floor has its goal raised by this share of the depth (an
 integral action: a higher gain against a servo's lag oscillates)."""
@@ -201,17 +201,17 @@ class ArmCore:
         if self.kinematics is None or ws is None:
             return safe
         limits: list[Callable[[np.ndarray], float]] = []  # signed distances, > 0 on the allowed side
+        q = self.reading.position[: self.n_arm]
+        velocity = self.kinematics.jacobian(q) @ self.reading.velocity[: self.n_arm]  # of the measured EE
         if ws.floor is not None:
             # the floor is kept by the measured arm, not only by its goals: an arm that sits below its goal
-            # (gravity sag, lag) has its goals kept that much higher
-            q = self.reading.position[: self.n_arm]
-            measured = self.kinematics.fk(q)[0][2]
-            falling = min(float(self.kinematics.jacobian(q)[2] @ self.reading.velocity[: self.n_arm]), 0.0)
-            measured += FALL_LOOKAHEAD * falling
+            # (gravity sag, lag) or is falling towards it has its goals kept that much higher
+            measured = self.kinematics.fk(q)[0][2] + LOOKAHEAD * min(float(velocity[2]), 0.0)
             sag = float(np.clip(self._ee_at(self.command)[2] - measured, 0.0, MAX_SAG))
             limits.append(lambda p: float(p[2] - ws.floor - sag))
-        if isinstance(self.source, (PoseSource, TwistSource)):
-            limits.append(lambda p: self.safety.inside_workspace(p, WORKSPACE_MARGIN))
+        if isinstance(self.source, (PoseSource, TwistSource)):  # the box shrunk by how far the arm coasts
+            margin = WORKSPACE_MARGIN + LOOKAHEAD * float(np.linalg.norm(velocity))
+            limits.append(lambda p: self.safety.inside_workspace(p, margin))
         if not limits:
             return safe
         if not np.array_equal(safe, self.command):
