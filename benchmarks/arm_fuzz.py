@@ -10,7 +10,8 @@ attempts on the e-stop topic) and ``--random`` randomly built messages of every 
 Meanwhile it records the bus (the emulator logs every goal it receives) and the joint states, and
 prints: out-of-limit bus writes (want 0), end-effector excursions outside the workspace box (want
 none beyond 5 mm), the e-stop delay while the node is flooded (want <= 2 control periods; the e-stop
-comes from an operator's participant of its own), the driver's state (alive, e-stop), and the e-stop
+comes from an operator's participant of its own), the longest gap in bus writes after a huge message
+(the driver's stall while it takes the message; an e-stop arriving then waits for it), the driver's state (alive, e-stop), and the e-stop
 state after the driver is killed and started again (want engaged).
 """
 
@@ -216,10 +217,11 @@ def go_home(session: Session) -> None:
     time.sleep(3.0)
 
 
-def estop_delay(session: Session, big) -> float:
+def estop_delay(session: Session, big) -> tuple[float, float]:
     """Seconds from the e-stop message to the last goal change on the bus, when the e-stop follows ``big`` (a
     message the driver rejects unparsed, from the fuzzing node) while a stream of valid commands moves the arm;
-    the e-stop comes from the operator's participant."""
+    the e-stop comes from the operator's participant. Also the longest gap between bus writes in the second
+    after: the driver's stall while it takes ``big`` (an e-stop that arrives during it waits that long)."""
     from std_msgs.msg import Bool, Float64MultiArray
     from std_srvs.srv import SetBool
 
@@ -243,11 +245,13 @@ def estop_delay(session: Session, big) -> float:
     time.sleep(0.3)
     log = session.bus()["goal_log"]
     changes = [t for (t, g), (_, prev) in zip(log[1:], log[:-1]) if g != prev and t >= sent]
+    writes = [t for t, _ in log if sent - 0.05 <= t <= sent + 1.0]
+    stall = max(np.diff(writes), default=0.0)
     client = session.node.create_client(SetBool, c.estop_service.name)
     client.wait_for_service(timeout_sec=20)
     future = client.call_async(SetBool.Request(data=False))
     session.wait(lambda: future.done() and not session.estop[-1], 20, "the release")
-    return (max(changes) - sent) if changes else 0.0
+    return ((max(changes) - sent) if changes else 0.0), float(stall)
 
 
 def main() -> None:
@@ -300,9 +304,11 @@ def main() -> None:
                            ("a 10M-value command", (c.joint_commands, next(m for t, m in messages
                             if t is c.joint_commands and len(m.data) == 10_000_000)))):
             print("phase:", label, flush=True)
-            delay = estop_delay(session, big)
+            delay, stall = estop_delay(session, big)
             rows.append((f"e-stop right after {label} (want <= 2 periods)",
                          f"{delay * 1000:.0f} ms = {delay / period:.1f} periods"))
+            rows.append(("  longest gap in bus writes after it (want <= 2 periods)",
+                         f"{stall * 1000:.0f} ms = {stall / period:.1f} periods"))
         session.publisher(c.estop).publish(__import__("std_msgs.msg", fromlist=["Bool"]).Bool(data=True))
         session.wait(lambda: session.estop and session.estop[-1], 10, "the e-stop")
         # restart: the e-stop is engaged now; kill the driver and start it again
