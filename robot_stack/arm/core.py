@@ -50,7 +50,7 @@ capped well above what demonstrations use (the scripted experts descend at most 
 LOOKAHEAD = 0.08
 """s: the floor and the workspace box are kept by where the measured arm will be this much later at its present
 speed: a servo that follows its goal late keeps going after the goal stops (12 dives to goals under the floor,
-the emulator's plant: 7 mm below the floor at the median without it, 0.1 mm with it)."""
+the emulator's plant: 7 mm below the floor at the median without it; with it and the lift, none more than 0.1 mm)."""
 LIFT_GAIN = 0.1
 """Per control period, a measured arm below the floor has its goal raised by this share of the depth (an
 integral action: a higher gain against a servo's lag oscillates)."""
