@@ -217,8 +217,11 @@ class ArmCore:
         if not np.array_equal(safe, self.command):
             safe = self._shortened(safe, limits)
         if ws.floor is not None and self.source is not None and not self.safety.estopped:
-            below = -limits[0](self._ee_at(safe))
-            if below > 0:  # raise the goal by what the arm sits below the floor (least-norm joint step)
+            goal = self._ee_at(safe)
+            below = -limits[0](goal)
+            # a goal above the floor whose arm sits below it (an arm switched on below the floor, with its goal
+            # there too, may move along the floor but is not raised): raise it by a share of the depth
+            if below > 0 and goal[2] >= ws.floor:
                 jz = self.kinematics.jacobian(safe[: self.n_arm])[2]
                 lifted = safe.copy()
                 lifted[: self.n_arm] += jz * (LIFT_GAIN * below) / (jz @ jz + 1e-6)
