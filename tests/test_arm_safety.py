@@ -167,6 +167,35 @@ def test_the_measured_arm_stays_above_the_floor_when_its_goals_dive_below_it():
     assert np.median(lowest) > floor - 0.002 and min(lowest) > floor - 0.004, np.round(np.array(lowest) * 1000, 1)
 
 
+def test_a_non_finite_velocity_reading_does_not_freeze_the_floor_check():
+    """The floor looks ahead with the measured velocities: a NaN among them is read as 0, not as a floor
+    distance of NaN that would stop every step."""
+    from robot_stack.arm.core import ArmCore
+    from robot_stack.arm.kinematics import Kinematics
+    from robot_stack.drivers.servo.emulator import MujocoArm
+
+    class NanVelocity(_PlantBackend):
+        def read(self, now=None):
+            reading = super().read(now)
+            reading.velocity[:] = np.nan
+            return reading
+
+    arm = MujocoArm(PROFILE)
+    core = ArmCore(PROFILE, NanVelocity(arm), Kinematics(PROFILE))
+    substeps, t = int(round(PROFILE.control_period / arm.model.opt.timestep)), 0.0
+    core.read(t)
+    core.hold_measured()
+    goal = core.reading.position[:5] + np.array([0.3, 0.0, 0.0, 0.0, 0.0])
+    for _ in range(100):
+        core.read(t)
+        core.positions(goal, t)
+        core.update(t)
+        for _ in range(substeps):
+            arm.step()
+        t += PROFILE.control_period
+    assert abs(core.command[0] - goal[0]) < 1e-6, core.command
+
+
 def test_a_stale_stream_holds_the_last_goal_without_a_jump(twin):
     core = twin.core
     q = core.command[:5].copy()

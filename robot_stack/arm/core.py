@@ -202,7 +202,8 @@ class ArmCore:
             return safe
         limits: list[Callable[[np.ndarray], float]] = []  # signed distances, > 0 on the allowed side
         q = self.reading.position[: self.n_arm]
-        velocity = self.kinematics.jacobian(q) @ self.reading.velocity[: self.n_arm]  # of the measured EE
+        qd = np.nan_to_num(self.reading.velocity[: self.n_arm], nan=0.0, posinf=0.0, neginf=0.0)  # a bad reading
+        velocity = self.kinematics.jacobian(q) @ qd  # of the measured end effector
         if ws.floor is not None:
             # the floor is kept by the measured arm, not only by its goals: an arm that sits below its goal
             # (gravity sag, lag) or is falling towards it has its goals kept that much higher
