@@ -10,8 +10,9 @@ attempts on the e-stop topic) and ``--random`` randomly built messages of every 
 Meanwhile it records the bus (the emulator logs every goal it receives) and the joint states, and
 prints: out-of-limit bus writes (want 0), end-effector excursions outside the workspace box (want
 none beyond 5 mm), the e-stop delay while the node is flooded (want <= 2 control periods; the e-stop
-comes from an operator's participant of its own), the longest gap in bus writes after a huge message
-(the driver's stall while it takes the message; an e-stop arriving then waits for it), the driver's state (alive, e-stop), and the e-stop
+comes from an operator's participant of its own, 0-0.3 s after a huge message, so some land while the
+driver takes it), the longest gap in bus writes after a huge message (the control loop's stall while
+the driver takes it), the driver's state (alive, e-stop), and the e-stop
 state after the driver is killed and started again (want engaged).
 """
 
@@ -217,10 +218,14 @@ def go_home(session: Session) -> None:
     time.sleep(3.0)
 
 
-def estop_delay(session: Session, big) -> tuple[float, float]:
+ESTOP_AFTER = (0.0, 0.05, 0.1, 0.2, 0.3)
+"""s: the e-stop is sent this long after the huge message (the driver takes it some time after the send)."""
+
+
+def estop_delay(session: Session, big, after: float) -> tuple[float, float]:
     """Seconds from the e-stop message to the last goal change on the bus, when the e-stop follows ``big`` (a
     message the driver rejects unparsed, from the fuzzing node) while a stream of valid commands moves the arm;
-    the e-stop comes from the operator's participant. Also the longest gap between bus writes in the second
+    the e-stop comes from the operator's participant ``after`` seconds after ``big``. Also the longest gap between bus writes in the second
     after: the driver's stall while it takes ``big`` (an e-stop that arrives during it waits that long)."""
     from std_msgs.msg import Bool, Float64MultiArray
     from std_srvs.srv import SetBool
@@ -235,6 +240,7 @@ def estop_delay(session: Session, big) -> tuple[float, float]:
         commands.publish(Float64MultiArray(data=[float(v) for v in q]))
         time.sleep(0.02)
     big_pub.publish(big[1])
+    time.sleep(after)
     sent = time.monotonic()
     stop.publish(Bool(data=True))
     for _ in range(25):  # the stream goes on after the stop
@@ -304,11 +310,11 @@ def main() -> None:
                            ("a 10M-value command", (c.joint_commands, next(m for t, m in messages
                             if t is c.joint_commands and len(m.data) == 10_000_000)))):
             print("phase:", label, flush=True)
-            delay, stall = estop_delay(session, big)
-            rows.append((f"e-stop right after {label} (want <= 2 periods)",
-                         f"{delay * 1000:.0f} ms = {delay / period:.1f} periods"))
-            rows.append(("  longest gap in bus writes after it (want <= 2 periods)",
-                         f"{stall * 1000:.0f} ms = {stall / period:.1f} periods"))
+            delays, stalls = zip(*(estop_delay(session, big, after) for after in ESTOP_AFTER))
+            rows.append((f"e-stop 0-0.3 s after {label}, worst of {len(ESTOP_AFTER)} (want <= 2 periods)",
+                         f"{max(delays) * 1000:.0f} ms = {max(delays) / period:.1f} periods"))
+            rows.append(("  longest gap in bus writes after it (the driver taking it)",
+                         f"{max(stalls) * 1000:.0f} ms = {max(stalls) / period:.1f} periods"))
         session.publisher(c.estop).publish(__import__("std_msgs.msg", fromlist=["Bool"]).Bool(data=True))
         session.wait(lambda: session.estop and session.estop[-1], 10, "the e-stop")
         # restart: the e-stop is engaged now; kill the driver and start it again

@@ -79,7 +79,9 @@ def run_node(factory: Callable[[], Any]) -> None:
     stop = StopSignals()
     apply_ros_environment()
     import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException
+
+    from robot_stack.bounded_take import BoundedExecutor
 
     # rclpy installs its SIGINT/SIGTERM handlers here, chained to ours: a signal shuts the context
     # down from rclpy's own thread and wakes the executor.
@@ -89,7 +91,7 @@ def run_node(factory: Callable[[], Any]) -> None:
     try:
         # Built before the node, while the context is surely valid (built on a context that a signal
         # has just shut down, it fails half-made and prints an ignored exception when collected).
-        executor = SingleThreadedExecutor()  # every node's callbacks are short and non-blocking
+        executor = BoundedExecutor()  # every node's callbacks are short and non-blocking
         if not stop.requested:  # a signal before rclpy's handlers existed is still a stop
             node = factory()
             executor.add_node(node)

@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 from rclpy.node import Node
 
-from robot_stack import convert
+from robot_stack import bounded_take, convert
 from robot_stack.arm.backend import ArmBackend, JointReading
 from robot_stack.arm.core import ArmCore, CommandError
 from robot_stack.arm.estop_store import EStopStore
+from robot_stack.bounded_take import BoundedExecutor
 from robot_stack.arm.kinematics import Kinematics
 from robot_stack.contract import Contract
 from robot_stack.convert import MessageError
@@ -66,7 +67,6 @@ class ArmInterface:
         # receive threads), spun by its own thread, so that nothing the control node receives or runs (a large
         # message, a slow backend) delays it
         import rclpy
-        from rclpy.executors import SingleThreadedExecutor
 
         self.estop_context = rclpy.Context()
         rclpy.init(args=[], context=self.estop_context)
@@ -74,7 +74,7 @@ class ArmInterface:
                                use_global_arguments=False, start_parameter_services=False)
         self._bounded(self.estop_node, c.estop, "estop", lambda msg: msg.data and self.set_estop(True, "estop topic"))
         c.service(self.estop_node, c.estop_service, self._on_estop_service)
-        self.estop_executor = SingleThreadedExecutor(context=self.estop_context)
+        self.estop_executor = BoundedExecutor(context=self.estop_context)
         self.estop_executor.add_node(self.estop_node)
         self.estop_thread = threading.Thread(target=self._spin_estop, name="estop", daemon=True)
         self.estop_thread.start()
@@ -94,16 +94,18 @@ class ArmInterface:
                 raise
 
     def _bounded(self, node: Node, topic, what: str, callback) -> None:
-        """Subscribe to ``topic`` raw: messages over ``MAX_MESSAGE_BYTES[what]`` are dropped unparsed."""
+        """Subscribe to ``topic`` raw: messages over ``MAX_MESSAGE_BYTES[what]`` are dropped unparsed (and,
+        under a ``BoundedExecutor``, never copied into Python: the take runs without the interpreter lock)."""
         from rclpy.serialization import deserialize_message
 
         limit = MAX_MESSAGE_BYTES[what]
 
-        def on_raw(data: bytes) -> None:
-            if len(data) > limit:
+        def on_raw(data: bytes | int) -> None:
+            size = data if isinstance(data, int) else len(data)
+            if size > limit:
                 self.oversized += 1
                 self.core.rejected += 1
-                self.log("error", f"rejected {what}: {len(data)} bytes (at most {limit}), not parsed")
+                self.log("error", f"rejected {what}: {size} bytes (at most {limit}), not parsed")
                 return
             try:
                 msg = deserialize_message(data, topic.type)
@@ -111,7 +113,7 @@ class ArmInterface:
                 return self._reject(what, err)
             callback(msg)
 
-        node.create_subscription(topic.type, topic.name, on_raw, topic.qos, raw=True)
+        bounded_take.limit(node.create_subscription(topic.type, topic.name, on_raw, topic.qos, raw=True), limit)
 
     def close(self) -> None:
         self.estop_executor.shutdown()
