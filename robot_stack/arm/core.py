@@ -198,7 +198,8 @@ class ArmCore:
         is shortened to the longest part that keeps this. While a command runs, a measured arm below the floor
         has its goal raised (within the velocity limits) until it is back."""
         ws = self.profile.workspace
-        if self.kinematics is None or ws is None:
+        cartesian = isinstance(self.source, (PoseSource, TwistSource))
+        if self.kinematics is None or ws is None or (ws.floor is None and not cartesian):
             return safe
         limits: list[Callable[[np.ndarray], float]] = []  # signed distances, > 0 on the allowed side
         q = self.reading.position[: self.n_arm]
@@ -210,11 +211,9 @@ class ArmCore:
             measured = self.kinematics.fk(q)[0][2] + LOOKAHEAD * min(float(velocity[2]), 0.0)
             sag = float(np.clip(self._ee_at(self.command)[2] - measured, 0.0, MAX_SAG))
             limits.append(lambda p: float(p[2] - ws.floor - sag))
-        if isinstance(self.source, (PoseSource, TwistSource)):  # the box shrunk by how far the arm coasts
+        if cartesian:  # the box shrunk by how far the arm coasts
             margin = WORKSPACE_MARGIN + LOOKAHEAD * float(np.linalg.norm(velocity))
             limits.append(lambda p: self.safety.inside_workspace(p, margin))
-        if not limits:
-            return safe
         if not np.array_equal(safe, self.command):
             safe = self._shortened(safe, limits)
         if ws.floor is not None and self.source is not None and not self.safety.estopped:

@@ -22,7 +22,6 @@ from robot_stack import bounded_take, convert
 from robot_stack.arm.backend import ArmBackend, JointReading
 from robot_stack.arm.core import ArmCore, CommandError
 from robot_stack.arm.estop_store import EStopStore
-from robot_stack.bounded_take import BoundedExecutor
 from robot_stack.arm.kinematics import Kinematics
 from robot_stack.contract import Contract
 from robot_stack.convert import MessageError
@@ -74,7 +73,7 @@ class ArmInterface:
                                use_global_arguments=False, start_parameter_services=False)
         self._bounded(self.estop_node, c.estop, "estop", lambda msg: msg.data and self.set_estop(True, "estop topic"))
         c.service(self.estop_node, c.estop_service, self._on_estop_service)
-        self.estop_executor = BoundedExecutor(context=self.estop_context)
+        self.estop_executor = bounded_take.BoundedExecutor(context=self.estop_context)
         self.estop_executor.add_node(self.estop_node)
         self.estop_thread = threading.Thread(target=self._spin_estop, name="estop", daemon=True)
         self.estop_thread.start()
