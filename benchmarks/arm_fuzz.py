@@ -129,7 +129,9 @@ class Session:
         self.profile = load_profile("so101")
         self.contract = Contract(self.profile)
         self.status = folder / "status.json"
-        self.emulator, self.port = start_emulator("so101", status_file=self.status)
+        # the emulated servos get a core when they need one, as hardware servos (their own chips) do, so
+        # that the delays measured on the bus are the driver's, not the emulator's wait for a core
+        self.emulator, self.port = start_emulator("so101", "--realtime-priority", "60", status_file=self.status)
         self.driver = self.start_driver()
         self.context = rclpy.Context()
         rclpy.init(context=self.context)

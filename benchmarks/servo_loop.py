@@ -5,8 +5,8 @@ servo-bus emulator runs in its own process (a pty, MuJoCo physics in real time) 
 runs either
 
 * ``backend``: ServoBusBackend read (one sync read) + write (one sync write) on a sleep-scheduled loop,
-* ``ArmNode``: the full servo_arm_node loop (rclpy timer: read, joint_states + ee_pose publish,
-  safety, write), spun by the same single-threaded executor the node uses.
+* ``ArmNode``: the full servo_arm_node loop (its control thread: read, joint_states + ee_pose publish,
+  safety, write), beside the executor that serves its topics, as in the node.
 
 Each figure is the median over ``--repeats`` runs. Usage:
 ``.venv/bin/python benchmarks/servo_loop.py [--seconds 3] [--repeats 3] [--rates 100 500]``
@@ -72,19 +72,11 @@ def node_loop(profile: RobotProfile, port: str, rate: float, seconds: float) -> 
     node = ArmNode(profile, backend, node_name="servo_arm_bench", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    ticks: list[float] = []
-    step = node.control_step
-
-    def timed_step() -> None:
-        ticks.append(time.monotonic())
-        step()
-
-    node.control_timer.callback = timed_step
     try:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.1)
-        stats = _stats(np.diff(ticks), 1.0 / rate)
+        stats = _stats(node.loop_stats.periods, 1.0 / rate)
         stats["retries"] = backend.stats.retries
         return stats
     finally:

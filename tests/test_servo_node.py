@@ -1,5 +1,6 @@
 """servo_arm_node end to end: emulator process + node process + this test, over real DDS."""
 
+import os
 import re
 import sys
 import time
@@ -142,3 +143,54 @@ def test_a_stopped_driver_holds_or_relaxes_as_its_profile_says(ros, spawn, tmp_p
     time.sleep(0.5)  # the emulator writes its status every 0.2 s
     torque = set(read_status(status)["torque"].values())
     assert torque == ({0} if on_stale == "torque_off" else {1}), torque
+
+
+def test_the_control_loop_runs_whatever_the_executor_does(spawn, tmp_path):
+    """``ArmNode`` reads and writes the bus from a control thread of its own, so a busy executor (taking an
+    80 MB command, a slow callback) stalls no control period. The worst case here: the node's executor never
+    spins at all, and the bus still gets a goal every period (counted on the emulator, not timed)."""
+    import rclpy
+
+    from robot_stack.arm.node import ArmNode
+    from robot_stack.drivers.servo.backend import ServoBusBackend
+
+    profile = load_profile("so101")
+    status = tmp_path / "status.json"
+    _, port = start_emulator("so101", status_file=status, popen=spawn)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = ArmNode(profile, ServoBusBackend(profile, port=port), node_name="arm_never_spun", context=context)
+    try:
+        time.sleep(0.5)
+        before = read_status(status)["sync_writes"]
+        time.sleep(1.0)
+        writes = read_status(status)["sync_writes"] - before  # 100 at 100 Hz; the file lags by up to 0.2 s
+        assert writes >= 50, f"{writes} bus writes in 1 s from a node whose executor never ran"
+    finally:
+        node.close()
+        node.destroy_node()
+        context.try_shutdown()
+
+
+def test_the_driver_runs_its_control_loop_and_e_stop_at_real_time_priority(ros, spawn, tmp_path):
+    """servo_arm_node's default ``thread_priority`` (50, as ros2_control's): the control thread under SCHED_FIFO
+    at 50, the e-stop's thread and its DDS participant's threads at 51, the command callbacks at 49."""
+    from robot_stack import realtime
+
+    if realtime.set_fifo(1) is not None:  # probe on this thread, then back to normal scheduling
+        pytest.skip("no permission for SCHED_FIFO on this machine")
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    profile = load_profile("so101")
+    contract = Contract(profile)
+    received = ros.collect(contract.joint_states.type, contract.joint_states.name, contract.joint_states.qos)
+    node, _, _ = start(spawn, "so101", tmp_path)
+    latest_positions(ros, profile, received)
+    priorities = []
+    for task in Path(f"/proc/{node.pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        policy, priority = int(fields[38]), int(fields[37])  # stat fields 41 and 40 (1-based, from the pid)
+        if policy == os.SCHED_FIFO:
+            priorities.append(priority)
+    assert priorities.count(50) == 1, priorities  # the control thread
+    assert priorities.count(49) == 1, priorities  # the thread that spins the node: commands
+    assert priorities.count(51) >= 3, priorities  # the e-stop's thread and its participant's receive threads

@@ -517,6 +517,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overload", type=_ids, default=(), help="servo IDs that report an overload error")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added delay before each reply, ms")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the fault injection")
+    parser.add_argument("--realtime-priority", type=int, default=0, metavar="N",
+                        help="serve and step at SCHED_FIFO priority N (1-99), like servos that do not share the "
+                             "computer's cores: for latency benchmarks on a loaded machine; 0 = normal scheduling")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -535,6 +538,12 @@ def run(args: argparse.Namespace) -> int:
     except UserError as err:
         print(f"servo_bus_emulator: error: {err}", file=sys.stderr)
         return 2
+    if args.realtime_priority:
+        from robot_stack.realtime import set_fifo
+
+        refused = set_fifo(args.realtime_priority)  # the bus and physics threads started next inherit it
+        if refused:
+            print(f"servo_bus_emulator: normal scheduling: {refused}", file=sys.stderr)
     port = emulator.open(args.link)
     print(json.dumps({"port": port, "protocol": emulator.protocol, "ids": list(emulator.servos)}), flush=True)
     try:
@@ -554,6 +563,8 @@ def _build(args: argparse.Namespace) -> ServoBusEmulator:
                                     if profile.hardware.calibration else None)
     if cal_path is None:
         raise UserError(f"robot {profile.name!r} has no hardware.calibration: pass --calibration")
+    if not 0 <= args.realtime_priority <= 99:
+        raise UserError(f"--realtime-priority must be 0 (normal scheduling) to 99, got {args.realtime_priority}")
     if not 0.0 <= args.corrupt <= 1.0:
         raise UserError(f"--corrupt must be a probability in [0, 1], got {args.corrupt}")
     faults = Faults(silent=args.silent, silent_after=args.silent_after, corrupt=args.corrupt,

@@ -11,6 +11,11 @@ e-stop, diagnostics) around a ServoBusBackend. Parameters:
   survives restarts: a driver that comes back (respawn, crash, reboot) starts stopped, with the
   servos' torque state read back (holding servos keep holding, relaxed ones stay relaxed), until
   ``estop/set`` releases it.
+* ``thread_priority`` (default 50, as ros2_control's): ``SCHED_FIFO`` priority of the control thread, with
+  the e-stop one above and the command callbacks one below, so that none of them waits for a core on a
+  loaded machine; 0 = normal scheduling.
+  Without the permission (root, ``CAP_SYS_NICE`` or an ``rtprio`` limit) the node logs one line and runs
+  with normal scheduling.
 
 A servo that does not answer stops the node with one line naming the servo and the port.
 """
@@ -34,6 +39,14 @@ class ServoArmOptions:
     retries: int = field("re-reads of a servo after a bad or missing status packet", default=3)
     estop_file: str = field("where the e-stop latch survives restarts ('' = per node under "
                             "$XDG_STATE_HOME/robot_stack/estop, 'none' = not kept)", default="")
+    thread_priority: int = field("SCHED_FIFO priority of the control loop, the e-stop one above, commands one "
+                                 "below (0 = normal scheduling; as ros2_control's, needs root, CAP_SYS_NICE or "
+                                 "an rtprio limit)",
+                                 default=50)
+
+    def __post_init__(self) -> None:
+        if self.thread_priority != 0 and not 2 <= self.thread_priority <= 98:
+            raise ValueError(f"thread_priority is {self.thread_priority}: use 2 to 98, or 0 (normal scheduling)")
 
 
 def make_node():
@@ -58,7 +71,8 @@ def make_node():
     backend = ServoBusBackend(profile, port=options.port or None, calibration=options.calibration or None,
                               retries=options.retries, torque_on=not stopped)
     try:
-        node = ArmNode(profile, backend, node_name=NODE_NAME, estop_store=store)
+        node = ArmNode(profile, backend, node_name=NODE_NAME, estop_store=store,
+                       thread_priority=options.thread_priority)
     except BaseException:
         backend.close()
         raise

@@ -4,12 +4,13 @@
 the measured joints), the latched ``estop/state`` and ``/diagnostics``, and turns every command
 topic (trajectory, forward command, gripper, Cartesian pose or twist) and the e-stop into
 ``ArmCore`` calls. Bad commands (unknown joints, NaN, wrong size or frame) are logged and never move
-the arm. It owns no loop: ``ArmNode`` (hardware) runs one on a timer at the control rate; the twin
-runs it on sim time.
+the arm. It owns no loop: ``ArmNode`` (hardware) runs one on a control thread at the control rate; the
+twin runs it on sim time.
 """
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections import deque
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 from rclpy.node import Node
 
-from robot_stack import bounded_take, convert
+from robot_stack import bounded_take, convert, realtime
 from robot_stack.arm.backend import ArmBackend, JointReading
 from robot_stack.arm.core import ArmCore, CommandError
 from robot_stack.arm.estop_store import EStopStore
@@ -67,6 +68,7 @@ class ArmInterface:
         # message, a slow backend) delays it
         import rclpy
 
+        before = realtime.native_threads()
         self.estop_context = rclpy.Context()
         rclpy.init(args=[], context=self.estop_context)
         self.estop_node = Node(f"{node.get_name()}_estop", namespace=node.get_namespace(), context=self.estop_context,
@@ -77,6 +79,8 @@ class ArmInterface:
         self.estop_executor.add_node(self.estop_node)
         self.estop_thread = threading.Thread(target=self._spin_estop, name="estop", daemon=True)
         self.estop_thread.start()
+        self.estop_threads = realtime.native_threads() - before
+        """Native ids of the e-stop's threads (its spinning thread and its participant's), for real-time priority."""
         self.publish_estop()
         self.extra_diagnostics: dict[str, Any] = {}
         """Callables name -> () -> dict merged into the diagnostics (backend, loop, twin)."""
@@ -209,6 +213,11 @@ class LoopStats:
         self._periods: deque[float] = deque(maxlen=2000)
         self._last: float | None = None
 
+    @property
+    def periods(self) -> np.ndarray:
+        """s: the last periods measured."""
+        return np.array(self._periods)
+
     def tick(self) -> None:
         t = time.monotonic()
         if self._last is not None:
@@ -227,11 +236,17 @@ class LoopStats:
 
 
 class ArmNode(Node):
-    """An arm on hardware: ``ArmCore`` around ``backend``, served on the contract, driven by a timer on the node clock."""
+    """An arm on hardware: ``ArmCore`` around ``backend``, served on the contract, driven on wall time by a
+    control thread of its own (as ros2_control's controller manager: read, update, write, sleep to the next
+    period), so that nothing the node's executor does (taking an 80 MB command, say) delays a control period."""
 
     def __init__(self, profile: RobotProfile, backend: ArmBackend, node_name: str = "arm", *,
-                 kinematics: Kinematics | None = None, estop_store: EStopStore | None = None, **node_kwargs):
-        """``estop_store``: where the e-stop latch survives restarts (see ``estop_store.default_path``)."""
+                 kinematics: Kinematics | None = None, estop_store: EStopStore | None = None,
+                 thread_priority: int = 0, **node_kwargs):
+        """``estop_store``: where the e-stop latch survives restarts (see ``estop_store.default_path``).
+        ``thread_priority`` > 1: ``SCHED_FIFO`` priorities (see ``robot_stack.realtime``): the control thread at
+        it, the e-stop's threads one above, and the calling thread (the one that spins this node: commands)
+        one below."""
         super().__init__(node_name, **node_kwargs)
         self.profile, self.backend = profile, backend
         if kinematics is None and profile.sim is not None:
@@ -242,8 +257,48 @@ class ArmNode(Node):
         backend_diag = getattr(backend, "diagnostics", None)
         if backend_diag is not None:
             self.interface.extra_diagnostics["backend"] = backend_diag
-        self.control_timer = self.create_timer(profile.control_period, self.control_step)
         self.create_timer(1.0, lambda: self.interface.publish_diagnostics(self.loop_stats()))
+        self._stopping = threading.Event()
+        self._failure: BaseException | None = None
+        self._failed = self.create_guard_condition(self._raise_failure)
+        if thread_priority > 1:
+            refused = (realtime.set_fifo(thread_priority + 1, self.interface.estop_threads)
+                       or realtime.set_fifo(thread_priority - 1))
+            if refused:
+                self.get_logger().warning(f"control loop and e-stop on normal scheduling: {refused}")
+                thread_priority = 0
+            else:
+                self.get_logger().info(f"real-time priority (SCHED_FIFO): e-stop {thread_priority + 1}, "
+                                       f"control loop {thread_priority}, commands {thread_priority - 1}")
+        gc.freeze()  # start-up's objects stay out of garbage collection passes: a pass in the loop is short
+        self.control_thread = threading.Thread(target=self._control_loop, args=(thread_priority,),
+                                               name="control", daemon=True)
+        self.control_thread.start()
+
+    def _control_loop(self, priority: int) -> None:
+        """Every control period until ``close``; a period that overruns starts the next one at once (no burst
+        of catch-up periods). An error stops the node through its executor (``_raise_failure``)."""
+        if priority > 1:
+            realtime.set_fifo(priority)
+        period = self.profile.control_period
+        deadline = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                self.control_step()
+                deadline += period
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                else:
+                    deadline = time.monotonic()
+        except BaseException as err:  # noqa: BLE001 - handed to the executor's thread, raised there
+            if not self._stopping.is_set() and self.context.ok():  # else: the node is shutting down
+                self._failure = err
+                self._failed.trigger()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
 
     @property
     def safety(self):
@@ -262,6 +317,9 @@ class ArmNode(Node):
     def close(self) -> None:
         """Stop serving; a profile that relaxes on stale commands (``on_stale: torque_off``) relaxes now too:
         a driver that stops is the stalest command source there is."""
+        self._stopping.set()
+        if self.control_thread is not threading.current_thread():
+            self.control_thread.join(timeout=2.0)
         self.interface.close()
         if self.profile.control.on_stale == "torque_off" and self.core.torque_on:
             try:
