@@ -14,6 +14,10 @@ comes from an operator's participant of its own, 0-0.3 s after a huge message, s
 driver takes it), the longest gap in bus writes after a huge message (the control loop's stall while
 the driver takes it), the driver's state (alive, e-stop), and the e-stop
 state after the driver is killed and started again (want engaged).
+
+The driver runs with its default ``thread_priority`` (50, SCHED_FIFO where permitted; ``--thread-priority 0``
+for normal scheduling), and the emulator at real-time priority 60: real servos compute on chips of their
+own, so a delay seen on the bus is the driver's, not the emulator's wait for a core.
 """
 
 from __future__ import annotations
@@ -115,7 +119,7 @@ def hostile_messages(contract, profile, rng: np.random.Generator, random_count: 
 class Session:
     """The emulator, the driver and an rclpy node watching and commanding them."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, thread_priority: int = 50):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
@@ -128,6 +132,7 @@ class Session:
         self.env = ros_environment({**os.environ, "XDG_STATE_HOME": str(folder / "state")})
         self.profile = load_profile("so101")
         self.contract = Contract(self.profile)
+        self.thread_priority = thread_priority
         self.status = folder / "status.json"
         # the emulated servos get a core when they need one, as hardware servos (their own chips) do, so
         # that the delays measured on the bus are the driver's, not the emulator's wait for a core
@@ -157,7 +162,8 @@ class Session:
 
     def start_driver(self) -> subprocess.Popen:
         node = str(Path(sys.executable).parent / "servo_arm_node")
-        return subprocess.Popen([node, "--ros-args", "-p", "robot:=so101", "-p", f"port:={self.port}"],
+        return subprocess.Popen([node, "--ros-args", "-p", "robot:=so101", "-p", f"port:={self.port}",
+                                 "-p", f"thread_priority:={self.thread_priority}"],
                                 env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)
 
@@ -274,10 +280,12 @@ def main() -> None:
     parser.add_argument("--random", type=int, default=2000, help="random messages after the known hostile ones")
     parser.add_argument("--rate", type=float, default=200.0, help="messages per second")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--thread-priority", type=int, default=50,
+                        help="the driver's thread_priority (SCHED_FIFO; 0 = normal scheduling)")
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="arm_fuzz_"))
-    session = Session(folder)
+    session = Session(folder, args.thread_priority)
     rows = []
     try:
         profile, c = session.profile, session.contract
@@ -341,8 +349,8 @@ def main() -> None:
     finally:
         session.close()
     load = os.getloadavg()[0]
-    table = Table("check", "result", title=f"arm_fuzz: servo_arm_node on the emulator (load {load:.1f}, "
-                                           f"{os.cpu_count()} cores)")
+    table = Table("check", "result", title=f"arm_fuzz: servo_arm_node on the emulator (thread_priority "
+                                           f"{args.thread_priority}; load {load:.1f}, {os.cpu_count()} cores)")
     for row in rows:
         table.add_row(*row)
     Console().print(table)
