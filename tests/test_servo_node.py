@@ -194,3 +194,11 @@ def test_the_driver_runs_its_control_loop_and_e_stop_at_real_time_priority(ros, 
     assert priorities.count(50) == 1, priorities  # the control thread
     assert priorities.count(49) == 1, priorities  # the thread that spins the node: commands
     assert priorities.count(51) >= 3, priorities  # the e-stop's thread and its participant's receive threads
+
+
+def test_a_thread_priority_out_of_range_is_one_line(spawn):
+    node = spawn([*NODE, "--ros-args", "-p", "thread_priority:=99"], env=ros_environment())
+    out, _ = node.communicate(timeout=60)
+    assert node.returncode == 2
+    assert out.strip().splitlines()[-1].endswith("thread_priority is 99: use 2 to 98, or 0 (normal scheduling)"), out
+    assert "Traceback" not in out
