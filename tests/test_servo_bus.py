@@ -226,6 +226,17 @@ def test_wrong_model_and_missing_port_are_one_line_errors(emulator, tmp_path):
         ServoBusBackend(load_profile("so101"), port="/dev/ttyNOPE")
 
 
+
+def test_an_emulator_realtime_priority_out_of_range_is_one_line():
+    import subprocess
+
+    from robot_stack.drivers.servo.testing import EMULATOR
+
+    result = subprocess.run([*EMULATOR, "--realtime-priority", "120"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("servo_bus_emulator: error: --realtime-priority must be 0 (normal scheduling) "
+                                     "to 99, got 120"), result.stderr
+
 def test_dynamixel_bulk_read_and_broadcast_ping(clean):
     if clean.profile.hardware.backend != "dynamixel":
         pytest.skip("bulk read and broadcast ping are Protocol 2.0 instructions")

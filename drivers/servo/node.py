@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from robot_stack.node import run_node
+from robot_stack.realtime import DEFAULT_PRIORITY
 from robot_stack.node_options import declare_options, read_options_before
 from robot_stack.typed_config import field
 
@@ -42,7 +43,7 @@ class ServoArmOptions:
     thread_priority: int = field("SCHED_FIFO priority of the control loop, the e-stop one above, commands one "
                                  "below (0 = normal scheduling; as ros2_control's, needs root, CAP_SYS_NICE or "
                                  "an rtprio limit)",
-                                 default=50)
+                                 default=DEFAULT_PRIORITY)
 
     def __post_init__(self) -> None:
         if self.thread_priority != 0 and not 2 <= self.thread_priority <= 98:
