@@ -148,9 +148,12 @@ def test_a_stopped_driver_holds_or_relaxes_as_its_profile_says(ros, spawn, tmp_p
 def test_the_control_loop_runs_whatever_the_executor_does(spawn, tmp_path):
     """``ArmNode`` reads and writes the bus from a control thread of its own, so a busy executor (taking an
     80 MB command, a slow callback) stalls no control period. The worst case here: the node's executor never
-    spins at all, and the bus still gets a goal every period (counted on the emulator, not timed)."""
+    spins at all, and the bus still gets a goal every period (counted on the emulator, not timed). The node
+    also shortens the interpreter lock's slices (``realtime.GIL_SWITCH_INTERVAL``): a woken e-stop thread waits
+    at most that long for each Python thread ahead of it."""
     import rclpy
 
+    from robot_stack import realtime
     from robot_stack.arm.node import ArmNode
     from robot_stack.drivers.servo.backend import ServoBusBackend
 
@@ -159,8 +162,10 @@ def test_the_control_loop_runs_whatever_the_executor_does(spawn, tmp_path):
     _, port = start_emulator("so101", status_file=status, popen=spawn)
     context = rclpy.Context()
     rclpy.init(context=context)
+    interval = sys.getswitchinterval()
     node = ArmNode(profile, ServoBusBackend(profile, port=port), node_name="arm_never_spun", context=context)
     try:
+        assert sys.getswitchinterval() == realtime.GIL_SWITCH_INTERVAL < interval
         time.sleep(0.5)
         before = read_status(status)["sync_writes"]
         time.sleep(1.0)
@@ -170,6 +175,7 @@ def test_the_control_loop_runs_whatever_the_executor_does(spawn, tmp_path):
         node.close()
         node.destroy_node()
         context.try_shutdown()
+        sys.setswitchinterval(interval)
 
 
 def test_the_driver_runs_its_control_loop_and_e_stop_at_real_time_priority(ros, spawn, tmp_path):

@@ -11,6 +11,7 @@ twin runs it on sim time.
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 import time
 from collections import deque
@@ -270,6 +271,7 @@ class ArmNode(Node):
             else:
                 self.get_logger().info(f"real-time priority (SCHED_FIFO): e-stop {thread_priority + 1}, "
                                        f"control loop {thread_priority}, commands {thread_priority - 1}")
+        sys.setswitchinterval(realtime.GIL_SWITCH_INTERVAL)  # the e-stop's wait for the interpreter lock
         gc.freeze()  # start-up's objects stay out of garbage collection passes: a pass in the loop is short
         self.control_thread = threading.Thread(target=self._control_loop, args=(thread_priority,),
                                                name="control", daemon=True)
