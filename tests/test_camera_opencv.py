@@ -95,16 +95,20 @@ def test_file_replay_publishes_paced_stamped_rgb_with_camera_info(ros, spawn, tm
 
     numbers = [frame_number(image_to_array(m)) for m in msgs]
     stamps = np.array([to_sec(m.header.stamp) for m in msgs])
-    # frames arrive in order, across the loop's wrap 29 -> 0, and their stamps keep the file's timing
-    steps = (np.diff(numbers) - 1) % 30 + 1  # frames advanced (DDS may drop one under heavy load)
-    assert np.mean(steps == 1) > 0.9, numbers
-    assert np.allclose(np.diff(stamps), steps / FPS, atol=2e-3), np.diff(stamps)
-    # stamps are wall-clock capture times and the replay is paced at the file's rate
+    # each stamp is on the file's 1/FPS grid and names the frame it carries (across the loop's wrap 29 -> 0);
+    # image topics are best-effort, so a busy subscriber loses some (in CI: bursts of 15 in a row)
+    advanced = np.round(np.diff(stamps) * FPS).astype(int)
+    assert np.allclose(np.diff(stamps), advanced / FPS, atol=2e-3) and np.all(advanced >= 1), np.diff(stamps) * FPS
+    mismatched = np.flatnonzero((np.diff(numbers) - advanced) % 30)
+    assert mismatched.size == 0, [(numbers[i:i + 2], advanced[i]) for i in mismatched]
+    assert np.mean(advanced == 1) > 0.5, numbers
+    # stamps are wall-clock capture times and the replay is paced at the file's rate: the stamps advance as
+    # fast as the wall clock between the first and last message received
     received = np.array([t for t, _ in images])
     wall = received - time.monotonic() + time.time()
     assert np.all(np.abs(wall - stamps) < 1.0)
-    rate = (len(received) - 1) / (received[-1] - received[0])
-    assert 20 < rate < 40, f"replay rate {rate:.1f} Hz, expected ~{FPS}"
+    pace = (stamps[-1] - stamps[0]) / (received[-1] - received[0])
+    assert 0.8 < pace < 1.25, f"replay at {pace:.2f}x the file's rate, expected 1"
 
     info = infos[-1][1]
     assert np.allclose(info.k, calib.K.ravel()) and np.allclose(info.d, calib.D)
