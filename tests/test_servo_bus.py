@@ -226,7 +226,6 @@ def test_wrong_model_and_missing_port_are_one_line_errors(emulator, tmp_path):
         ServoBusBackend(load_profile("so101"), port="/dev/ttyNOPE")
 
 
-
 def test_an_emulator_realtime_priority_out_of_range_is_one_line():
     import subprocess
 
@@ -236,6 +235,7 @@ def test_an_emulator_realtime_priority_out_of_range_is_one_line():
     assert result.returncode == 2
     assert result.stderr.strip() == ("servo_bus_emulator: error: --realtime-priority must be 0 (normal scheduling) "
                                      "to 99, got 120"), result.stderr
+
 
 def test_dynamixel_bulk_read_and_broadcast_ping(clean):
     if clean.profile.hardware.backend != "dynamixel":

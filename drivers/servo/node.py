@@ -25,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from robot_stack.node import run_node
-from robot_stack.realtime import DEFAULT_PRIORITY
 from robot_stack.node_options import declare_options, read_options_before
+from robot_stack.realtime import DEFAULT_PRIORITY
 from robot_stack.typed_config import field
 
 NODE_NAME = "servo_arm"

@@ -247,7 +247,8 @@ class ArmNode(Node):
         """``estop_store``: where the e-stop latch survives restarts (see ``estop_store.default_path``).
         ``thread_priority`` > 1: ``SCHED_FIFO`` priorities (see ``robot_stack.realtime``): the control thread at
         it, the e-stop's threads one above, and the calling thread (the one that spins this node: commands)
-        one below."""
+        one below. Sets the process's interpreter-lock slice to ``realtime.GIL_SWITCH_INTERVAL``: the driver
+        owns its process."""
         super().__init__(node_name, **node_kwargs)
         self.profile, self.backend = profile, backend
         if kinematics is None and profile.sim is not None:
