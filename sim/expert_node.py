@@ -109,7 +109,7 @@ class ExpertNode(Node):
             self.sim_now, self.next_tick = None, None
             self.state_subs = list(self.subscriptions)
             self.create_subscription(Clock, "/clock", self._on_clock, 10)
-            self.create_timer(0.005, self._lockstep, clock=steady_clock())  # service answers arrive any time
+            self.create_timer(0.05, self._lockstep, clock=steady_clock())  # a fallback: answers call it (_call)
         else:
             self.create_timer(self.half_period, self._tick)
 
@@ -161,6 +161,8 @@ class ExpertNode(Node):
 
     def _call(self, client) -> None:
         self.pending = client.call_async(client.srv_type.Request())
+        if self.lockstep:  # the scene holds for the answer: act on it as soon as it arrives
+            self.pending.add_done_callback(lambda _: self._lockstep())
 
     def _recorder(self, name: str):
         client = self.episode_clients[name]

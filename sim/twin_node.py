@@ -42,6 +42,9 @@ its stamps then jump to the wall clock again, so they stay comparable with other
 ACK_TIMEOUT = Duration(seconds=2.0)
 ANNOUNCE_EVERY_S = 0.5
 GATE_EXPIRY_S = 5.0
+LOCKSTEP_POLL_S = 0.02
+"""Lock-step as fast as possible: a gate message advances the twin at once; the timer is only a fallback
+(a 1 ms poll spent a quarter of the twin's CPU in the executor, on 2 cores taken from rendering)."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,8 @@ class TwinNode(Node):
         self._publish(self.runtime.sense())
         self._reanchor()
         period = profile.control_period if self.realtime_factor > 0 else 0.0
-        self.tick_timer = self.create_timer(period / max(self.realtime_factor, 1.0) if period else 0.001, self._advance)
+        poll = LOCKSTEP_POLL_S if self.lockstep else 0.001
+        self.tick_timer = self.create_timer(period / max(self.realtime_factor, 1.0) if period else poll, self._advance)
         pace = ("real time" if not self.publish_clock else f"x{self.realtime_factor:g} with /clock"
                 if self.realtime_factor > 0 else "as fast as possible with /clock")
         self.get_logger().info(f"twin: {profile.name}, task {options.task or 'none'}, cameras "
@@ -185,6 +189,7 @@ class TwinNode(Node):
         gate = self.gate
         if gate is not None and self.runtime.now < gate - 1e-6:
             self.at_gate = False
+            self._advance()  # at once: the tick timer only polls (see LOCKSTEP_POLL_S)
 
     def _sensor_publishers(self) -> list:
         pubs = [self.interface.joint_state_pub, self.interface.ee_pose_pub]

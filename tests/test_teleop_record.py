@@ -91,3 +91,28 @@ def test_expert_demonstrations_are_recorded_through_the_launch_file(ros, tmp_pat
     raw_deg, best_deg, shift = np.array(gaps).T
     assert np.median(raw_deg) < 1.5 and np.median(best_deg) < 1.0 and best_deg.min() < 0.3, gaps
     assert np.all(np.abs(shift) <= 0.015), gaps  # within a control tick: the sampling phase
+
+
+def test_lock_step_recording_keeps_every_frame_of_two_cameras(ros, tmp_path: Path) -> None:
+    """``sim_time:=true``: the twin on sim time waits for the expert and the recorder, so two cameras at
+    their full rate reach the store with no late and no missing frame, and every save is answered
+    (the recorder polls its tick on the wall clock: on sim time, a twin holding for the save stopped it)."""
+    base = load_profile("so101")
+    cameras = tuple(dataclasses.replace(base.camera(n), width=64, height=48) for n in ("front", "wrist"))  # 30 fps
+    profile_yaml = tmp_path / "so101_small.yaml"
+    profile_yaml.write_text(yaml.safe_dump(to_dict(dataclasses.replace(base, cameras=cameras))))
+    dataset, episodes = tmp_path / "demos.zarr", 3
+    args = {"device": "expert", "episodes": str(episodes), "dataset": str(dataset), "robot": str(profile_yaml),
+            "task": "pick_cube", "cameras": "front,wrist", "sim_time": "true"}
+    log_path = tmp_path / "launch.log"
+    with open(log_path, "w") as log, LaunchRunner(share_dir() / "launch" / "teleop.launch.xml", args, stdout=log, stderr=log):
+        wait_for(lambda: "[recorder]: saved episode 2 " in log_path.read_text(), 240, f"{episodes} saved episodes ({log_path})")
+    store = EpisodeStore(dataset)
+    assert store.n_episodes == episodes
+    for i in range(episodes):
+        info, ep = store.episodes[i], store.episode(i)
+        assert sum(info.late_frames.values()) == 0 and sum(info.missing_frames.values()) == 0, (info.late_frames, info.missing_frames)
+        assert set(info.missing_frames) == {"front", "wrist"} and info.extra["dropped_steps"] == 0
+        for camera in ("front", "wrist"):  # each step shows the newest frame at or before it, on the 30 fps grid
+            lag = ep["timestamp"] - ep[f"{camera}_stamp"]
+            assert np.all(lag >= -1e-9) and np.all(lag < 1 / 30 + 1e-6), (camera, lag)

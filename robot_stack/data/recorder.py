@@ -177,8 +177,10 @@ def make_recorder():  # rclpy node, imported lazily
             for name, handler in (("start", self._start), ("save", self._save), ("discard", self._discard)):
                 srv = c.episode_services[name]
                 self.create_service(srv.type, srv.name, handler, callback_group=self._services_group)
-            self.create_timer(min(0.02, 0.5 / self.rate), self._tick)
+            # polled on the wall clock: on sim time a twin that holds for a save (lock-step) would stop it
+            self.create_timer(min(0.02, 0.5 / self.rate), self._tick, clock=steady_clock())
             self.lockstep = options.lockstep
+            self.drained = 0.0  # lock-step: sim time up to which every published message is in the streams
             if self.lockstep:  # the twin on sim time waits until the recorder took in what it published
                 from rosgraph_msgs.msg import Clock
 
@@ -271,7 +273,8 @@ def make_recorder():  # rclpy node, imported lazily
             from robot_stack.policies.observations import drain
 
             drain(self.data_subs)  # every message the twin published up to this time is in the streams
-            self.gate = convert.to_sec(msg.clock) + LOCKSTEP_LEAD_S
+            self.drained = convert.to_sec(msg.clock)
+            self.gate = self.drained + LOCKSTEP_LEAD_S
             self._publish_gate()
 
         def _publish_gate(self) -> None:
@@ -281,12 +284,13 @@ def make_recorder():  # rclpy node, imported lazily
 
         # -- the tick ------------------------------------------------------------------------------
         def _tick(self, horizon: float | None = None) -> None:
-            """Assemble every tick older than ``latency_s`` (or up to ``horizon``).
+            """Assemble every tick older than ``latency_s`` (lock-step: up to the last drained clock; or up to ``horizon``).
 
             Ended episodes are finished (their last ticks, then the commit or discard) before the
             next episode's first step is queued, so the writer sees one episode at a time.
             """
-            horizon = self._now() - self.latency if horizon is None else horizon
+            if horizon is None:  # lock-step: the twin holds until the recorder drained, so no latency to wait for
+                horizon = self.drained if self.lockstep else self._now() - self.latency
             while self.ending:
                 ep = self.ending[0]
                 self._begin(ep)
