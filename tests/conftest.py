@@ -110,3 +110,20 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen]]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def small_camera_profile(tmp_path, front_roi=None, name="so101_small.yaml"):
+    """so101 with 32x24 cameras (the synthetic store's frames, ``write_store``), no region of interest but an
+    optional one on front: the shipped profile's regions are pixels of its 640x480 cameras."""
+    import yaml
+
+    data = yaml.safe_load((REPO / "config" / "robots" / "so101.yaml").read_text())
+    for cam in data["cameras"]:
+        cam.update(width=32, height=24)
+        cam.pop("roi", None)
+    if front_roi is not None:
+        data["cameras"][0]["roi"] = list(front_roi)
+    data["hardware"]["calibration"] = None
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from robot_stack.policies.diffusion.synthetic import write_store
+from conftest import small_camera_profile
 
 
 def _losses(run) -> list[float]:
@@ -20,6 +21,7 @@ def _losses(run) -> list[float]:
 def test_ddp_two_processes_match_single_process(tmp_path):
     store = write_store(tmp_path / "demos.zarr", n_episodes=3, length=20, cameras=("front",), image_hw=(24, 32))
     args = ["-m", "robot_stack.cli", "train", "diffusion", "--data", str(store), "--preset", "tiny",
+            "--robot", str(small_camera_profile(tmp_path)),
             "--steps", "6", "--batch-size", "8", "--val-every", "100", "--log-every", "1", "--no-progress", "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single = tmp_path / "single"

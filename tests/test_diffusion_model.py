@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -205,7 +207,9 @@ def test_checkpoint_round_trip_and_profile_mismatch(tmp_path):
     policy.normalizer.fit({"joint_pos": np.random.default_rng(0).uniform(-2, 2, (50, 6)),
                            "action": np.random.default_rng(1).uniform(-2, 2, (50, 6))})
     ckpt.save_checkpoint(tmp_path / "c", policy, step=7)
-    loaded = ckpt.load_policy(tmp_path / "c", profile=load_profile("so101"))
+    so101 = load_profile("so101")  # the policy crops nothing: so101 with its cameras uncropped
+    so101 = dataclasses.replace(so101, cameras=tuple(dataclasses.replace(c, roi=None) for c in so101.cameras))
+    loaded = ckpt.load_policy(tmp_path / "c", profile=so101)
     a = policy.predict_action(image_obs(), generator=torch.Generator().manual_seed(5))
     b = loaded.predict_action(image_obs(), generator=torch.Generator().manual_seed(5))
     assert torch.equal(a, b)

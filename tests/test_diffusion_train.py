@@ -14,6 +14,7 @@ from robot_stack.policies.diffusion import dataset as ds
 from robot_stack.policies.diffusion.config import preset, replace
 from robot_stack.policies.diffusion.synthetic import write_store
 from robot_stack.policies.diffusion.train import EMA, RunOptions, lr_factor, train
+from conftest import small_camera_profile
 
 torch.set_num_threads(1)
 
@@ -72,14 +73,15 @@ def test_cli_train_resume_and_finetune(tmp_path, capsys):
     hil = write_store(tmp_path / "hil.zarr", n_episodes=2, length=20, cameras=("front", "wrist"), image_hw=(24, 32),
                       seed=5, intervention_every=4)
     run = tmp_path / "runs" / "a"
+    so101 = str(small_camera_profile(tmp_path))  # the store's 32x24 frames: the shipped regions do not fit them
     common = ["--preset", "tiny", "--batch-size", "8", "--no-progress", "--device", "cpu"]
     assert cli_main(["train", "diffusion", "--data", str(demos), "--out", str(run), "--steps", "6",
-                     "--val-every", "3", "--ckpt-every", "3", *common]) == 0
+                     "--val-every", "3", "--ckpt-every", "3", "--robot", so101, *common]) == 0
     saved = json.loads((run / "run.json").read_text())
-    assert saved["config"]["obs"]["image_keys"] == ["front_image", "wrist_image"] and saved["robot"] == "so101"
+    assert saved["config"]["obs"]["image_keys"] == ["front_image", "wrist_image"] and saved["robot"] == "so101"  # the profile's name
     assert [m["step"] for m in metrics(run)] == [3, 6]  # validation steps and the last one
     assert all(m["val_loss"] is not None for m in metrics(run))
-    assert cli_main(["train", "diffusion", "--out", str(run), "--resume", "--steps", "9", "--no-progress"]) == 0
+    assert cli_main(["train", "diffusion", "--out", str(run), "--resume", "--steps", "9", "--robot", so101, "--no-progress"]) == 0
     assert [m["step"] for m in metrics(run)] == [3, 6, 9]
     assert json.loads((run / "checkpoints" / "latest" / "config.json").read_text())["step"] == 9
     # an existing run is not overwritten by accident
@@ -88,7 +90,7 @@ def test_cli_train_resume_and_finetune(tmp_path, capsys):
 
     ft = tmp_path / "runs" / "ft"
     assert cli_main(["train", "diffusion", "--data", str(demos), "--interventions", str(hil), "--finetune",
-                     str(run / "checkpoints" / "latest"), "--out", str(ft), "--steps", "3", *common]) == 0
+                     str(run / "checkpoints" / "latest"), "--out", str(ft), "--steps", "3", "--robot", so101, *common]) == 0
     base = ckpt.load_policy(run / "checkpoints" / "latest")
     tuned = ckpt.load_policy(ft / "checkpoints" / "latest")
     assert base.normalizer.stats() == tuned.normalizer.stats()  # normaliser kept from the checkpoint

@@ -18,23 +18,10 @@ from robot_stack.policies.diffusion.policy import DiffusionPolicy
 from robot_stack.policies.diffusion.synthetic import write_store
 from robot_stack.policies.diffusion.vision import color_jitter, jitter_factors
 from robot_stack.profile import load_profile
-from conftest import REPO
+from conftest import REPO, small_camera_profile
 
 torch.set_num_threads(1)
 SO101 = REPO / "config" / "robots" / "so101.yaml"
-
-
-def small_camera_profile(tmp_path, front_roi=None, name="so101_small.yaml"):
-    """so101 with 32x24 cameras (the synthetic store's frames) and an optional region of interest on front."""
-    data = yaml.safe_load(SO101.read_text())
-    for cam in data["cameras"]:
-        cam.update(width=32, height=24)
-    if front_roi is not None:
-        data["cameras"][0]["roi"] = list(front_roi)
-    data["hardware"]["calibration"] = None
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 @pytest.mark.parametrize("roi", [[600, 0, 100, 100], [0, 0, 0, 10], [-1, 0, 10, 10], [0, 400, 640, 81]])
@@ -125,11 +112,11 @@ def test_the_checkpoint_carries_the_region_and_refuses_another(tmp_path, capsys)
         assert "\n" not in message and f"obs.front_image.roi (checkpoint [4,2,24,20], here {here})" in message, message
     capsys.readouterr()
     # resuming against a profile whose region differs (run.json names the robot 'so101': the shipped profile,
-    # which crops nothing) is refused before any training
+    # which crops its front camera to the workspace) is refused before any training
     assert cli_main(["train", "diffusion", "--out", str(run), "--resume", "--steps", "4", "--no-progress",
                      "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "crops front [4, 2, 24, 20]" in err and "crops nothing" in err, err
+    assert len(err.splitlines()) == 1 and "crops front [4, 2, 24, 20]" in err and "crops front [160, 80, 320, 240]" in err, err
 
 
 def test_a_camera_the_store_lacks_or_the_robot_lacks_is_one_line(tmp_path, capsys):

@@ -283,7 +283,8 @@ def _prepare(opts: RunOptions) -> tuple[DiffusionConfig, list[str], list[str], s
             raise UserError(f"--resume: {opts.out} is not a training run (no run.json); drop --resume to start one")
         run = json.loads(run_file.read_text())
         cfg = from_dict(DiffusionConfig, run["config"], f"{run_file}: config")
-        data, interventions, robot = opts.data or run["data"], opts.interventions or run["interventions"], run["robot"]
+        data, interventions = opts.data or run["data"], opts.interventions or run["interventions"]
+        robot = opts.robot or run["robot"]  # a profile file given again (run.json keeps its name)
         finetune = run.get("finetune")
     else:
         if run_file.exists():

@@ -290,7 +290,7 @@ def make_recorder():  # rclpy node, imported lazily
             next episode's first step is queued, so the writer sees one episode at a time.
             """
             if horizon is None:  # lock-step: the twin holds until the recorder drained, so no latency to wait for
-                horizon = self.drained if self.lockstep else self._now() - self.latency
+                horizon = self.drained + 1e-6 if self.lockstep else self._now() - self.latency  # 1e-6: ns vs float seconds
             while self.ending:
                 ep = self.ending[0]
                 self._begin(ep)
