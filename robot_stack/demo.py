@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--robot", default="so101", help="robot profile")
     p.add_argument("--task", default="pick_cube", help="twin task (reach, pick_cube, push)")
     p.add_argument("--demos", type=int, default=100, help="scripted demonstrations to record")
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: 6000 low-dim, 3000 with --images)")
+    p.add_argument("--steps", type=int, default=6000, help="training steps")
     p.add_argument("--images", action="store_true", help="visuomotor policy (front and wrist cameras, joints; what hardware publishes) "
                    "instead of the privileged low-dim reference (the cube's pose from the simulator)")
     p.add_argument("--episodes", type=int, default=50, help="in-process evaluation episodes")
@@ -109,7 +109,6 @@ def run(args: argparse.Namespace) -> int:
     demos = EpisodeStore(store)
     console.print(f"recorded {demos.n_episodes} demos ({demos.n_steps} steps) in {record_s:.0f} s -> {store}")
 
-    args.steps = args.steps or (3000 if args.images else 6000)
     policy_dir = out / "policy"
     train_cmd = ["train", "diffusion", "--data", str(store), "--out", str(policy_dir), "--robot", args.robot,
                  "--preset", "image" if args.images else "lowdim", "--steps", str(args.steps)]
