@@ -114,6 +114,7 @@ def fingerprints(store) -> dict[int, str]:
 def make_profile(folder: Path) -> Path:
     data = yaml.safe_load(find_config("robots", "so101").read_text())
     front = next(c for c in data["cameras"] if c["name"] == "front")
+    front.pop("roi", None)  # pixels of the 640x480 frame
     data["cameras"] = [{**front, "width": 64, "height": 48, "fps": 15}]
     data["hardware"].pop("calibration", None)
     path = folder / "so101_small.yaml"

@@ -95,6 +95,14 @@ class CameraSpec:
         if not self.sim_camera:
             object.__setattr__(self, "sim_camera", self.name)
 
+    def at_resolution(self, width: int, height: int) -> CameraSpec:
+        """This camera streaming ``width`` x ``height`` (same field of view): its region of interest scaled along."""
+        roi = self.roi
+        if roi is not None:
+            sx, sy = width / self.width, height / self.height
+            roi = (int(roi[0] * sx), int(roi[1] * sy), max(1, int(roi[2] * sx)), max(1, int(roi[3] * sy)))
+        return dataclasses.replace(self, width=width, height=height, roi=roi)
+
 
 @dataclass(frozen=True)
 class ControlSpec:

@@ -94,3 +94,13 @@ def test_process_environment_defaults_and_user_values() -> None:
     assert env["OMP_WAIT_POLICY"] == "PASSIVE"  # sleeping OpenMP workers on shared cores
     mine = ros_environment({"PATH": "/usr/bin", "OMP_WAIT_POLICY": "ACTIVE", "RMW_IMPLEMENTATION": "rmw_zenoh_cpp"})
     assert mine["OMP_WAIT_POLICY"] == "ACTIVE" and mine["RMW_IMPLEMENTATION"] == "rmw_zenoh_cpp"
+
+
+def test_a_camera_at_another_resolution_scales_its_region_of_interest():
+    front = load_profile("so101").camera("front")
+    assert front.roi == (160, 80, 320, 240)
+    small = front.at_resolution(320, 240)  # e.g. a camera node's width/height parameters
+    assert (small.width, small.height, small.roi) == (320, 240, (80, 40, 160, 120))
+    odd = front.at_resolution(33, 25)  # rounding never leaves the image
+    x, y, w, h = odd.roi
+    assert x + w <= 33 and y + h <= 25 and w > 0 and h > 0

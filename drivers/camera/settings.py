@@ -52,12 +52,13 @@ def camera_settings(options: CameraOptions) -> CameraSettings:
     if not profile.cameras:
         raise UserError(f"robot profile {profile.name!r} has no cameras: add one under 'cameras:' in {profile.source}")
     spec = profile.camera(camera or profile.cameras[0].name)
-    changes = {k: v for k, v in (("width", width), ("height", height), ("fps", float(fps))) if v}
-    if changes:
-        try:
-            spec = dataclasses.replace(spec, **changes)
-        except ValueError as err:
-            raise UserError(f"camera parameters: {err}") from None
+    try:
+        if width or height:  # the region of interest scales along (pixels of the profile's resolution)
+            spec = spec.at_resolution(width or spec.width, height or spec.height)
+        if fps:
+            spec = dataclasses.replace(spec, fps=float(fps))
+    except ValueError as err:
+        raise UserError(f"camera parameters: {err}") from None
     profile = dataclasses.replace(profile, cameras=tuple(spec if c.name == spec.name else c for c in profile.cameras))
 
     qos = QoSProfile(
