@@ -111,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
 
     policy_dir = out / "policy"
     train_cmd = ["train", "diffusion", "--data", str(store), "--out", str(policy_dir), "--robot", args.robot,
-                 "--preset", "image" if args.images else "lowdim", "--steps", str(args.steps)]
+                 "--preset", "image" if args.images else "lowdim", "--steps", str(args.steps),
+                 "--procs", "auto"]
     from robot_stack.resources import share_dir
 
     config = share_dir() / "config" / "policies" / ("visuomotor.yaml" if args.images else "lowdim_small.yaml")

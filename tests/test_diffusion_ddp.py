@@ -1,4 +1,4 @@
-"""DDP path: torchrun with 2 CPU processes (gloo) computes the same losses as one process."""
+"""DDP path: 2 CPU processes (gloo; ``--procs 2`` or torchrun) compute the same losses as one process."""
 
 from __future__ import annotations
 
@@ -27,11 +27,30 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     single = tmp_path / "single"
     subprocess.run([sys.executable, *args, "--out", str(single)], check=True, env=env, timeout=240)
     ddp = tmp_path / "ddp"
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           *args, "--out", str(ddp)], env=env, timeout=240, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, *args, "--out", str(ddp), "--procs", "2"], env=env, timeout=240,
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "Grad strides" not in proc.stderr, proc.stderr[-3000:]
     assert json.loads((ddp / "run.json").read_text())["world_size"] == 2
     a, b = _losses(single), _losses(ddp)
     assert len(a) == len(b) == 6
     assert a == pytest.approx(b, rel=2e-3), (a, b)
     assert (ddp / "checkpoints" / "latest" / "model.safetensors").is_file()
+    # torchrun starts the same processes itself: resuming the run under it continues the same updates
+    more = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "robot_stack.cli", "train", "diffusion", "--out", str(ddp), "--resume", "--steps", "8",
+                           "--robot", str(small_camera_profile(tmp_path)), "--no-progress"], env=env, timeout=240, capture_output=True, text=True)
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert len(_losses(ddp)) == 8
+
+
+def test_a_mistake_found_in_a_training_process_is_one_line(tmp_path):
+    """Every process finds the same mistake (the batch does not split over 2 processes): reported once."""
+    store = write_store(tmp_path / "demos.zarr", n_episodes=2, length=12, cameras=())
+    proc = subprocess.run([sys.executable, "-m", "robot_stack.cli", "train", "diffusion", "--data", str(store),
+                           "--preset", "tiny", "--robot", "so101", "--steps", "2", "--batch-size", "7",
+                           "--out", str(tmp_path / "run"), "--procs", "2", "--no-progress"],
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "robot-stack: error: train.batch_size (7) must be divisible by the number of processes (2)"], proc.stderr

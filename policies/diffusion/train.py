@@ -25,6 +25,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -402,6 +403,9 @@ def train(opts: RunOptions) -> Path:
 
     model = LossWrapper(policy)
     if world > 1:
+        # camera crops arrive channels-last, so a 1x1 convolution's weight gradient does too: DDP copies it into
+        # its bucket (a few KB) and says so on every step
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     sampler = GlobalBatches(len(train_set), tc.batch_size, tc.seed, rank, world, start=step)
     loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=tc.num_workers,
