@@ -36,7 +36,7 @@ def record(path: Path, episodes: int, width: int, height: int, codec: str):
     from robot_stack.typed_config import to_dict
 
     base = load_profile("so101")
-    profile = dataclasses.replace(base, cameras=(dataclasses.replace(base.camera("front"), width=width, height=height, roi=None),))
+    profile = dataclasses.replace(base, cameras=(base.camera("front").at_resolution(width, height),))
     task = nominal_task("pick_cube")
     env = TwinEnv(profile, task, cameras=["front"])
     expert = make_expert(profile, task)

@@ -247,7 +247,7 @@ def env_steps_per_second(robot: str, cameras: list[str], size: tuple[int, int] |
     profile = load_profile(robot)
     if size is not None:  # the cameras at the policy's resolution: a property of the profile's cameras
         profile = dataclasses.replace(profile, cameras=tuple(
-            dataclasses.replace(c, width=size[0], height=size[1], roi=None) for c in profile.cameras))
+            c.at_resolution(*size) for c in profile.cameras))
     env = TwinEnv(profile, "pick_cube", cameras=cameras)
     obs, _ = env.reset(seed=0)
     rng = np.random.default_rng(0)

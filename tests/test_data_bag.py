@@ -19,7 +19,7 @@ RATE = 10.0
 def small_profile():
     """so101 with one small 15 fps camera (slower than... no: faster than the 10 Hz recording)."""
     p = load_profile("so101")
-    front = dataclasses.replace(p.camera("front"), width=32, height=24, fps=15, roi=None)
+    front = dataclasses.replace(p.camera("front").at_resolution(32, 24), fps=15)
     return dataclasses.replace(p, cameras=(front,))
 
 

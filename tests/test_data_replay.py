@@ -28,7 +28,7 @@ T0 = 1.7634e9
 
 def small_camera_profile():
     p = load_profile("so101")
-    return dataclasses.replace(p, cameras=(dataclasses.replace(p.camera("front"), width=64, height=48, fps=10, roi=None),))
+    return dataclasses.replace(p, cameras=(dataclasses.replace(p.camera("front").at_resolution(64, 48), fps=10),))
 
 
 def record_in_twin(path: Path, *, latency_ticks: int = 0, damping: float = 1.0, camera: bool = False,

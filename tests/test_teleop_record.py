@@ -27,7 +27,7 @@ RATE = 100.0  # the control rate: commands land on the grid within a control tic
 
 def test_expert_demonstrations_are_recorded_through_the_launch_file(ros, tmp_path: Path) -> None:
     base = load_profile("so101")
-    small = dataclasses.replace(base.camera("front"), width=64, height=48, fps=15, roi=None)  # lean: 2 shared cores
+    small = dataclasses.replace(base.camera("front").at_resolution(64, 48), fps=15)  # lean: 2 shared cores
     profile = dataclasses.replace(base, cameras=(small,))
     profile_yaml = tmp_path / "so101_small.yaml"
     profile_yaml.write_text(yaml.safe_dump(to_dict(profile)))
@@ -98,7 +98,7 @@ def test_lock_step_recording_keeps_every_frame_of_two_cameras(ros, tmp_path: Pat
     their full rate reach the store with no late and no missing frame, and every save is answered
     (the recorder polls its tick on the wall clock: on sim time, a twin holding for the save stopped it)."""
     base = load_profile("so101")
-    cameras = tuple(dataclasses.replace(base.camera(n), width=64, height=48, roi=None) for n in ("front", "wrist"))  # 30 fps
+    cameras = tuple(base.camera(n).at_resolution(64, 48) for n in ("front", "wrist"))  # 30 fps
     profile_yaml = tmp_path / "so101_small.yaml"
     profile_yaml.write_text(yaml.safe_dump(to_dict(dataclasses.replace(base, cameras=cameras))))
     dataset, episodes = tmp_path / "demos.zarr", 3
