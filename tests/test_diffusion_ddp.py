@@ -54,3 +54,14 @@ def test_a_mistake_found_in_a_training_process_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "robot-stack: error: train.batch_size (7) must be divisible by the number of processes (2)"], proc.stderr
+
+
+def test_procs_option():
+    from robot_stack.errors import UserError
+    from robot_stack.policies.diffusion.processes import resolve_procs
+
+    assert resolve_procs("3", "cpu") == 3
+    assert resolve_procs("auto", "cpu") == (2 if (os.cpu_count() or 1) >= 2 else 1)
+    for bad in ("0", "two", "-1"):
+        with pytest.raises(UserError, match="--procs"):
+            resolve_procs(bad, "cpu")

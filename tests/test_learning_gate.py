@@ -1,8 +1,8 @@
 """The learning gate: README command (a), ``robot-stack demo``, run end to end with its defaults.
 
 100 scripted demos recorded over DDS (twin + expert + recorder), 6000 training steps of the low-dim
-policy, 50 in-process episodes that must reach the 80% gate, and 5 episodes through
-``deploy.launch.xml`` (twin + policy_server). About 17 minutes on 2 cores; its duration is measured
+policy (two DDP processes, ``--procs auto``), 50 in-process episodes that must reach the 80% gate, and 5
+episodes through ``deploy.launch.xml`` (twin + policy_server) that must too. About 12 minutes on 2 cores; its duration is measured
 by the demo's own report and docs/diffusion.md, not asserted here.
 """
 
@@ -25,7 +25,7 @@ def test_main_job_passes_the_learning_gate(tmp_path):
     ros = json.loads((out / "eval" / "ros.json").read_text())
     summary = f"in-process {in_process['successes']}/50, ROS {ros['successes']}/5; {out / 'report.md'}"
     assert len(in_process["episodes"]) == 50 and in_process["success_rate"] >= 0.8, summary
-    assert len(ros["episodes"]) == 5 and ros["successes"] >= 3, summary
+    assert len(ros["episodes"]) == 5 and ros["successes"] >= 4, summary  # the 80% gate, as the report
     # one execution path: the ROS deploy path (on sim time) gives the in-process result for the same seeds
     local = {e["seed"]: e for e in in_process["episodes"]}
     for e in ros["episodes"]:
