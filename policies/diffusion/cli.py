@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<n>")
     p.add_argument("--procs", default="1", metavar="N",
                    help="data-parallel training processes on this machine (DDP; the same updates as one process): "
-                        "a number, or auto (one per GPU; 2 on a CPU with 2+ cores, 1.6x faster on 2 cores)")
+                        "a number, or auto (one per GPU; 2 on a CPU with 2+ cores: 1.5-1.8x faster on 2 cores)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/latest")
     p.add_argument("--finetune", metavar="CKPT", help="start from this checkpoint's weights and normaliser")
     p.add_argument("--interventions", action="append", default=[], metavar="ZARR",

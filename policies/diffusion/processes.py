@@ -5,7 +5,7 @@ this starts those N processes on this machine: each gets the rendezvous environm
 give it (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) and runs ``train``.
 A user mistake found in a process (a damaged store, say) is its one-line error; the others are stopped.
 
-On a 2-core CPU two processes of one thread each train the visuomotor policy 1.58x faster than one
+On a 2-core CPU two processes of one thread each train the visuomotor policy 1.5x (the low-dim one 1.8x) faster than one
 process with two threads (docs/diffusion.md): its small convolutions do not use two threads well.
 """
 
