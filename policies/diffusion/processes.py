@@ -33,8 +33,10 @@ def resolve_procs(value: str, device: str) -> int:
         return n
     import torch
 
-    if device != "cpu" and torch.cuda.is_available():
-        return max(1, torch.cuda.device_count()) if device in ("auto", "cuda") else 1
+    from robot_stack.devices import resolve_device
+
+    if resolve_device(device).type == "cuda":
+        return torch.cuda.device_count() if device in ("auto", "cuda") else 1  # cuda:<n> names one GPU
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
