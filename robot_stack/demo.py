@@ -1,7 +1,8 @@
 """``robot-stack demo``: the whole loop on the MuJoCo twin, no hardware needed.
 
 1. record scripted demonstrations through the teleop/recorder path (``launch/teleop.launch.xml``:
-   twin + scripted expert + recorder over DDS, exactly as a human teleoperator would record);
+   twin + scripted expert + recorder over DDS, exactly as a human teleoperator would record), in
+   ``--record-procs`` parallel launches merged into one store;
 2. train a diffusion policy on them (``robot-stack train diffusion``);
 3. evaluate it in the in-process twin (success rate, videos, sim sign-off) and through the ROS
    deploy path (``launch/deploy.launch.xml``: twin + policy_server) (``robot-stack eval``);
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
+import shutil
 import time
 from pathlib import Path
 
@@ -34,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--robot", default="so101", help="robot profile")
     p.add_argument("--task", default="pick_cube", help="twin task (reach, pick_cube, push)")
     p.add_argument("--demos", type=int, default=100, help="scripted demonstrations to record")
+    p.add_argument("--record-procs", default="auto", metavar="N", help="parallel recordings (each a twin, expert and "
+                   "recorder on a ROS domain of its own), merged into one store; auto: 2 on a CPU with 2+ cores")
     p.add_argument("--steps", type=int, default=6000, help="training steps")
     p.add_argument("--images", action="store_true", help="visuomotor policy (front and wrist cameras, joints; what hardware publishes) "
                    "instead of the privileged low-dim reference (the cube's pose from the simulator)")
@@ -45,43 +50,87 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _say(console, step: str, command: list[str]) -> None:
-    console.rule(f"[bold]{step}")
+    if step:
+        console.rule(f"[bold]{step}")
     console.print(f"[dim]$ {shlex.join(command)}")
 
 
+def shards(demos: int, procs: int) -> list[tuple[int, int]]:
+    """(first scene seed, episodes) of each parallel recording: contiguous seeds, so that together they record
+    the scenes one recording would (seeds 0 to demos - 1; the expert discards a failed episode either way)."""
+    procs = max(1, min(procs, demos))
+    counts = [demos // procs + (k < demos % procs) for k in range(procs)]
+    return [(sum(counts[:k]), n) for k, n in enumerate(counts)]
+
+
+def record_procs(value: str) -> int:
+    """``--record-procs``: a count, or ``auto``: 2 on a CPU with at least 2 cores (1 on one core)."""
+    from robot_stack.errors import UserError
+
+    if value == "auto":
+        return 2 if (os.cpu_count() or 1) >= 2 else 1
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"--record-procs {value!r}: give a number of recordings (1, 2, ...) or auto")
+    return int(value)
+
+
 def record(args: argparse.Namespace, store: Path, console) -> float:
-    """Record ``args.demos`` successful expert episodes through the ROS teleop path; returns seconds."""
+    """Record ``args.demos`` expert episodes through the ROS teleop path into ``store``; returns seconds.
+
+    With ``--record-procs`` N > 1, N launches (twin + expert + recorder each, on ROS domains
+    ``ROS_DOMAIN_ID`` + 0..N-1, so they never see each other) record contiguous seed ranges into stores of
+    their own, merged into ``store`` at the end (``robot-stack data merge``). A recording is latency-bound
+    (each node waits for the others at every lock-step gate), so two share 2 cores well."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from robot_stack.cli import main as cli
     from robot_stack.data.store import EpisodeStore
     from robot_stack.errors import UserError
     from robot_stack.launcher import LaunchRunner
     from robot_stack.resources import share_dir
 
-    launch_args = {"device": "expert", "robot": args.robot, "task": args.task, "dataset": str(store),
-                   "episodes": str(args.demos), "cameras": IMAGE_CAMERAS if args.images else "none"}
-    if args.images:  # sim time in lock-step: every camera frame recorded, however slowly the twin renders
-        launch_args["sim_time"] = "true"
-    _say(console, "1/3 record demonstrations (twin + scripted expert + recorder over DDS)",
-         ["robot-stack", "launch", "teleop.launch.xml", *(f"{k}:={v}" for k, v in launch_args.items())])
-    log_path = store.parent / "record.log"
+    parts = shards(args.demos, record_procs(args.record_procs))
+    domain = int(os.environ.get("ROS_DOMAIN_ID", "0") or 0)
+    runs = []  # (runner, log path, store)
     start = time.monotonic()
-    with open(log_path, "w") as log:
-        runner = LaunchRunner(share_dir() / "launch" / "teleop.launch.xml", launch_args, stdout=log, stderr=log)
-        runner.start()
-        try:
-            with Progress(TextColumn("demos"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          console=console) as bar:
-                job = bar.add_task("demos", total=args.demos)
-                expert_pid = next(pids[-1] for name, pids in runner.pids().items() if name.startswith("expert"))
-                while Path(f"/proc/{expert_pid}").exists() and runner.supervisor.running:
-                    time.sleep(1.0)
-                    bar.update(job, completed=_count_saved(log_path))
-                bar.update(job, completed=_count_saved(log_path))
-        finally:
-            runner.stop()
-    if not store.exists() or EpisodeStore(store).n_episodes == 0:
-        raise UserError(f"no demonstrations were recorded: see {log_path}")
+    try:
+        for k, (seed, count) in enumerate(parts):
+            part = store if len(parts) == 1 else store.parent / f"{store.stem}_{k}.zarr"
+            launch_args = {"device": "expert", "robot": args.robot, "task": args.task, "dataset": str(part),
+                           "episodes": str(count), "seed": str(seed), "cameras": IMAGE_CAMERAS if args.images else "none"}
+            if args.images:  # sim time in lock-step: every camera frame recorded, however slowly the twin renders
+                launch_args["sim_time"] = "true"
+            env = {} if len(parts) == 1 else {"ROS_DOMAIN_ID": str((domain + k) % 233)}
+            title = "1/3 record demonstrations (twin + scripted expert + recorder over DDS)"
+            _say(console, title if k == 0 else "", [*(f"{n}={v}" for n, v in env.items()), "robot-stack", "launch",
+                                                    "teleop.launch.xml", *(f"{n}:={v}" for n, v in launch_args.items())])
+            log_path = store.parent / (f"record_{k}.log" if len(parts) > 1 else "record.log")
+            log = open(log_path, "w")
+            runner = LaunchRunner(share_dir() / "launch" / "teleop.launch.xml", launch_args, stdout=log, stderr=log, env=env)
+            runs.append((runner, log, log_path, part))
+            runner.start()
+        experts = [next(pids[-1] for name, pids in r.pids().items() if name.startswith("expert")) for r, *_ in runs]
+        with Progress(TextColumn("demos"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+            job = bar.add_task("demos", total=args.demos)
+            while any(Path(f"/proc/{pid}").exists() and r.supervisor.running for pid, (r, *_) in zip(experts, runs)):
+                time.sleep(1.0)
+                bar.update(job, completed=sum(_count_saved(path) for _, _, path, _ in runs))
+            bar.update(job, completed=sum(_count_saved(path) for _, _, path, _ in runs))
+    finally:
+        for runner, log, *_ in runs:
+            if runner.supervisor is not None:
+                runner.stop()
+            log.close()
+    missing = [str(path) for _, _, path, part in runs if not part.exists() or EpisodeStore(part).n_episodes == 0]
+    if missing:
+        raise UserError(f"no demonstrations were recorded: see {', '.join(missing)}")
+    if len(runs) > 1:
+        merge = ["data", "merge", str(store), *(str(part) for *_, part in runs)]
+        _say(console, "", ["robot-stack", *merge])
+        if cli(merge) != 0:
+            raise UserError(f"merging the recordings into {store} failed (see above)")
+        for *_, part in runs:
+            shutil.rmtree(part)
     return time.monotonic() - start
 
 
@@ -99,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console()
     out: Path = args.out
-    if (out / "policy" / "run.json").exists() or (out / "demos.zarr").exists():
+    if (out / "policy" / "run.json").exists() or any(out.glob("demos*.zarr")):
         raise UserError(f"{out} already holds a demo run: pass another --out or delete it")
     out.mkdir(parents=True, exist_ok=True)
     store = out / "demos.zarr"

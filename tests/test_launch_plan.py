@@ -174,3 +174,10 @@ def test_a_realsense_serial_reaches_the_node_as_a_string() -> None:
     serials = {spec.node_name: next(p["/**"]["ros__parameters"]["serial"] for p in params_of(spec)
                                     if "serial" in p["/**"]["ros__parameters"]) for spec in specs}
     assert serials == {"/front_camera": "123456789012", "/wrist_camera": "017322071"}
+
+
+def test_runner_env_sets_variables_for_its_launch_only() -> None:
+    """``LaunchRunner(env=...)``: e.g. a ROS domain of its own (``robot-stack demo``'s parallel recordings)."""
+    specs = LaunchRunner(FILES / "probes.launch.xml", env={"ROS_DOMAIN_ID": "117"}).plan()
+    assert specs and all(s.env["ROS_DOMAIN_ID"] == "117" for s in specs)
+    assert all(s.env.get("ROS_DOMAIN_ID") == os.environ.get("ROS_DOMAIN_ID") for s in LaunchRunner(FILES / "probes.launch.xml").plan())

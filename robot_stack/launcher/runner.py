@@ -70,9 +70,12 @@ def resolve_launch_file(file_or_package: str, file: str | None = None) -> Path:
 class LaunchRunner:
     def __init__(self, path: str | Path, args: Mapping[str, str] | None = None, *,
                  stdout: IO[str] | None = None, stderr: IO[str] | None = None,
-                 sigint_timeout: float = 5.0, sigterm_timeout: float = 5.0) -> None:
+                 sigint_timeout: float = 5.0, sigterm_timeout: float = 5.0, env: Mapping[str, str] | None = None) -> None:
         self.path = Path(path).resolve()
         self.args = dict(args or {})
+        self.env = dict(env or {})
+        """Variables set for this launch over this process's environment (``ros2 launch`` inherits the shell's),
+        e.g. ``{"ROS_DOMAIN_ID": "7"}`` for a launch of its own beside another."""
         self._io = (stdout, stderr)
         self._timeouts = (sigint_timeout, sigterm_timeout)
         self.supervisor: Supervisor | None = None
@@ -84,7 +87,7 @@ class LaunchRunner:
         """Every process the launch file starts with the given arguments (nothing is started)."""
         reader = cache(load)
         top = reader(self.path)
-        environment = ros_environment()
+        environment = ros_environment({**os.environ, **self.env})
         scope = Scope(configurations=dict(self.args), environment=dict(environment), current_file=self.path)
         ctx = A.Context(scope=scope, base_environment=environment, include_reader=reader, include_stack=[self.path])
         A.run_all(top, ctx)
