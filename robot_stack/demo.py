@@ -90,8 +90,9 @@ def record(args: argparse.Namespace, store: Path, console) -> float:
     from robot_stack.resources import share_dir
 
     parts = shards(args.demos, record_procs(args.record_procs))
-    domain = int(os.environ.get("ROS_DOMAIN_ID", "0") or 0)
-    runs = []  # (runner, log path, store)
+    domain = os.environ.get("ROS_DOMAIN_ID", "0")
+    domain = int(domain) if domain.isdigit() else 0
+    runs = []  # (runner, log file, log path, store) of each launch
     start = time.monotonic()
     try:
         for k, (seed, count) in enumerate(parts):

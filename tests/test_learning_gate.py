@@ -1,8 +1,9 @@
 """The learning gate: README command (a), ``robot-stack demo``, run end to end with its defaults.
 
-100 scripted demos recorded over DDS (twin + expert + recorder), 6000 training steps of the low-dim
-policy (two DDP processes, ``--procs auto``), 50 in-process episodes that must reach the 80% gate, and 5
-episodes through ``deploy.launch.xml`` (twin + policy_server) that must too. About 17 minutes on 2 cores; its duration is measured
+100 scripted demos recorded over DDS (twin + expert + recorder; two such launches side by side,
+``--record-procs auto``), 6000 training steps of the low-dim policy (two DDP processes, ``--procs auto``), 50
+in-process episodes that must reach the 80% gate, and 5 episodes through ``deploy.launch.xml`` (twin +
+policy_server) that must too. About 12 minutes on 2 cores; its duration is measured
 by the demo's own report and docs/diffusion.md, not asserted here.
 """
 
