@@ -49,6 +49,9 @@ class EmulatedRealSense:
         self.rs = rs
         self.width, self.height, self.fps = width, height, fps
         self.depth_units, self.depth_mm, self.start_ms = depth_units, depth_mm, start_ms
+        self.late_ms: dict[int, float] = {}
+        """Per frame number, how late ``stream`` injected it: its device time runs on by as much, as a real
+        device's clock keeps pace with the wall clock however late a frame is delivered."""
         self.intrinsics = intrinsics
         self.device = rs.software_device()
         self.device.register_info(rs.camera_info.name, name)
@@ -88,7 +91,7 @@ class EmulatedRealSense:
         return (k % 256, 255 - k % 256, 7)
 
     def timestamp_ms(self, k: int) -> float:
-        return self.start_ms + k * 1000.0 / self.fps
+        return self.start_ms + k * 1000.0 / self.fps + self.late_ms.get(k, 0.0)
 
     def inject(self) -> int:
         """Push the next color (+ depth) frame into the device; returns its frame number."""
@@ -121,6 +124,7 @@ class EmulatedRealSense:
         def run() -> None:
             start, n = time.monotonic(), 0
             while not self._stop.is_set() and (frames is None or n < frames):
+                self.late_ms[self.frame_number + 1] = max(0.0, time.monotonic() - start - n / self.fps) * 1000.0
                 self.inject()
                 n += 1
                 self._stop.wait(max(0.0, start + n / self.fps - time.monotonic()))
