@@ -65,13 +65,9 @@ def shards(demos: int, procs: int) -> list[tuple[int, int]]:
 
 def record_procs(value: str) -> int:
     """``--record-procs``: a count, or ``auto``: 2 on a CPU with at least 2 cores (1 on one core)."""
-    from robot_stack.errors import UserError
+    from robot_stack.devices import cpu_processes, process_count
 
-    if value == "auto":
-        return 2 if (os.cpu_count() or 1) >= 2 else 1
-    if not value.isdigit() or int(value) < 1:
-        raise UserError(f"--record-procs {value!r}: give a number of recordings (1, 2, ...) or auto")
-    return int(value)
+    return process_count(value, "--record-procs", "recordings") or cpu_processes()
 
 
 def record(args: argparse.Namespace, store: Path, console) -> float:

@@ -43,3 +43,24 @@ def resolve_device(name: Any, local_rank: int = 0, what: str = "--device", cpu: 
                             f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")
         return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
     return torch.device("cpu")
+
+
+def process_count(value: str, option: str, what: str) -> int | None:
+    """A ``--procs``-style option: the positive number given, or None for ``auto`` (the caller decides);
+    anything else is a one-line error naming ``option`` and ``what`` it counts."""
+    if value == "auto":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UserError(f"{option} {value!r}: give a number of {what} (1, 2, ...) or auto")
+    return n
+
+
+def cpu_processes() -> int:
+    """``auto`` on a CPU: 2 processes with 2+ cores (their work leaves a core idle or uses it poorly alone), else 1."""
+    import os
+
+    return 2 if (os.cpu_count() or 1) >= 2 else 1

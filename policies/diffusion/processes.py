@@ -23,21 +23,16 @@ from robot_stack.errors import UserError
 def resolve_procs(value: str, device: str) -> int:
     """``--procs``: a count, or ``auto``: one per visible GPU (``--device auto``/``cuda``), else 2 on a CPU with
     at least 2 cores (1 on one core)."""
-    if value != "auto":
-        try:
-            n = int(value)
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise UserError(f"--procs {value!r}: give a number of processes (1, 2, ...) or auto")
+    from robot_stack.devices import cpu_processes, process_count, resolve_device
+
+    n = process_count(value, "--procs", "processes")
+    if n is not None:
         return n
     import torch
 
-    from robot_stack.devices import resolve_device
-
     if resolve_device(device).type == "cuda":
         return torch.cuda.device_count() if device in ("auto", "cuda") else 1  # cuda:<n> names one GPU
-    return 2 if (os.cpu_count() or 1) >= 2 else 1
+    return cpu_processes()
 
 
 def _free_port() -> int:
