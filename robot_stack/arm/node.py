@@ -120,9 +120,14 @@ class ArmInterface:
         bounded_take.limit(node.create_subscription(topic.type, topic.name, on_raw, topic.qos, raw=True), limit)
 
     def close(self) -> None:
-        self.estop_executor.shutdown()
+        """Stop the e-stop's thread and wait for it: left running, it can return from a wait while the
+        interpreter finalizes, and a thread that cannot retake the interpreter lock then aborts the process
+        (``terminate called without an active exception``, exit -6)."""
+        self.estop_executor.shutdown(timeout_sec=2.0)
+        self.estop_context.try_shutdown()  # wakes a wait in progress; spin() ends with the context
+        if self.estop_thread is not threading.current_thread():
+            self.estop_thread.join(timeout=5.0)
         self.estop_node.destroy_node()
-        self.estop_context.try_shutdown()
 
     # -- robot -> ---------------------------------------------------------------------------------
     def publish_state(self, reading: JointReading) -> None:
