@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=50, help="in-process episodes (0: skip)")
     p.add_argument("--ros", type=int, default=0, metavar="N", help="also run N episodes over ROS (deploy.launch.xml)")
     p.add_argument("--gate", type=float, default=0.8, help="success rate needed to pass and sign off")
+    p.add_argument("--no-sign-off", action="store_true",
+                   help="leave <policy>/sim_validation.json as it is (a check that is not the gate, e.g. robustness)")
     p.add_argument("--seed", type=int, default=1000, help="seed of the first episode (one seed per episode)")
     p.add_argument("--videos", type=int, default=2, help="episodes to record as mp4")
     p.add_argument("--inference-steps", type=int, default=0, help="DDIM steps (0: the checkpoint's default)")
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                                      runtime=runtime, plan_log=out / "plans_in_process.jsonl" if args.plan_log else None,
                                      device=args.device)
         report.save(out, "in_process")
-        record = report.sign_off(args.policy)
+        record = "not written (--no-sign-off)" if args.no_sign_off else report.sign_off(args.policy)
         console.print(report.summary())
         console.print(f"videos: {', '.join(report.videos) or 'none'}; sign-off record: {record}")
         passed = report.passed

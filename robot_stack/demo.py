@@ -42,6 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=6000, help="training steps")
     p.add_argument("--images", action="store_true", help="visuomotor policy (front and wrist cameras, joints; what hardware publishes) "
                    "instead of the privileged low-dim reference (the cube's pose from the simulator)")
+    p.add_argument("--record-task", metavar="TASK", help="task the demos are recorded on (default: --task); e.g. "
+                   "pick_cube_visual: pick_cube's scenes under visual randomisation (camera pose, lights, colours), "
+                   "domain randomisation for a policy that tolerates them")
+    p.add_argument("--robustness-task", default="auto", metavar="TASK",
+                   help="also evaluate in-process on TASK, reported beside the gate, not part of it; auto: <task>_visual "
+                        "(config/tasks) for an image policy, where it exists; none: skip")
+    p.add_argument("--robustness-episodes", type=int, default=30, help="episodes of the robustness evaluation")
     p.add_argument("--episodes", type=int, default=50, help="in-process evaluation episodes")
     p.add_argument("--ros-episodes", type=int, default=5, help="evaluation episodes through the ROS deploy path")
     p.add_argument("--gate", type=float, default=0.8, help="success rate the policy must reach")
@@ -93,7 +100,7 @@ def record(args: argparse.Namespace, store: Path, console) -> float:
     try:
         for k, (seed, count) in enumerate(parts):
             part = store if len(parts) == 1 else store.parent / f"{store.stem}_{k}.zarr"
-            launch_args = {"device": "expert", "robot": args.robot, "task": args.task, "dataset": str(part),
+            launch_args = {"device": "expert", "robot": args.robot, "task": args.record_task or args.task, "dataset": str(part),
                            "episodes": str(count), "seed": str(seed), "cameras": IMAGE_CAMERAS if args.images else "none"}
             if args.images:  # sim time in lock-step: every camera frame recorded, however slowly the twin renders
                 launch_args["sim_time"] = "true"
@@ -147,6 +154,10 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     if (out / "policy" / "run.json").exists() or any(out.glob("demos*.zarr")):
         raise UserError(f"{out} already holds a demo run: pass another --out or delete it")
+    from robot_stack.tasks import load_task_config
+
+    for task in {args.task, args.record_task, robustness_task(args)} - {None}:
+        load_task_config(task)  # an unknown task: one line now, not after the recording
     out.mkdir(parents=True, exist_ok=True)
     store = out / "demos.zarr"
     began = time.monotonic()
@@ -180,6 +191,15 @@ def run(args: argparse.Namespace) -> int:
     code = cli(eval_cmd)
     eval_s = time.monotonic() - t
 
+    robust = robustness_task(args)
+    if robust:
+        robust_cmd = ["eval", "--policy", str(checkpoint), "--task", robust, "--robot", args.robot, "--episodes",
+                      str(args.robustness_episodes), "--gate", "0", "--no-sign-off", "--out", str(out / "eval_robustness")]
+        _say(console, "", ["robot-stack", *robust_cmd])
+        t = time.monotonic()
+        cli(robust_cmd)
+        eval_s += time.monotonic() - t
+
     reports = {p.stem: json.loads(p.read_text()) for p in sorted(eval_dir.glob("*.json"))}
     table = Table("", "value", title=f"robot-stack demo: {args.task} on {args.robot} ({'images' if args.images else 'low-dim'})")
     table.add_row("demonstrations", f"{demos.n_episodes} ({record_s:.0f} s through ROS)")
@@ -190,6 +210,12 @@ def run(args: argparse.Namespace) -> int:
     for name, rep in reports.items():
         lo, hi = rep["ci95"]
         table.add_row(f"success ({name.replace('_', '-')})",
+                      f"{rep['successes']}/{len(rep['episodes'])} = {rep['success_rate']:.0%} (95% CI {lo:.0%}-{hi:.0%})")
+    robust_report = out / "eval_robustness" / "in_process.json"
+    if robust and robust_report.exists():
+        rep = json.loads(robust_report.read_text())
+        lo, hi = rep["ci95"]
+        table.add_row(f"robustness ({robust}, not gated)",
                       f"{rep['successes']}/{len(rep['episodes'])} = {rep['success_rate']:.0%} (95% CI {lo:.0%}-{hi:.0%})")
     if "in_process" in reports and "ros" in reports:
         table.add_row("one execution path", parity(reports["in_process"], reports["ros"]))
@@ -204,6 +230,25 @@ def run(args: argparse.Namespace) -> int:
     (out / "report.md").write_text("\n".join(lines) + "\n")
     console.print(f"report: {out / 'report.md'}")
     return 0  # the loop ran end to end; the gate verdict is in the report (robot-stack eval exits 1 on FAIL)
+
+
+def robustness_task(args: argparse.Namespace) -> str | None:
+    """The task of the robustness evaluation: ``--robustness-task``, where ``auto`` is ``<task>_visual`` for an
+    image policy when config/tasks has it (visual randomisation a low-dim policy does not see), else none."""
+    from robot_stack.errors import UserError
+    from robot_stack.resources import find_config
+
+    if args.robustness_task == "none" or args.robustness_episodes <= 0:
+        return None
+    if args.robustness_task != "auto":
+        return args.robustness_task
+    if not args.images:
+        return None
+    try:
+        find_config("tasks", f"{Path(args.task).stem}_visual")
+    except UserError:  # no such variant: nothing to check
+        return None
+    return f"{Path(args.task).stem}_visual"
 
 
 def parity(in_process: dict, ros: dict) -> str:

@@ -22,7 +22,7 @@ def test_image_demo_runs_end_to_end_on_what_hardware_publishes(tmp_path):
     out = tmp_path / "demo"
     cli = Path(sys.executable).parent / "robot-stack"
     run = subprocess.run([str(cli), "demo", "--images", "--demos", "2", "--steps", "4", "--episodes", "2",
-                          "--ros-episodes", "1", "--gate", "0", "--out", str(out)], capture_output=True, text=True, timeout=850)
+                          "--ros-episodes", "1", "--gate", "0", "--robustness-episodes", "1", "--out", str(out)], capture_output=True, text=True, timeout=850)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     store = EpisodeStore(out / "demos.zarr")
     assert store.n_episodes == 2 and {"front_image", "wrist_image"} <= set(store.keys)
@@ -38,5 +38,10 @@ def test_image_demo_runs_end_to_end_on_what_hardware_publishes(tmp_path):
     assert config["obs"]["rois"] == {"front": list(load_profile("so101").camera("front").roi)}
     report = (out / "report.md").read_text()
     assert "recorded frames: late 0, missing 0" in report and "PASS" in report, report
+    # the robustness check (pick_cube_visual) is reported beside the gate and signs nothing off
+    assert "robustness (pick_cube_visual, not gated): " in report, report
+    sign_off = json.loads((out / "policy" / "checkpoints" / "latest" / "sim_validation.json").read_text())
+    assert sign_off["task"] == "pick_cube", sign_off
+    assert len(json.loads((out / "eval_robustness" / "in_process.json").read_text())["episodes"]) == 1
     for name, episodes in (("in_process", 2), ("ros", 1)):
         assert len(json.loads((out / "eval" / f"{name}.json").read_text())["episodes"]) == episodes, name

@@ -21,3 +21,32 @@ def test_record_procs_option():
     for bad in ("0", "-1", "two", ""):
         with pytest.raises(UserError, match="--record-procs"):
             record_procs(bad)
+
+
+def test_robustness_task_is_the_visual_variant_of_an_image_demo():
+    import argparse
+
+    from robot_stack.demo import robustness_task
+
+    def task(**kw):
+        base = dict(images=True, task="pick_cube", robustness_task="auto", robustness_episodes=30)
+        return robustness_task(argparse.Namespace(**{**base, **kw}))
+
+    assert task() == "pick_cube_visual"
+    assert task(images=False) is None  # a low-dim policy does not see cameras, lights or colours
+    assert task(task="reach") is None  # no reach_visual: nothing to check
+    assert task(robustness_task="none") is None and task(robustness_episodes=0) is None
+    assert task(robustness_task="pick_cube_wide", images=False) == "pick_cube_wide"
+
+
+def test_demo_refuses_an_unknown_task_before_recording(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = Path(sys.executable).parent / "robot-stack"
+    for flag in ("--task", "--record-task", "--robustness-task"):
+        run = subprocess.run([str(cli), "demo", flag, "no_such_task", "--out", str(tmp_path / "d")],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2 and "unknown task 'no_such_task'" in run.stderr and "Traceback" not in run.stderr
+        assert not (tmp_path / "d").exists(), flag
