@@ -55,7 +55,7 @@ from robot_stack.typed_config import load_yaml
 REPO = Path(__file__).resolve().parent.parent
 JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
 POLICIES = {"lowdim": ("lowdim", None), "lowdim_small": ("lowdim", "lowdim_small"), "image": ("image", None),
-            "image_small": ("image", "image_small")}
+            "image_small": ("image", "image_small"), "visuomotor": ("image", "visuomotor")}
 DIMS = {"joint_pos": 6, "ee_pose": 7, "object_state": 7}
 
 
