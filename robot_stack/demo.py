@@ -5,7 +5,8 @@
    ``--record-procs`` parallel launches merged into one store;
 2. train a diffusion policy on them (``robot-stack train diffusion``);
 3. evaluate it in the in-process twin (success rate, videos, sim sign-off) and through the ROS
-   deploy path (``launch/deploy.launch.xml``: twin + policy_server) (``robot-stack eval``);
+   deploy path (``launch/deploy.launch.xml``: twin + policy_server) (``robot-stack eval``); an image
+   policy also under the task's visual randomisation (``--robustness-task``), reported, not gated;
 4. print a short report and write ``<out>/report.md``.
 
 Every step prints the equivalent command, so each can be re-run or changed on its own.
