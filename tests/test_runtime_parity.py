@@ -94,7 +94,7 @@ def test_in_process_and_ros_run_the_same_plans_and_latency_changes_both_alike(mo
     assert len(local_plans) >= 2 * 12  # an episode of 10 s re-plans every 0.75 s
     assert_same_plans(local_plans, ros_plans)
     assert [(e.success, e.steps) for e in local.episodes] == [(e.success, e.steps) for e in ros.episodes]
-    assert ros.wall_seconds < 2 * 10.0, "the ROS evaluation on sim time should beat real time"
+    # how fast the ROS path runs on sim time is benchmarks/runtime_eval.py's, not a wall-clock assert here
 
     _, _, slow_local, slow_ros = run_both(moving_policy, tmp_path / "slow", 0.3)
     assert_same_plans(slow_local, slow_ros)
