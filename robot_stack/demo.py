@@ -157,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{out} already holds a demo run: pass another --out or delete it")
     from robot_stack.tasks import load_task_config
 
-    for task in {args.task, args.record_task, robustness_task(args)} - {None}:
+    robust = robustness_task(args)
+    for task in {args.task, args.record_task, robust} - {None}:
         load_task_config(task)  # an unknown task: one line now, not after the recording
     out.mkdir(parents=True, exist_ok=True)
     store = out / "demos.zarr"
@@ -192,7 +193,6 @@ def run(args: argparse.Namespace) -> int:
     code = cli(eval_cmd)
     eval_s = time.monotonic() - t
 
-    robust = robustness_task(args)
     if robust:
         robust_cmd = ["eval", "--policy", str(checkpoint), "--task", robust, "--robot", args.robot, "--episodes",
                       str(args.robustness_episodes), "--gate", "0", "--no-sign-off", "--out", str(out / "eval_robustness")]
@@ -209,15 +209,10 @@ def run(args: argparse.Namespace) -> int:
         table.add_row("recorded frames", f"late {late}, missing {missing} (stale images: the gate needs 0 and 0)")
     table.add_row("training", f"{args.steps} steps in {train_s:.0f} s; curves: {policy_dir / 'loss.png'}")
     for name, rep in reports.items():
-        lo, hi = rep["ci95"]
-        table.add_row(f"success ({name.replace('_', '-')})",
-                      f"{rep['successes']}/{len(rep['episodes'])} = {rep['success_rate']:.0%} (95% CI {lo:.0%}-{hi:.0%})")
+        table.add_row(f"success ({name.replace('_', '-')})", success_rate(rep))
     robust_report = out / "eval_robustness" / "in_process.json"
     if robust and robust_report.exists():
-        rep = json.loads(robust_report.read_text())
-        lo, hi = rep["ci95"]
-        table.add_row(f"robustness ({robust}, not gated)",
-                      f"{rep['successes']}/{len(rep['episodes'])} = {rep['success_rate']:.0%} (95% CI {lo:.0%}-{hi:.0%})")
+        table.add_row(f"robustness ({robust}, not gated)", success_rate(json.loads(robust_report.read_text())))
     if "in_process" in reports and "ros" in reports:
         table.add_row("one execution path", parity(reports["in_process"], reports["ros"]))
     videos = reports.get("in_process", {}).get("videos", [])
@@ -233,6 +228,12 @@ def run(args: argparse.Namespace) -> int:
     return 0  # the loop ran end to end; the gate verdict is in the report (robot-stack eval exits 1 on FAIL)
 
 
+def success_rate(report: dict) -> str:
+    """An evaluation report's successes, rate and 95% interval, as the demo's table shows them."""
+    lo, hi = report["ci95"]
+    return f"{report['successes']}/{len(report['episodes'])} = {report['success_rate']:.0%} (95% CI {lo:.0%}-{hi:.0%})"
+
+
 def robustness_task(args: argparse.Namespace) -> str | None:
     """The task of the robustness evaluation: ``--robustness-task``, where ``auto`` is ``<task>_visual`` for an
     image policy when config/tasks has it (visual randomisation a low-dim policy does not see), else none."""
@@ -245,11 +246,12 @@ def robustness_task(args: argparse.Namespace) -> str | None:
         return args.robustness_task
     if not args.images:
         return None
+    variant = f"{Path(args.task).stem}_visual"
     try:
-        find_config("tasks", f"{Path(args.task).stem}_visual")
+        find_config("tasks", variant)
     except UserError:  # no such variant: nothing to check
         return None
-    return f"{Path(args.task).stem}_visual"
+    return variant
 
 
 def parity(in_process: dict, ros: dict) -> str:
