@@ -59,7 +59,7 @@ class ExpertOptions:
                                          default=0.0)
     intervene_steps: int = field("scripted intervener: steps per takeover", default=20)
     intervene_budget: int = field("scripted intervener: total steps", default=10**9)
-    seed: int = field("scripted intervener: random seed", default=0)
+    seed: int = field("random seed: the expert's approach offsets and the scripted intervener", default=0)
     lockstep: bool = field("sim time: the twin waits for the expert at every half period (sim/step_until)",
                            default=False)
 
@@ -76,7 +76,7 @@ class ExpertNode(Node):
         self.intervening, self.intervened = 0, 0
         self.profile = load_profile(robot)
         self.contract = c = Contract(self.profile)
-        self.expert = make_expert(self.profile, task)
+        self.expert = make_expert(self.profile, task, seed=options.seed)
         self.kind = self.expert.config.kind
         self.names = self.profile.all_joint_names
         self.joints: tuple[np.ndarray, np.ndarray] | None = None

@@ -107,8 +107,10 @@ class Expert:
     speed = 0.25  # m/s for free-space moves
     careful_speed = 0.08  # m/s near objects
 
-    def __init__(self, profile: RobotProfile, config: TaskConfig, kinematics: Kinematics | None = None):
+    def __init__(self, profile: RobotProfile, config: TaskConfig, kinematics: Kinematics | None = None,
+                 seed: int = 0):
         self.profile, self.config = profile, config
+        self.rng = np.random.default_rng(seed)
         self.kin = kinematics if kinematics is not None else Kinematics(profile)
         self.n_arm = len(profile.joints)
         self.dt = 1.0 / profile.control.policy_rate_hz
@@ -184,9 +186,23 @@ class ReachExpert(Expert):
 
 
 class PickCubeExpert(Expert):
+    """Hover above the cube, descend onto it, close, lift; grip again if the cube stays down.
+
+    The hover point is drawn within ``hover_jitter`` of the cube's centre (a fresh draw per approach), so
+    the demonstrations show the descent correcting a lateral error, as a learned policy's hover is never
+    exact; without it every demo descends vertically and a policy that hovers 1 cm off lands beside the cube.
+    """
+
     hover = 0.06
+    hover_jitter = 0.015  # m, radius of the disc the hover point is drawn from
+    clearance = 0.025  # m above the grasp height that the jaws keep until they are centred over the cube
+    centred = 0.004  # m
     lift = 0.10
     close_steps = 6
+
+    def reset(self) -> None:
+        super().reset()
+        self.hover_offset = np.zeros(2)
 
     def act(self, obs: dict) -> np.ndarray:
         state = np.asarray(obs["object_state"], dtype=float)
@@ -199,12 +215,15 @@ class PickCubeExpert(Expert):
             self.rot = self.geometry.top_down(self.natural_yaw(obs, np.pi / 2, yaw))
             self.phase, self.steps, self.gripper = "hover", 0, self.gripper_open
             self.setpoint = None
+            r, angle = self.hover_jitter * np.sqrt(self.rng.random()), 2 * np.pi * self.rng.random()
+            self.hover_offset = r * np.array([np.cos(angle), np.sin(angle)])
         if self.phase == "hover":
-            goal = np.array([cube[0], cube[1], half + self.hover])
+            goal = np.array([*(cube[:2] + self.hover_offset), half + self.hover])
             if self.move(obs, goal, self.speed) < 0.01 or self.steps > 40:
                 self.phase, self.steps = "descend", 0
-        if self.phase == "descend":
-            goal = np.array([cube[0], cube[1], half])
+        if self.phase == "descend":  # level with the cube's top until centred over it, then straight down
+            centred = np.linalg.norm(grasp[:2] - cube[:2]) < self.centred
+            goal = np.array([cube[0], cube[1], half if centred else half + self.clearance])
             if self.move(obs, goal, self.careful_speed) < 0.006 or self.steps > 30:
                 self.phase, self.steps = "close", 0
         if self.phase == "close":
@@ -228,8 +247,9 @@ class PushExpert(Expert):
     lateral_tolerance = 0.012
     turn_steps = 8
 
-    def __init__(self, profile: RobotProfile, config: TaskConfig, kinematics: Kinematics | None = None):
-        super().__init__(profile, config, kinematics)
+    def __init__(self, profile: RobotProfile, config: TaskConfig, kinematics: Kinematics | None = None,
+                 seed: int = 0):
+        super().__init__(profile, config, kinematics, seed)
         self.pusher = self.geometry
         # grip with 5 mm to spare on the fixed-jaw side (closing pulls the block against it)
         self.gripper_geometry = GraspGeometry.from_model(self.kin, profile, 2 * min(config.object.half_size[:2]) + 0.01)
@@ -332,6 +352,7 @@ class PushExpert(Expert):
 EXPERTS = {"reach": ReachExpert, "pick_cube": PickCubeExpert, "push": PushExpert}
 
 
-def make_expert(profile: RobotProfile, task: TaskConfig | str, kinematics: Kinematics | None = None) -> Expert:
+def make_expert(profile: RobotProfile, task: TaskConfig | str, kinematics: Kinematics | None = None,
+                seed: int = 0) -> Expert:
     config = load_task_config(task) if isinstance(task, str) else task
-    return EXPERTS[config.kind](profile, config, kinematics)
+    return EXPERTS[config.kind](profile, config, kinematics, seed)

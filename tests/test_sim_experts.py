@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import REPO, wait_for
 
@@ -70,3 +71,34 @@ def test_expert_node_drives_the_twin_over_dds(tmp_path):
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_pick_expert_hovers_off_centre_and_centres_on_the_way_down():
+    """The hover point is drawn within ``hover_jitter`` of the cube (seeded), so the demonstrations show the
+    descent correcting a lateral error; the jaws still close centred on the cube and lift it."""
+    env = TwinEnv("so101", "pick_cube")
+
+    def approach(seed: int) -> tuple[float, float, bool]:
+        expert = make_expert(env.profile, env.task_config, seed=seed)
+        obs, info = env.reset(seed=100)
+        expert.reset()
+        at_hover = at_close = None
+        for _ in range(env.max_steps):
+            action = expert.act({k: v.astype(float) for k, v in obs.items()})
+            lateral = float(np.linalg.norm(expert.grasp_point(obs)[:2] - obs["object_state"][:2]))
+            if expert.phase == "descend" and at_hover is None:
+                at_hover = lateral
+            if expert.phase == "close" and at_close is None:
+                at_close = lateral
+            obs, _, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                break
+        return at_hover, at_close, info["success"]
+
+    runs = [approach(seed) for seed in range(4)]
+    assert all(success for _, _, success in runs)
+    hovers = [hover for hover, _, _ in runs]
+    assert max(hovers) > 0.004 and len({round(h, 4) for h in hovers}) == len(hovers), hovers  # off centre, per seed
+    assert max(hovers) < make_expert(env.profile, env.task_config).hover_jitter + 0.01
+    assert all(close < 0.006 for _, close, _ in runs), runs  # centred before the jaws close
+    assert approach(2) == runs[2]  # the same seed, the same demonstration
