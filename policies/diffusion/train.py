@@ -189,7 +189,7 @@ def validation_loss(policy: DiffusionPolicy, data: ds.SequenceDataset, batch_siz
     return total / count
 
 
-def plot_losses(metrics: list[dict], path: Path) -> None:
+def plot_losses(metrics: list[dict], path: Path, prediction_type: str = "epsilon") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -202,7 +202,8 @@ def plot_losses(metrics: list[dict], path: Path) -> None:
         ax.plot(*zip(*train), label="train")
     if val:
         ax.plot(*zip(*val), "o-", label="validation (EMA)")
-    ax.set(xlabel="step", ylabel="noise-prediction MSE", yscale="log", title=path.parent.name)
+    target = "noise" if prediction_type == "epsilon" else "clean-action"
+    ax.set(xlabel="step", ylabel=f"{target} prediction MSE", yscale="log", title=path.parent.name)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -444,7 +445,7 @@ def train(opts: RunOptions) -> Path:
                 bar.set_postfix(loss=f"{entry['loss']:.4f}", **({"val": f"{entry['val_loss']:.4f}"}
                                                                 if entry.get("val_loss") is not None else {}))
                 if "val_loss" in entry:
-                    plot_losses(metrics, opts.out / "loss.png")
+                    plot_losses(metrics, opts.out / "loss.png", cfg.scheduler.prediction_type)
                     if eval_task is None and entry["val_loss"] is not None and entry["val_loss"] < best:
                         best = entry["val_loss"]
                         ckpt.save_checkpoint(opts.out / "checkpoints" / "best", eval_policy, step)
