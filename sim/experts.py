@@ -196,7 +196,7 @@ class PickCubeExpert(Expert):
     hover = 0.06
     hover_jitter = 0.015  # m, radius of the disc the hover point is drawn from
     clearance = 0.025  # m above the grasp height that the jaws keep until they are centred over the cube
-    centred = 0.004  # m
+    centred_within = 0.004  # m between the grasp point and the cube's vertical axis
     lift = 0.10
     close_steps = 6
 
@@ -222,7 +222,7 @@ class PickCubeExpert(Expert):
             if self.move(obs, goal, self.speed) < 0.01 or self.steps > 40:
                 self.phase, self.steps = "descend", 0
         if self.phase == "descend":  # level with the cube's top until centred over it, then straight down
-            centred = np.linalg.norm(grasp[:2] - cube[:2]) < self.centred
+            centred = np.linalg.norm(grasp[:2] - cube[:2]) < self.centred_within
             goal = np.array([cube[0], cube[1], half if centred else half + self.clearance])
             if self.move(obs, goal, self.careful_speed) < 0.006 or self.steps > 30:
                 self.phase, self.steps = "close", 0

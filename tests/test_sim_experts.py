@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO, wait_for
 
 from robot_stack.resources import ros_environment
-from robot_stack.sim.experts import make_expert
+from robot_stack.sim.experts import PickCubeExpert, make_expert
 from robot_stack.sim.gym_env import TwinEnv
 
 BIN = Path(sys.executable).parent
@@ -99,6 +99,6 @@ def test_pick_expert_hovers_off_centre_and_centres_on_the_way_down():
     assert all(success for _, _, success in runs)
     hovers = [hover for hover, _, _ in runs]
     assert max(hovers) > 0.004 and len({round(h, 4) for h in hovers}) == len(hovers), hovers  # off centre, per seed
-    assert max(hovers) < make_expert(env.profile, env.task_config).hover_jitter + 0.01
+    assert max(hovers) < PickCubeExpert.hover_jitter + 0.01
     assert all(close < 0.006 for _, close, _ in runs), runs  # centred before the jaws close
     assert approach(2) == runs[2]  # the same seed, the same demonstration

@@ -127,7 +127,8 @@ class DiffusionPolicy(nn.Module):
     # -- training --------------------------------------------------------------------------------
     def compute_loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None,
                      shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
-        """Weighted denoising MSE (noise or clean actions, per ``scheduler.prediction_type``) on a batch (obs keys, ``action`` (B, Tp, Da), optional ``weight`` (B,)).
+        """Weighted denoising MSE (noise or clean actions, per ``scheduler.prediction_type``) on a batch
+        (obs keys, ``action`` (B, Tp, Da), optional ``weight`` (B,)).
 
         Noise, diffusion steps, crop offsets and observation noise are drawn on the CPU from ``generator`` for the whole
         global batch (``shard`` = (rank, world size)) and sliced per rank, so DDP over N processes

@@ -189,7 +189,7 @@ def validation_loss(policy: DiffusionPolicy, data: ds.SequenceDataset, batch_siz
     return total / count
 
 
-def plot_losses(metrics: list[dict], path: Path, prediction_type: str = "epsilon") -> None:
+def plot_losses(metrics: list[dict], path: Path, prediction_type: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
